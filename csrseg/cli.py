@@ -1,0 +1,241 @@
+"""The ``csrseg`` command: a thin shell over the package's functions.
+
+``csrseg VERB [options] [--set key.sub=value ...]``; every verb's ``--help`` lists
+its options. Errors in the user's input print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from csrseg.errors import CsrsegError
+
+logger = logging.getLogger("csrseg")
+
+
+def _next_run_dir(base: Path) -> Path:
+    """``base``, or ``base2``, ``base3`` ... if it already exists (nothing is overwritten)."""
+    if not base.exists():
+        return base
+    i = 2
+    while base.with_name(f"{base.name}{i}").exists():
+        i += 1
+    return base.with_name(f"{base.name}{i}")
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
+    parser.add_argument("--config", default=default, help=f"preset name or YAML file (default {default})")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. train.lr=2e-4 model.neck.reweight=false")
+
+
+# ---------------------------------------------------------------------------
+# verbs
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from csrseg.config import load_config
+    from csrseg.info import model_info, module_tree
+    from csrseg.models import build_model
+
+    cfg = load_config(args.config, args.overrides)
+    model = build_model(cfg)
+    print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, CSR {'on' if cfg.model.neck.reweight else 'off'} "
+          f"width {cfg.model.neck.csr_channels}, upsample {cfg.model.neck.upsample}, {cfg.model.num_classes} classes)")
+    print(module_tree(model, depth=args.depth))
+    info = model_info(model, args.height, args.width)
+    print(info.table())
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from csrseg.data.synth import SynthSpec, make_synthetic_dataset
+
+    out = make_synthetic_dataset(args.out, args.images, args.seed, args.val_fraction, SynthSpec(image_size=args.size))
+    print(f"synthetic dataset written to {out} (annotations/instances_{{train,val}}.json, train/, val/)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from csrseg.config import load_config
+    from csrseg.engine.trainer import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg_path = run_dir / "config.yaml"
+        cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config, args.overrides)
+    else:
+        cfg = load_config(args.config, args.overrides)
+        run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "train" / cfg.name)
+    result = train(cfg, args.data, run_dir, resume=bool(args.resume), device=args.device,
+                   train_split=args.train_split, val_split=None if args.no_val else args.val_split,
+                   init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval)
+    if result.metrics:
+        from csrseg.evaluate import format_table
+
+        print(format_table(result.metrics))
+    print(f"run folder: {result.run_dir}  (last: {result.last.name}, best: {result.best.name if result.best else '-'}, "
+          f"log.jsonl, results.png)")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from functools import partial
+
+    from torch.utils.data import DataLoader
+
+    from csrseg.data import CocoInstances, Transform, collate, resolve_split
+    from csrseg.evaluate import coco_mask_ap, format_table, run_inference, write_results
+    from csrseg.predict import Predictor
+
+    predictor = Predictor(args.weights, device=args.device, score_thr=0.0)
+    cfg = predictor.cfg
+    dataset = CocoInstances(*resolve_split(args.data, args.split), Transform(cfg.input, train=False))
+    if dataset.cat_ids != predictor.cat_ids:
+        raise CsrsegError(f"{dataset.index.path}: category ids {dataset.cat_ids[:5]}... differ from the checkpoint's")
+    loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
+                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+    results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=True)
+    out = Path(args.out) if args.out else Path(args.weights).with_name(f"results_{args.split}.json")
+    write_results(results, out)
+    metrics, summary = coco_mask_ap(dataset.index.path, results, seen)
+    if args.verbose:
+        print(summary)
+    print(format_table(metrics))
+    print(f"{len(seen)} images, {len(results)} instances; COCO results JSON: {out}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from csrseg.data.io import ImageReadError
+    from csrseg.evaluate import encode_mask
+    from csrseg.predict import Predictor, expand_sources
+    from csrseg.visualize import draw_instances
+
+    predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr)
+    out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = expand_sources(args.sources)
+    if not paths:
+        raise CsrsegError(f"no images found in {' '.join(args.sources)}")
+    from csrseg.predict import as_rgb_array
+
+    records, skipped, count = [], 0, 0
+    for start in range(0, len(paths), args.batch):
+        chunk, arrays = [], []
+        for path in paths[start : start + args.batch]:
+            try:
+                arrays.append(as_rgb_array(path))
+                chunk.append(path)
+            except ImageReadError as exc:
+                print(f"skipped: {exc}", file=sys.stderr)
+                skipped += 1
+        if not arrays:
+            continue
+        for path, image, instances in zip(chunk, arrays, predictor.predict_batch(arrays)):
+            overlay = draw_instances(image, [i.mask for i in instances], [i.label for i in instances],
+                                     [i.score for i in instances], predictor.class_names)
+            overlay.save(out_dir / f"{path.stem}.jpg", quality=92)
+            count += 1
+            for inst in instances:
+                x0, y0, x1, y1 = inst.box
+                records.append(dict(file_name=str(path), category_id=inst.category_id, category=inst.class_name,
+                                    score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
+                                    segmentation=encode_mask(inst.mask)))
+    (out_dir / "predictions.json").write_text(json.dumps(records))
+    print(f"{count} images, {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
+          + f"; overlays and predictions.json in {out_dir}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from csrseg.demo import run_demo
+
+    report = run_demo(Path(args.out) if args.out else _next_run_dir(Path("runs") / "demo"), quick=args.quick,
+                      images=args.images, device=args.device, overrides=args.overrides)
+    print(report)
+
+
+# ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="csrseg", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("info", help="module tree, parameter counts, GFLOPs")
+    _add_config_args(p)
+    p.add_argument("--height", type=int, default=800)
+    p.add_argument("--width", type=int, default=1333)
+    p.add_argument("--depth", type=int, default=2, help="module tree depth")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("synth", help="write a synthetic COCO-format dataset")
+    p.add_argument("out")
+    p.add_argument("--images", type=int, default=500, help="total images (train + val)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="image side in pixels")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
+    _add_config_args(p)
+    p.add_argument("--data", required=True, help="dataset root: annotations/instances_<split>.json and <split>/")
+    p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--weights", help="initial weights (fine-tuning)")
+    p.add_argument("--strict", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
+                   help="--strict false loads only the tensors that fit (e.g. another class count)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--no-val", action="store_true", help="skip evaluation")
+    p.add_argument("--checkpoint-interval", type=int, default=0, help="also save last.pt every N iterations")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="COCO mask AP of a checkpoint")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="val")
+    p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights)")
+    p.add_argument("--device")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="overlays and COCO-style JSON for images")
+    p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
+    p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--device")
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
+    p.add_argument("--out", help="run folder (default runs/demo[N])")
+    p.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
+    p.add_argument("--images", type=int, default=None, help="synthetic images (default 500, quick 16)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        args.func(args)
+    except CsrsegError as exc:
+        print(f"csrseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("csrseg: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""One configuration object for model, input pipeline and training.
+
+Every part reads the small frozen dataclass it needs (``BackboneConfig`` for the
+backbone, ``NeckConfig`` for the neck, ...). Defaults are the paper's values as
+fixed in ``shared/DESIGN.md``. A config is built from a named preset
+(:mod:`csrseg.presets`), a YAML file, or both, then overridden with
+``key.sub=value`` strings from the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csrseg.errors import CsrsegError
+
+
+class ConfigError(CsrsegError, ValueError):
+    """A config file, preset name or override that cannot be applied."""
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """torchvision ResNet returning C3, C4, C5.
+
+    ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's weight API,
+    cached under ``$TORCH_HOME``) or a path to a ``.pth`` / ``.safetensors`` state dict.
+    ``frozen_stages``: 0 freezes nothing, 1 the stem and stage 1 (detection
+    practice), up to 4. ``norm``: ``frozen_bn`` (BatchNorm in eval mode, no grad)
+    or ``bn`` (trainable, for training from scratch).
+    """
+
+    depth: int = 50
+    weights: str | None = None
+    frozen_stages: int = 1
+    norm: str = "frozen_bn"
+
+
+@dataclass(frozen=True)
+class NeckConfig:
+    """CSR + D2S neck (paper Fig. 1) and its ablation switches (Tables II, III).
+
+    ``reweight``: Cross-Scale Reweighting on C5 (paper) or a plain lateral conv.
+    ``upsample``: ``d2s`` (paper) or ``nearest`` (the FPN baseline).
+    ``fuse``: ``sum`` (default) or ``mean`` of the merged levels.
+    """
+
+    channels: int = 256
+    csr_channels: int = 256
+    reweight: bool = True
+    upsample: str = "d2s"
+    fuse: str = "sum"
+    num_groups: int = 32
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """SOLOv2-style kernel head on the single stride-8 fused feature."""
+
+    feat_channels: int = 256
+    stacked_convs: int = 4
+    kernel_dim: int = 256
+    num_grids: tuple[int, ...] = (40, 36, 24, 16, 12)
+    scale_ranges: tuple[tuple[float, float], ...] = (
+        (1, 96),
+        (48, 192),
+        (96, 384),
+        (192, 768),
+        (384, 2048),
+    )
+    # Minimum mask area (in stride-8 pixels) per grid, SOLOv2's per-level strides.
+    grid_strides: tuple[int, ...] = (8, 8, 16, 32, 32)
+    center_sigma: float = 0.2
+    num_groups: int = 32
+    prior_prob: float = 0.01
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Paper eq. 6: ``cls_weight * L_cls + dice_weight * L_dice + focal_weight * L_focal``."""
+
+    cls_weight: float = 1.0
+    dice_weight: float = 2.0
+    focal_weight: float = 3.0
+    cls_type: str = "focal"  # "focal" (SOLOv2/K-Net practice) or "ce" (paper's wording)
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Inference post-processing; see :mod:`csrseg.models.postprocess`."""
+
+    score_thr: float = 0.1
+    mask_thr: float = 0.5
+    nms_pre: int = 500
+    update_thr: float = 0.05
+    max_per_img: int = 100
+    sigma: float = 2.0
+    kernel: str = "gaussian"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_classes: int = 80
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Resize / flip / normalise / pad. ``train_short_sides`` enables multi-scale training."""
+
+    short_side: int = 800
+    max_size: int = 1333
+    train_short_sides: tuple[int, ...] = ()
+    flip_prob: float = 0.5
+    size_divisor: int = 32
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """K-Net's 1x recipe used by the paper (§IV-A). ``batch_size`` is the total over all processes."""
+
+    epochs: int = 12
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    backbone_lr_mult: float = 0.25
+    milestones: tuple[int, ...] = (8, 11)
+    lr_gamma: float = 0.1
+    warmup_iters: int = 1000
+    warmup_ratio: float = 0.001
+    clip_grad: float = 1.0
+    batch_size: int = 4
+    workers: int = 2
+    amp: bool = True
+    seed: int = 0
+    eval_interval: int = 1
+    max_iters: int = 0  # >0 stops after this many iterations in total (quick runs, tests)
+    max_bad_steps: int = 10  # consecutive non-finite losses before training stops
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) suitable for YAML/JSON."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (tuple, list)):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(cfg)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type ``hint``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return from_dict(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit {hint}")
+    if origin is tuple:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
+            return value.lower() in ("true", "yes", "on")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def merge(cfg: Any, data: dict[str, Any], where: str = "config") -> Any:
+    """Return ``cfg`` with the (nested, partial) values of ``data`` replacing its own."""
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid: {sorted(names)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            changes[key] = merge(current, value, f"{where}.{key}")
+        else:
+            changes[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["model.neck.reweight=false", "train.lr=2e-4"]`` -> nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override")
+        node[parts[-1]] = value
+    return nested
+
+
+def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Named preset or YAML file, then ``key=value`` overrides.
+
+    A YAML file may name a preset to start from with a top-level ``base: NAME`` key;
+    otherwise it starts from the defaults.
+    """
+    from csrseg.presets import PRESETS, get_preset
+
+    path = Path(name_or_path)
+    if name_or_path in PRESETS:
+        cfg = get_preset(name_or_path)
+    elif path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        base = data.pop("base", None)
+        cfg = get_preset(base) if base else Config(name=path.stem)
+        cfg = merge(cfg, data, str(path))
+    else:
+        raise ConfigError(f"unknown config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) or a YAML file")
+    if overrides:
+        cfg = merge(cfg, parse_overrides(overrides), "--set")
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

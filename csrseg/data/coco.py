@@ -1,0 +1,223 @@
+"""COCO-format instance segmentation datasets: parsing, validation, decoding.
+
+The annotation file is checked once, up front, so bad input fails with a line
+naming the file and the entry instead of a stack trace in the middle of an epoch:
+
+- not JSON / not a COCO instances file / an image entry without id, file name or
+  size / an annotation whose ``image_id`` or ``category_id`` is unknown, or whose
+  RLE size differs from its image: :class:`DatasetError`.
+- image files missing on disk: :class:`DatasetError` naming the first and the count.
+- polygon parts with fewer than 3 points: dropped (an annotation left with no part
+  is skipped), counted in ``warnings`` - training can sensibly go on.
+- ``iscrowd`` instances: never positives in training (COCOeval ignores them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from torch.utils.data import Dataset
+
+from csrseg.data.io import ImageReadError, read_image
+from csrseg.data.transforms import Transform
+from csrseg.errors import CsrsegError
+
+
+class DatasetError(CsrsegError, ValueError):
+    """An annotation file, image folder or entry that cannot be used."""
+
+
+@dataclass
+class CocoIndex:
+    """A validated COCO instances file.
+
+    ``cat_ids``: category ids sorted; label ``i`` is ``cat_ids[i]``.
+    """
+
+    path: Path
+    images: list[dict]
+    anns_by_image: dict[int, list[dict]]
+    cat_ids: list[int]
+    class_names: list[str]
+    warnings: Counter = field(default_factory=Counter)
+
+
+def _fail(path: Path, what: str) -> DatasetError:
+    return DatasetError(f"{path}: {what}")
+
+
+def load_coco_json(path: str | Path) -> CocoIndex:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: annotation file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise _fail(path, "not a COCO instances file (top level is not an object)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise _fail(path, f"not a COCO instances file (no '{key}' list)")
+
+    categories: dict[int, str] = {}
+    for i, cat in enumerate(data["categories"]):
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+            raise _fail(path, f"categories[{i}] has no integer 'id'")
+        categories[cat["id"]] = str(cat.get("name", cat["id"]))
+    cat_ids = sorted(categories)
+
+    images: list[dict] = []
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, img in enumerate(data["images"]):
+        ok = isinstance(img, dict) and isinstance(img.get("id"), int) and isinstance(img.get("file_name"), str)
+        ok = ok and all(isinstance(img.get(k), int) and img[k] > 0 for k in ("height", "width"))
+        if not ok:
+            raise _fail(path, f"images[{i}] needs integer 'id', 'height', 'width' and a 'file_name'")
+        if img["id"] in sizes:
+            raise _fail(path, f"image id {img['id']} appears twice")
+        sizes[img["id"]] = (img["height"], img["width"])
+        images.append(img)
+
+    warnings: Counter = Counter()
+    anns_by_image: dict[int, list[dict]] = defaultdict(list)
+    for i, ann in enumerate(data["annotations"]):
+        name = f"annotation {ann.get('id', f'#{i}')}" if isinstance(ann, dict) else f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise _fail(path, f"{name} is not an object")
+        if ann.get("image_id") not in sizes:
+            raise _fail(path, f"{name}: image_id {ann.get('image_id')!r} is not in 'images'")
+        if ann.get("category_id") not in categories:
+            raise _fail(path, f"{name}: category_id {ann.get('category_id')!r} is not in 'categories'")
+        segm = _check_segmentation(path, name, ann.get("segmentation"), sizes[ann["image_id"]], warnings)
+        if segm is None:
+            warnings["annotations without a usable segmentation skipped"] += 1
+            continue
+        anns_by_image[ann["image_id"]].append(dict(ann, segmentation=segm))
+    return CocoIndex(path, images, dict(anns_by_image), cat_ids, [categories[c] for c in cat_ids], warnings)
+
+
+def _check_segmentation(path: Path, name: str, segm: object, size: tuple[int, int], warnings: Counter):
+    if isinstance(segm, list):
+        parts = []
+        for part in segm:
+            if not isinstance(part, list) or not all(isinstance(v, (int, float)) for v in part):
+                raise _fail(path, f"{name}: polygon is not a list of numbers")
+            if len(part) < 6 or len(part) % 2:
+                warnings["polygons with fewer than 3 points dropped"] += 1
+                continue
+            parts.append([float(v) for v in part])
+        return parts or None
+    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
+        if list(segm["size"]) != list(size):
+            raise _fail(path, f"{name}: RLE size {segm['size']} differs from its image's {list(size)}")
+        if not isinstance(segm["counts"], (str, list)):
+            raise _fail(path, f"{name}: RLE counts must be a string or a list")
+        return segm
+    raise _fail(path, f"{name}: segmentation is neither polygons nor RLE")
+
+
+def decode_segmentation(segm: list | dict, height: int, width: int) -> np.ndarray:
+    """COCO polygons / uncompressed RLE / compressed RLE -> ``(H, W)`` uint8 mask."""
+    if isinstance(segm, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+    elif isinstance(segm["counts"], list):
+        rle = mask_utils.frPyObjects(segm, height, width)
+    else:
+        rle = dict(size=segm["size"], counts=segm["counts"].encode("ascii"))
+    return mask_utils.decode(rle)
+
+
+def resolve_split(root: str | Path, split: str) -> tuple[Path, Path]:
+    """``root/annotations/instances_{split}.json`` and ``root/{split}``.
+
+    ``split`` may be ``train``/``val`` or COCO 2017's ``train2017``/``val2017``; for
+    ``train``/``val`` the ``2017`` names are tried when the plain ones are absent.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    for name in (split, f"{split}2017"):
+        ann = root / "annotations" / f"instances_{name}.json"
+        if ann.is_file():
+            return ann, root / name
+    raise DatasetError(f"{root}: no annotations/instances_{split}.json (or instances_{split}2017.json)")
+
+
+class CocoInstances(Dataset):
+    """A COCO-format split as samples for :func:`csrseg.data.transforms.collate`.
+
+    Each sample: ``image (3, H, W)`` normalised, ``masks (N, H, W)`` uint8,
+    ``labels (N,)`` int64 contiguous, ``image_id``, ``orig_size (H0, W0)`` and
+    ``input_size (H, W)`` (before padding). Crowd instances are left out.
+    Randomness (flip, scale) comes from ``(seed, epoch, index)``, so an epoch is the
+    same whatever the worker count and after a resume.
+    """
+
+    def __init__(self, ann_file: str | Path, image_dir: str | Path, transform: Transform, seed: int = 0,
+                 check_files: bool = True) -> None:
+        self.index = load_coco_json(ann_file)
+        self.image_dir = Path(image_dir)
+        self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+        if check_files:
+            missing = [img["file_name"] for img in self.index.images if not (self.image_dir / img["file_name"]).is_file()]
+            if missing:
+                raise DatasetError(
+                    f"{self.index.path}: {len(missing)} image file(s) missing from {self.image_dir}, e.g. {missing[0]}"
+                )
+        self.cat_to_label = {c: i for i, c in enumerate(self.index.cat_ids)}
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.index.class_names
+
+    @property
+    def cat_ids(self) -> list[int]:
+        return self.index.cat_ids
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.index.images)
+
+    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Raw ``(H, W, 3)`` image, ``(N, H, W)`` masks, ``(N,)`` labels of non-crowd instances."""
+        info = self.index.images[idx]
+        path = self.image_dir / info["file_name"]
+        try:
+            image = read_image(path, exif=False)
+        except ImageReadError as exc:
+            raise DatasetError(str(exc)) from None
+        height, width = info["height"], info["width"]
+        if image.shape[:2] != (height, width):
+            raise DatasetError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say {width}x{height}")
+        anns = [a for a in self.index.anns_by_image.get(info["id"], []) if not a.get("iscrowd", 0)]
+        masks = np.zeros((len(anns), height, width), dtype=np.uint8)
+        for i, ann in enumerate(anns):
+            masks[i] = decode_segmentation(ann["segmentation"], height, width)
+        labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+        return image, masks, labels, info
+
+    def __getitem__(self, idx: int) -> dict:
+        image, masks, labels, info = self.load(idx)
+        rng = np.random.default_rng([self.seed, self.epoch, idx])
+        image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        image_t, masks_t = self.transform(image_t, torch.from_numpy(masks), rng)
+        keep = masks_t.flatten(1).amax(1) > 0 if masks_t.shape[0] else torch.zeros(0, dtype=torch.bool)
+        return dict(
+            image=image_t,
+            masks=masks_t[keep],
+            labels=torch.from_numpy(labels)[keep],
+            image_id=info["id"],
+            orig_size=(info["height"], info["width"]),
+            input_size=tuple(image_t.shape[-2:]),
+        )

@@ -1,0 +1,1 @@
+"""Training engine: the loop, checkpoints, schedule, DDP plumbing, plots."""

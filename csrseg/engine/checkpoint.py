@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, safe loads, partial loading for fine-tuning.
+
+A checkpoint is a dict of tensors and plain Python values only, so it loads with
+``torch.load(weights_only=True)``: a file from elsewhere cannot run code. Model
+weights alone can also be written and read as safetensors.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from csrseg.config import Config, ConfigError, from_dict
+from csrseg.errors import CsrsegError
+
+
+class CheckpointError(CsrsegError, RuntimeError):
+    """A checkpoint that is missing, unreadable or does not fit the model."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint (``.pt``, weights-only) or model weights (``.safetensors``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                meta = handle.metadata() or {}
+                state = {k: handle.get_tensor(k) for k in handle.keys()}
+            ckpt: dict[str, Any] = dict(model=state)
+            if "config" in meta:
+                import json
+
+                ckpt.update(json.loads(meta["config"]))
+            return ckpt
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling and zip errors share no base class
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a csrseg checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def save_safetensors(model_state: dict[str, Tensor], meta: dict[str, Any], path: str | Path) -> Path:
+    """Model weights as safetensors; ``meta`` (config, classes) stored as JSON metadata."""
+    import json
+
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp), metadata=dict(config=json.dumps(meta)))
+    os.replace(tmp, path)
+    return path
+
+
+def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Config:
+    if "config" not in ckpt:
+        raise CheckpointError(f"{path}: holds no config; pass --config with the model's config")
+    try:
+        return from_dict(Config, ckpt["config"], f"{path}:config")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def load_model_state(model: nn.Module, state: dict[str, Tensor], strict: bool = True, source: str = "checkpoint") -> list[str]:
+    """Load ``state`` into ``model``.
+
+    ``strict``: every key and shape must match, else :class:`CheckpointError` naming
+    the differing keys. Not strict: tensors whose name and shape match are loaded,
+    the rest of the model keeps its initialisation (e.g. a class head for a dataset
+    with other classes); returns the names of the parameters that were not loaded.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if strict and (missing or unexpected or mismatched):
+        lines = []
+        for k in mismatched[:5]:
+            lines.append(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+        if missing:
+            lines.append(f"missing from checkpoint: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+        if unexpected:
+            lines.append(f"not in model: {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else ""))
+        raise CheckpointError(
+            f"{source}: does not fit this model ({len(mismatched)} shape mismatches, {len(missing)} missing, "
+            f"{len(unexpected)} unexpected): " + "; ".join(lines) + ". Use strict=false to load what fits."
+        )
+    loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(loadable, strict=False)
+    return sorted(set(own) - set(loadable))

@@ -1,0 +1,312 @@
+"""Training: the paper's recipe, single process or DDP under ``torchrun``, resumable.
+
+Run folder contents: ``config.yaml``, ``log.jsonl`` (one row per logged iteration
+and per evaluation), ``last.pt`` (every epoch, and every ``checkpoint_interval``
+iterations), ``best.pt`` (best val mask AP), ``results.png`` (loss/AP plot) and
+``val_results.json`` (COCO results of the last evaluation).
+
+Determinism: the order of an epoch comes from ``(seed, epoch)`` and each sample's
+augmentation from ``(seed, epoch, index)``; a resume restores model, optimiser,
+scaler, position in the epoch and RNG state, so an interrupted run ends with the
+weights of an uninterrupted one (on CPU, to float tolerance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from csrseg.config import Config, ConfigError, save_config, to_dict
+from csrseg.data import CocoInstances, Transform, collate, resolve_split
+from csrseg.engine import distributed as du
+from csrseg.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_state
+from csrseg.engine.plots import plot_training, read_log
+from csrseg.engine.schedule import lr_factor
+from csrseg.errors import CsrsegError
+from csrseg.evaluate import coco_mask_ap, run_inference, write_results
+from csrseg.models import build_model
+
+logger = logging.getLogger("csrseg")
+
+
+class NonFiniteLossError(CsrsegError, RuntimeError):
+    """Too many consecutive steps with a NaN/inf loss."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last: Path
+    best: Path | None
+    best_ap: float
+    iterations: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def epoch_batches(num_samples: int, epoch: int, cfg: Config, env: du.DistEnv) -> list[list[int]]:
+    """This process's batches of sample indices for ``epoch`` (DistributedSampler order)."""
+    if cfg.train.batch_size % env.world_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by {env.world_size} processes")
+    per_rank = cfg.train.batch_size // env.world_size
+    sampler = DistributedSampler(range(num_samples), env.world_size, env.rank, shuffle=True, seed=cfg.train.seed)
+    sampler.set_epoch(epoch)
+    order = list(sampler)
+    return [order[i : i + per_rank] for i in range(0, len(order), per_rank)]
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW with the backbone at ``lr * backbone_lr_mult``; frozen parameters left out."""
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("backbone.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+    groups = [
+        dict(params=backbone, lr=cfg.train.lr * cfg.train.backbone_lr_mult, base_lr=cfg.train.lr * cfg.train.backbone_lr_mult),
+        dict(params=rest, lr=cfg.train.lr, base_lr=cfg.train.lr),
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def make_datasets(cfg: Config, data_root: str | Path, train_split: str, val_split: str | None):
+    train_ds = CocoInstances(*resolve_split(data_root, train_split), Transform(cfg.input, train=True), seed=cfg.train.seed)
+    val_ds = None
+    if val_split:
+        val_ds = CocoInstances(*resolve_split(data_root, val_split), Transform(cfg.input, train=False))
+        if val_ds.cat_ids != train_ds.cat_ids:
+            raise ValueError(f"{val_ds.index.path}: categories differ from {train_ds.index.path}")
+    return train_ds, val_ds
+
+
+def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: du.DistEnv,
+                   progress: bool = False) -> tuple[dict[str, float], list[dict]]:
+    """COCO mask AP of ``model`` on ``dataset``; every process infers a shard, rank 0 scores."""
+    sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
+    per_rank = max(1, cfg.train.batch_size // env.world_size)
+    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
+                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+    results, seen = run_inference(model, loader, dataset.cat_ids, env.device, cfg.train.amp, progress and env.is_main)
+    gathered = du.all_gather_objects((results, seen))
+    metrics: dict[str, float] = {}
+    all_results: list[dict] = []
+    if env.is_main:
+        # DistributedSampler repeats a few images to even out the shards: keep each image once.
+        done: set[int] = set()
+        for res, ids in gathered:
+            fresh = set(ids) - done
+            all_results.extend(r for r in res if r["image_id"] in fresh)
+            done |= fresh
+        metrics, _ = coco_mask_ap(dataset.index.path, all_results, sorted(done))
+    metrics = du.broadcast_object(metrics)
+    return metrics, all_results
+
+
+class JsonlLog:
+    """Append-only run log, written by rank 0 only."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def truncate_after(self, iteration: int, epoch: int) -> None:
+        """Drop rows a killed run wrote after the checkpoint being resumed."""
+        if not self.enabled:
+            return
+        keep = [r for r in read_log(self.path)
+                if (r.get("type") == "train" and r.get("iter", 0) <= iteration)
+                or (r.get("type") == "eval" and r.get("epoch", 0) <= epoch)]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
+
+def train(
+    cfg: Config,
+    data_root: str | Path,
+    run_dir: str | Path,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    train_split: str = "train",
+    val_split: str | None = "val",
+    init_weights: str | Path | None = None,
+    strict: bool = True,
+    checkpoint_interval: int = 0,
+    log_interval: int = 10,
+) -> TrainResult:
+    """Train ``cfg`` on the COCO-format dataset at ``data_root``; see the module docstring.
+
+    ``init_weights``: a checkpoint to start from (fine-tuning); with ``strict=False``
+    tensors that do not fit (e.g. another class count) keep their initialisation.
+    ``checkpoint_interval``: also write ``last.pt`` every this many iterations.
+    """
+    env = du.init_distributed(device)
+    run_dir = Path(run_dir)
+    torch.manual_seed(cfg.train.seed)
+
+    train_ds, val_ds = make_datasets(cfg, data_root, train_split, val_split)
+    if cfg.model.num_classes != len(train_ds.cat_ids):
+        logger.info("num_classes set to %d from %s", len(train_ds.cat_ids), train_ds.index.path)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_classes=len(train_ds.cat_ids)))
+    for what, count in train_ds.index.warnings.items():
+        logger.warning("%s: %d %s", train_ds.index.path, count, what)
+
+    model = build_model(cfg).to(env.device)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if init_weights and not (resume and last_path.is_file()):
+        ckpt = load_checkpoint(init_weights)
+        skipped = load_model_state(model, ckpt["model"], strict=strict, source=str(init_weights))
+        if skipped:
+            logger.warning("%s: %d tensors did not fit and were re-initialised (e.g. %s)", init_weights, len(skipped), skipped[0])
+    if cfg.model.backbone.norm == "bn" and env.enabled and env.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(model, cfg)
+    use_amp = cfg.train.amp and env.device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    epoch, step_in_epoch, iteration, best_ap, finished = 0, 0, 0, -1.0, False
+    metrics: dict[str, float] = {}
+    log = JsonlLog(run_dir / "log.jsonl", env.is_main)
+    if resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"{last_path}: nothing to resume (no last checkpoint in {run_dir})")
+        ckpt = load_checkpoint(last_path)
+        load_model_state(model, ckpt["model"], strict=True, source=str(last_path))
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        epoch, step_in_epoch, iteration = ckpt["epoch"], ckpt["step"], ckpt["iteration"]
+        best_ap, finished, metrics = ckpt["best_ap"], ckpt["finished"], ckpt.get("metrics", {})
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        log.truncate_after(iteration, epoch)
+        logger.info("resumed %s at epoch %d, iteration %d", last_path, epoch + 1, iteration)
+    elif env.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.path.write_text("")
+    if env.is_main:
+        save_config(cfg, run_dir / "config.yaml")
+
+    raw_model = model
+    if env.enabled:
+        model = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
+
+    def checkpoint(done: bool) -> None:
+        if not env.is_main:
+            return
+        state = dict(
+            model=raw_model.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
+            epoch=epoch, step=step_in_epoch, iteration=iteration, best_ap=best_ap, finished=done,
+            config=to_dict(cfg), classes=train_ds.class_names, cat_ids=train_ds.cat_ids,
+            rng=dict(torch=torch.get_rng_state()), metrics=metrics,
+        )
+        atomic_save(state, last_path)
+
+    iters_per_epoch = len(epoch_batches(len(train_ds), 0, cfg, env))
+    total_iters = iters_per_epoch * cfg.train.epochs
+    if cfg.train.max_iters:
+        total_iters = min(total_iters, cfg.train.max_iters)
+    bad_steps = 0
+    collate_fn = partial(collate, size_divisor=cfg.input.size_divisor)
+
+    while not finished and epoch < cfg.train.epochs:
+        train_ds.set_epoch(epoch)
+        batches = epoch_batches(len(train_ds), epoch, cfg, env)[step_in_epoch:]
+        loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.train.workers, collate_fn=collate_fn,
+                            pin_memory=env.device.type == "cuda")
+        bar = _progress(len(batches), epoch, cfg, progress and env.is_main)
+        model.train()
+        tic = time.perf_counter()
+        for images, targets in loader:
+            factor = lr_factor(iteration, epoch, cfg.train)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            images = images.to(env.device, non_blocking=True)
+            labels = [t["labels"].to(env.device) for t in targets]
+            masks = [t["masks"].to(env.device) for t in targets]
+            with torch.autocast(env.device.type, enabled=use_amp):
+                outputs = model(images)
+            losses = raw_model.loss(outputs, labels, masks)
+            if not _all_finite(losses["loss"]):
+                bad_steps += 1
+                ids = [t["image_id"] for t in targets]
+                logger.warning("non-finite loss at iteration %d (image ids %s): step skipped", iteration + 1, ids)
+                optimizer.zero_grad(set_to_none=True)
+                if bad_steps >= cfg.train.max_bad_steps:
+                    raise NonFiniteLossError(
+                        f"training stopped: {bad_steps} consecutive non-finite losses (last image ids {ids}); "
+                        f"the last good checkpoint is {last_path}"
+                    )
+            else:
+                bad_steps = 0
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(losses["loss"]).backward()
+                scaler.unscale_(optimizer)
+                if cfg.train.clip_grad > 0:
+                    nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.train.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+            iteration += 1
+            step_in_epoch += 1
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            if bar is not None:
+                bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()} | {"lr": f"{optimizer.param_groups[-1]['lr']:.2e}"})
+                bar.update(1)
+            if iteration % log_interval == 0 or iteration == total_iters:
+                log.write(dict(type="train", iter=iteration, epoch=epoch + 1, lr=optimizer.param_groups[-1]["lr"],
+                               time=round(time.perf_counter() - tic, 3), **values))
+            if checkpoint_interval and iteration % checkpoint_interval == 0:
+                checkpoint(False)
+            if iteration >= total_iters:
+                break
+        if bar is not None:
+            bar.close()
+        reached_end = iteration >= total_iters
+        if step_in_epoch >= iters_per_epoch or reached_end:
+            epoch, step_in_epoch = (epoch + 1, 0) if step_in_epoch >= iters_per_epoch else (epoch, step_in_epoch)
+            finished = reached_end or epoch >= cfg.train.epochs
+            if val_ds is not None and (finished or epoch % cfg.train.eval_interval == 0):
+                metrics, results = evaluate_model(raw_model, val_ds, cfg, env)
+                if env.is_main:
+                    log.write(dict(type="eval", epoch=epoch, iter=iteration, **metrics))
+                    write_results(results, run_dir / "val_results.json")
+                    logger.info("epoch %d: mask AP %.1f (AP50 %.1f, AP75 %.1f)", epoch, metrics["AP"], metrics["AP50"], metrics["AP75"])
+                    if metrics["AP"] > best_ap:
+                        best_ap = metrics["AP"]
+                        atomic_save(dict(model=raw_model.state_dict(), config=to_dict(cfg), classes=train_ds.class_names,
+                                         cat_ids=train_ds.cat_ids, metrics=metrics, epoch=epoch, iteration=iteration), best_path)
+            checkpoint(finished)
+
+    if env.is_main:
+        try:
+            plot_training(log.path, run_dir / "results.png")
+        except Exception as exc:  # a plot must never cost the run
+            logger.warning("could not draw the training plot: %s", exc)
+    du.barrier()
+    return TrainResult(run_dir, last_path, best_path if best_path.is_file() else None, best_ap, iteration, metrics)
+
+
+def _all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every process (all skip together, or none does)."""
+    flag = torch.tensor([1.0 if math.isfinite(float(loss.detach())) else 0.0], device=loss.device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+def _progress(total: int, epoch: int, cfg: Config, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True, leave=True)

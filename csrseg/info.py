@@ -1,0 +1,64 @@
+"""Model size and cost: parameter counts per part and FLOPs at a given input size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_params(module: nn.Module) -> float:
+    """Parameters in millions."""
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+@torch.no_grad()
+def count_flops(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """GFLOPs of one forward pass (multiply and add counted separately: 2 per MAC)."""
+    was_training = module.training
+    module.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module(*inputs)
+    module.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+@dataclass
+class ModelInfo:
+    params: dict[str, float]  # total / backbone / neck / head, millions
+    gflops: float
+    input_size: tuple[int, int]  # (H, W) before padding
+
+    def table(self) -> str:
+        lines = ["| part | params (M) |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in self.params.items()]
+        h, w = self.input_size
+        lines.append(f"\nGFLOPs at {w}x{h} (padded to 32): {self.gflops:.1f} ({self.gflops / 2:.1f} GMACs)")
+        return "\n".join(lines)
+
+
+def model_info(model: nn.Module, height: int = 800, width: int = 1333) -> ModelInfo:
+    """Parameters of ``model`` (a :class:`csrseg.CSRSeg`) and its FLOPs at ``width x height``."""
+    params = {"total": count_params(model)}
+    for part in ("backbone", "neck", "head"):
+        params[part] = count_params(getattr(model, part))
+    pad_h, pad_w = -(-height // 32) * 32, -(-width // 32) * 32
+    images = torch.zeros(1, 3, pad_h, pad_w, device=next(model.parameters()).device)
+    return ModelInfo(params, count_flops(model, images), (height, width))
+
+
+def module_tree(model: nn.Module, depth: int = 2) -> str:
+    """Indented tree of submodules down to ``depth`` with their parameter counts."""
+    lines = []
+
+    def walk(module: nn.Module, name: str, level: int) -> None:
+        lines.append(f"{'  ' * level}{name} ({type(module).__name__}, {count_params(module):.3f} M)")
+        if level < depth:
+            for child_name, child in module.named_children():
+                walk(child, child_name, level + 1)
+
+    walk(model, type(model).__name__, 0)
+    return "\n".join(lines)

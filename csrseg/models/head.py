@@ -1,0 +1,92 @@
+"""Kernel head (SOLOv2-style) on the single fused feature (paper Fig. 1, right).
+
+Kernel branch: the fused feature is resized to S x S for every grid S, two
+normalised coordinate channels are appended, ``stacked_convs`` x (conv3x3, GN,
+ReLU), then conv3x3 -> E: one dynamic 1x1 kernel per grid cell. Class branch:
+the same resized feature without coordinates, ``stacked_convs`` x (conv3x3, GN,
+ReLU), conv3x3 -> K logits. Mask branch: fused feature + coordinates,
+``stacked_convs`` x (conv3x3, GN, ReLU), 1x1 -> E mask features. The mask of
+cell (i, j) is ``sigmoid(kernel_ij · mask_feats)`` at stride 8.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from csrseg.config import ConfigError, HeadConfig
+
+
+class HeadOutput(NamedTuple):
+    """Raw head predictions for a batch.
+
+    ``cls_logits[l]``: ``(B, K, S_l, S_l)``; ``kernels[l]``: ``(B, E, S_l, S_l)``;
+    ``mask_feats``: ``(B, E, H/8, W/8)``.
+    """
+
+    cls_logits: list[Tensor]
+    kernels: list[Tensor]
+    mask_feats: Tensor
+
+
+def coord_channels(feat: Tensor) -> Tensor:
+    """``(B, C, h, w)`` -> ``(B, 2, h, w)`` of x and y in [-1, 1] (CoordConv)."""
+    b, _, h, w = feat.shape
+    ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
+    xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y])[None].expand(b, -1, -1, -1)
+
+
+def conv_stack(in_channels: int, channels: int, depth: int, num_groups: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        layers += [
+            nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=False),
+            nn.GroupNorm(num_groups, channels),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
+class KernelHead(nn.Module):
+    """``forward(fused)``: ``(B, C, H/8, W/8)`` -> :class:`HeadOutput`."""
+
+    def __init__(self, in_channels: int, num_classes: int, cfg: HeadConfig) -> None:
+        super().__init__()
+        if len(cfg.num_grids) != len(cfg.scale_ranges) or len(cfg.num_grids) != len(cfg.grid_strides):
+            raise ConfigError("head.num_grids, head.scale_ranges and head.grid_strides must have the same length")
+        self.cfg = cfg
+        self.num_classes = num_classes
+        ch = cfg.feat_channels
+        self.kernel_convs = conv_stack(in_channels + 2, ch, cfg.stacked_convs, cfg.num_groups)
+        self.kernel_out = nn.Conv2d(ch, cfg.kernel_dim, 3, padding=1)
+        self.cls_convs = conv_stack(in_channels, ch, cfg.stacked_convs, cfg.num_groups)
+        self.cls_out = nn.Conv2d(ch, num_classes, 3, padding=1)
+        self.mask_convs = conv_stack(in_channels + 2, ch, cfg.stacked_convs, cfg.num_groups)
+        self.mask_out = nn.Conv2d(ch, cfg.kernel_dim, 1)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # Focal-loss prior: every cell starts at probability prior_prob for every class.
+        nn.init.constant_(self.cls_out.bias, -math.log((1 - self.cfg.prior_prob) / self.cfg.prior_prob))
+
+    def forward(self, fused: Tensor) -> HeadOutput:
+        cls_logits, kernels = [], []
+        for size in self.cfg.num_grids:
+            grid_feat = F.interpolate(fused, size=(size, size), mode="bilinear", align_corners=False)
+            kernel_in = torch.cat([grid_feat, coord_channels(grid_feat)], dim=1)
+            kernels.append(self.kernel_out(self.kernel_convs(kernel_in)))  # (B, E, S, S)
+            cls_logits.append(self.cls_out(self.cls_convs(grid_feat)))  # (B, K, S, S)
+        mask_in = torch.cat([fused, coord_channels(fused)], dim=1)
+        mask_feats = self.mask_out(self.mask_convs(mask_in))  # (B, E, H/8, W/8)
+        return HeadOutput(cls_logits, kernels, mask_feats)

@@ -1,0 +1,150 @@
+"""Inference post-processing: grid cells -> scored binary masks (DESIGN.md).
+
+sigmoid scores -> local maxima (2x2 max-pool) -> score > ``score_thr``, at most
+``nms_pre`` by score -> masks at stride 8 > ``mask_thr`` -> drop masks not larger
+than their grid's stride -> score x maskness -> Matrix NMS (gaussian, σ=2) ->
+score > ``update_thr`` -> top ``max_per_img`` -> masks upsampled to the original
+image size; boxes derived from the masks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import masks_to_boxes
+
+from csrseg.config import PostprocessConfig
+from csrseg.models.head import HeadOutput
+
+
+def points_nms(scores: Tensor) -> Tensor:
+    """Keep only local maxima of ``(B, K, S, S)`` scores in a 2x2 window; others become 0."""
+    pooled = F.max_pool2d(scores, kernel_size=2, stride=1, padding=1)[..., :-1, :-1]
+    return scores * (pooled == scores).to(scores.dtype)
+
+
+def matrix_nms(masks: Tensor, labels: Tensor, scores: Tensor, sigma: float = 2.0, kernel: str = "gaussian") -> Tensor:
+    """Matrix NMS (SOLOv2) of masks sorted by descending score.
+
+    Args:
+        masks: ``(n, h*w)`` (or ``(n, h, w)``) binary masks, sorted by ``scores`` descending.
+        labels: ``(n,)``; only masks of the same label suppress each other.
+        scores: ``(n,)`` descending.
+    Returns:
+        ``(n,)`` decayed scores: ``score_j * min_i f(iou_ij) / f(comp_i)`` over higher-scored ``i``,
+        ``comp_i`` being the largest IoU of ``i`` with a higher-scored mask of its class;
+        ``f(x) = exp(-σ x²)`` (gaussian) or ``1 - x`` (linear).
+    """
+    n = scores.shape[0]
+    if n == 0:
+        return scores
+    flat = masks.reshape(n, -1).to(scores.dtype)
+    inter = flat @ flat.T
+    areas = flat.sum(1)
+    union = areas[:, None] + areas[None, :] - inter
+    iou = (inter / union.clamp(min=1e-6)).triu(diagonal=1)  # iou[i, j], i scored above j
+    same = (labels[:, None] == labels[None, :]).to(scores.dtype).triu(diagonal=1)
+    iou = iou * same
+    compensate = iou.max(dim=0).values  # (n,): comp_i
+    if kernel == "gaussian":
+        decay = torch.exp(-sigma * iou**2) / torch.exp(-sigma * compensate[:, None] ** 2)
+    elif kernel == "linear":
+        decay = (1 - iou) / (1 - compensate[:, None]).clamp(min=1e-6)
+    else:
+        raise ValueError(f"matrix NMS kernel {kernel!r}: choose gaussian or linear")
+    return scores * decay.min(dim=0).values
+
+
+def postprocess_image(
+    cls_scores: Tensor,
+    kernels: Tensor,
+    cell_strides: Tensor,
+    mask_feats: Tensor,
+    input_size: tuple[int, int],
+    orig_size: tuple[int, int],
+    cfg: PostprocessConfig,
+) -> dict[str, Tensor]:
+    """One image's cells -> instances.
+
+    Args:
+        cls_scores: ``(N, K)`` sigmoid scores after :func:`points_nms`, all grids concatenated.
+        kernels: ``(N, E)`` dynamic kernels of those cells.
+        cell_strides: ``(N,)`` minimum mask area of each cell's grid.
+        mask_feats: ``(E, h, w)`` at stride 8 of the padded input.
+        input_size: ``(H_in, W_in)`` of the resized image before padding.
+        orig_size: ``(H0, W0)`` of the original image.
+    Returns:
+        dict with ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)`` xyxy.
+    """
+    num_classes = cls_scores.shape[1]
+    e, h, w = mask_feats.shape
+    flat = cls_scores.flatten()
+    top = torch.topk(flat, min(cfg.nms_pre, flat.numel()))
+    keep = top.values > cfg.score_thr
+    scores, idx = top.values[keep], top.indices[keep]
+    cells, labels = idx // num_classes, idx % num_classes
+
+    soft = torch.sigmoid(kernels[cells] @ mask_feats.reshape(e, -1))  # (n, h*w)
+    binary = soft > cfg.mask_thr
+    areas = binary.sum(1).to(soft.dtype)
+    keep = areas > cell_strides[cells]
+    soft, binary, areas, scores, labels = soft[keep], binary[keep], areas[keep], scores[keep], labels[keep]
+    maskness = (soft * binary).sum(1) / areas.clamp(min=1)
+    scores = scores * maskness
+
+    order = torch.argsort(scores, descending=True)
+    soft, binary, scores, labels = soft[order], binary[order], scores[order], labels[order]
+    scores = matrix_nms(binary, labels, scores, cfg.sigma, cfg.kernel)
+    keep = scores > cfg.update_thr
+    soft, scores, labels = soft[keep], scores[keep], labels[keep]
+    order = torch.argsort(scores, descending=True)[: cfg.max_per_img]
+    soft, scores, labels = soft[order], scores[order], labels[order]
+
+    masks = upsample_masks(soft.reshape(-1, h, w), input_size, orig_size, cfg.mask_thr)
+    boxes = masks_to_boxes(masks) if masks.shape[0] else torch.zeros((0, 4), device=masks.device)
+    return dict(labels=labels, scores=scores, masks=masks, boxes=boxes)
+
+
+def upsample_masks(
+    soft: Tensor, input_size: tuple[int, int], orig_size: tuple[int, int], threshold: float, chunk: int = 16
+) -> Tensor:
+    """Stride-8 probabilities ``(n, h, w)`` -> binary masks ``(n, H0, W0)``.
+
+    Upsampled x8 to the padded input, cropped to the unpadded ``input_size``, resized
+    to ``orig_size``; done ``chunk`` masks at a time so 100 full-size float masks never
+    sit in memory at once.
+    """
+    n, h, w = soft.shape
+    out = torch.zeros((n, *orig_size), dtype=torch.bool, device=soft.device)
+    for start in range(0, n, chunk):
+        part = soft[start : start + chunk, None]
+        part = F.interpolate(part, size=(h * 8, w * 8), mode="bilinear", align_corners=False)
+        part = part[..., : input_size[0], : input_size[1]]
+        part = F.interpolate(part, size=tuple(orig_size), mode="bilinear", align_corners=False)
+        out[start : start + chunk] = part[:, 0] > threshold
+    return out
+
+
+def postprocess(
+    outputs: HeadOutput,
+    input_sizes: list[tuple[int, int]],
+    orig_sizes: list[tuple[int, int]],
+    grid_strides: tuple[int, ...],
+    cfg: PostprocessConfig,
+) -> list[dict[str, Tensor]]:
+    """Batch of raw :class:`HeadOutput` -> one instance dict per image (see :func:`postprocess_image`)."""
+    b = outputs.mask_feats.shape[0]
+    scores = [points_nms(torch.sigmoid(lg.float())) for lg in outputs.cls_logits]
+    flat_scores = torch.cat([s.permute(0, 2, 3, 1).reshape(b, -1, s.shape[1]) for s in scores], dim=1)
+    flat_kernels = torch.cat([k.permute(0, 2, 3, 1).reshape(b, -1, k.shape[1]) for k in outputs.kernels], dim=1)
+    cell_strides = torch.cat(
+        [torch.full((lg.shape[-2] * lg.shape[-1],), float(s), device=flat_scores.device) for lg, s in zip(outputs.cls_logits, grid_strides)]
+    )
+    return [
+        postprocess_image(
+            flat_scores[i], flat_kernels[i].float(), cell_strides, outputs.mask_feats[i].float(),
+            input_sizes[i], orig_sizes[i], cfg,
+        )
+        for i in range(b)
+    ]

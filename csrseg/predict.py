@@ -1,0 +1,111 @@
+"""Inference on images: ``Predictor(weights).predict(image) -> list[Instance]``."""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from csrseg.data.io import IMAGE_SUFFIXES, read_image, to_rgb
+from csrseg.data.transforms import Transform, collate
+from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
+from csrseg.errors import CsrsegError
+from csrseg.models import build_model
+
+
+@dataclass
+class Instance:
+    """One detected instance in original-image coordinates."""
+
+    label: int  # contiguous label
+    class_name: str
+    category_id: int  # the dataset's category id
+    score: float
+    mask: np.ndarray  # (H, W) bool
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+ImageLike = str | Path | np.ndarray | Image.Image
+
+
+def as_rgb_array(image: ImageLike) -> np.ndarray:
+    """Path, PIL image or array (H, W), (H, W, 3|4) -> ``(H, W, 3)`` uint8 RGB."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise CsrsegError(f"image array of shape {arr.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
+    if arr.dtype != np.uint8:  # 16-bit or float data: stretch its range to 8 bits
+        arr = arr.astype(np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = ((arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)).astype(np.uint8)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+class Predictor:
+    """A trained model ready for images.
+
+    Args:
+        weights: checkpoint (``.pt``) or ``.safetensors`` written by csrseg.
+        device: ``cpu``, ``cuda`` ... (default: CUDA when available).
+        score_thr: instances scoring below are dropped.
+    """
+
+    def __init__(self, weights: str | Path, device: str | None = None, score_thr: float = 0.3) -> None:
+        ckpt = load_checkpoint(weights)
+        self.cfg = config_from_checkpoint(ckpt, weights)
+        self.class_names: list[str] = list(ckpt.get("classes") or [str(i) for i in range(self.cfg.model.num_classes)])
+        self.cat_ids: list[int] = list(ckpt.get("cat_ids") or range(1, self.cfg.model.num_classes + 1))
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = build_model(self.cfg)
+        load_model_state(self.model, ckpt["model"], strict=True, source=str(weights))
+        self.model.to(self.device).eval()
+        self.transform = Transform(self.cfg.input, train=False)
+        self.score_thr = score_thr
+
+    def _sample(self, image: np.ndarray) -> dict:
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        tensor, masks = self.transform(tensor, torch.zeros((0, *image.shape[:2]), dtype=torch.uint8), np.random.default_rng(0))
+        return dict(image=tensor, masks=masks, orig_size=image.shape[:2], input_size=tuple(tensor.shape[-2:]))
+
+    @torch.no_grad()
+    def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
+        arrays = [as_rgb_array(im) for im in images]
+        batch, targets = collate([self._sample(a) for a in arrays], self.cfg.input.size_divisor)
+        outputs = self.model(batch.to(self.device))
+        results = self.model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
+        return [self._instances(r) for r in results]
+
+    def predict(self, image: ImageLike) -> list[Instance]:
+        """Instances of one image, best score first."""
+        return self.predict_batch([image])[0]
+
+    def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
+        out = []
+        for label, score, mask, box in zip(result["labels"].tolist(), result["scores"].tolist(), result["masks"].cpu().numpy(), result["boxes"].tolist()):
+            if score < self.score_thr:
+                continue
+            out.append(Instance(label, self.class_names[label], self.cat_ids[label], score, mask, tuple(box)))
+        return out
+
+
+def expand_sources(sources: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns -> file paths, in order."""
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(ch in source for ch in "*?["):
+            paths += sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+        else:
+            paths.append(path)
+    return paths

@@ -1,0 +1,53 @@
+import pytest
+
+from csrseg.config import Config, ConfigError, from_dict, load_config, save_config, to_dict
+from csrseg.presets import PRESETS, TABLE2, TABLE3
+
+
+def test_paper_preset_has_the_papers_values():
+    cfg = load_config("paper")
+    assert cfg.model.backbone.depth == 50
+    assert cfg.model.neck.reweight and cfg.model.neck.upsample == "d2s" and cfg.model.neck.csr_channels == 256
+    assert (cfg.input.short_side, cfg.input.max_size) == (800, 1333)
+    assert (cfg.model.loss.cls_weight, cfg.model.loss.dice_weight, cfg.model.loss.focal_weight) == (1, 2, 3)
+    assert cfg.train.lr == 1e-4 and cfg.train.weight_decay == 0.05 and cfg.train.milestones == (8, 11)
+
+
+def test_table_presets_switch_only_the_neck():
+    switches = {name: (load_config(name).model.neck.reweight, load_config(name).model.neck.upsample) for name in TABLE2}
+    assert switches == {"baseline": (False, "nearest"), "csr": (True, "nearest"), "d2s": (False, "d2s"), "paper": (True, "d2s")}
+    assert [load_config(n).model.neck.csr_channels for n in TABLE3] == [128, 256, 512, 1024]
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_config("paper", ["model.neck.reweight=false", "train.lr=2e-4", "model.head.num_grids=[12,8]"])
+    assert cfg.model.neck.reweight is False
+    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.model.head.num_grids == (12, 8)
+
+
+@pytest.mark.parametrize("bad", ["model.neck.nope=1", "train.epochs=abc", "model.neck.reweight=maybe", "novalue"])
+def test_bad_override_is_a_config_error(bad):
+    with pytest.raises(ConfigError):
+        load_config("paper", [bad])
+
+
+def test_yaml_round_trip_and_base(tmp_path):
+    cfg = load_config("demo", ["train.epochs=3"])
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    assert load_config(str(path)) == cfg
+    (tmp_path / "b.yaml").write_text("base: baseline\nmodel:\n  neck:\n    csr_channels: 64\n")
+    based = load_config(str(tmp_path / "b.yaml"))
+    assert based.model.neck.upsample == "nearest" and based.model.neck.csr_channels == 64
+
+
+def test_unknown_config_name_lists_presets():
+    with pytest.raises(ConfigError, match="paper"):
+        load_config("no-such-preset")
+
+
+def test_every_preset_round_trips_through_a_dict():
+    for name in PRESETS:
+        cfg = load_config(name)
+        assert from_dict(Config, to_dict(cfg)) == cfg

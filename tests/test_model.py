@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from csrseg import build_model, load_config
+from csrseg.data.transforms import collate
+from csrseg.info import model_info
+from csrseg.presets import TABLE2
+
+
+@pytest.mark.parametrize("name", TABLE2)
+def test_table2_variants_with_r50_on_an_odd_input(name):
+    cfg = load_config(name)
+    model = build_model(cfg).eval()
+    # 417 x 623 padded to 448 x 640
+    images, _ = collate([dict(image=torch.randn(3, 417, 623), masks=torch.zeros(0, 417, 623))])
+    assert images.shape[-2:] == (448, 640)
+    with torch.no_grad():
+        out = model(images)
+    assert out.mask_feats.shape == (1, 256, 56, 80)
+    for s, logits, kernels in zip(cfg.model.head.num_grids, out.cls_logits, out.kernels):
+        assert logits.shape == (1, 80, s, s) and kernels.shape == (1, 256, s, s)
+    with torch.no_grad():
+        results = model.postprocess(out, [(417, 623)], [(834, 1246)])
+    assert results[0]["masks"].shape[1:] == (834, 1246)
+
+
+def test_r18_backbone_shapes_and_unpadded_input_is_refused():
+    cfg = load_config("paper", ["model.backbone.depth=18", "model.num_classes=5"])
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 416, 640))
+    assert out.mask_feats.shape == (2, 256, 52, 80)
+    assert out.cls_logits[0].shape == (2, 5, 40, 40)
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.randn(1, 3, 417, 623))
+
+
+def test_parameter_counts_order_like_table3():
+    counts = [model_info(build_model(load_config(n)), 64, 64).params["total"] for n in ("csr128", "csr256", "csr512", "csr1024")]
+    assert counts == sorted(counts) and counts[1] - counts[0] > 0.3
+
+
+def test_flop_counter_counts_two_flops_per_multiply_add():
+    from csrseg.info import count_flops
+
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    # 16 output channels x 10 x 12 positions x (8 x 3 x 3) MACs, 2 FLOPs each
+    assert count_flops(conv, torch.zeros(1, 8, 10, 12)) * 1e9 == 2 * 16 * 10 * 12 * 8 * 9
+
+
+def test_info_parts_add_up_and_flops_grow_with_input():
+    model = build_model(load_config("demo"))
+    small, large = model_info(model, 128, 128), model_info(model, 256, 256)
+    p = small.params
+    assert abs(p["backbone"] + p["neck"] + p["head"] - p["total"]) < 1e-6
+    # backbone, neck and mask branch scale with the area (x4); the S x S kernel branch does not
+    assert 2.0 < large.gflops / small.gflops < 4.0

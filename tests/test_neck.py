@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from csrseg.config import NeckConfig
+from csrseg.models.neck import FusionNeck
+from csrseg.modules import DepthToSpace
+
+C = (128, 256, 512)
+
+
+def _levels(b=2, h=64, w=96):
+    return [torch.randn(b, c, h // s, w // s) for c, s in zip(C, (8, 16, 32))]
+
+
+@pytest.mark.parametrize("reweight", [False, True])
+@pytest.mark.parametrize("upsample", ["nearest", "d2s"])
+def test_every_table2_variant_fuses_to_one_stride8_map(reweight, upsample):
+    neck = FusionNeck(C, NeckConfig(channels=64, csr_channels=32, reweight=reweight, upsample=upsample, num_groups=8))
+    assert neck(_levels()).shape == (2, 64, 8, 12)
+    assert (neck.csr is not None) == reweight
+    assert isinstance(neck.up[0], DepthToSpace) == (upsample == "d2s")
+
+
+def test_d2s_neck_is_cheaper_than_fpn_neck_at_paper_width():
+    fpn = FusionNeck((512, 1024, 2048), NeckConfig(reweight=False, upsample="nearest"))
+    d2s = FusionNeck((512, 1024, 2048), NeckConfig(reweight=False, upsample="d2s"))
+    # FPN's 3x3 output conv (590k weights) vs two D2S blocks (~17k each)
+    assert sum(p.numel() for p in d2s.parameters()) < sum(p.numel() for p in fpn.parameters())
+
+
+def test_mean_fusion_halves_the_merge():
+    torch.manual_seed(0)
+    summed = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", fuse="sum"))
+    mean = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", fuse="mean"))
+    mean.load_state_dict(summed.state_dict())
+    feats = _levels(1)
+    # with linear layers only (no D2S norm), mean-fusion = (L3 + (L4 + up L5)/2)/2 before the output conv
+    l3, l4, l5 = (lat(f) for lat, f in zip(summed.lateral, feats))
+    up = torch.nn.functional.interpolate
+    expected = summed.output_conv((l3 + up((l4 + up(l5, scale_factor=2.0)) / 2, scale_factor=2.0)) / 2)
+    torch.testing.assert_close(mean(feats), expected)
+
+
+def test_sizes_not_multiple_of_32_are_refused_clearly():
+    neck = FusionNeck(C, NeckConfig(channels=64, num_groups=8))
+    feats = [torch.randn(1, 128, 9, 9), torch.randn(1, 256, 5, 5), torch.randn(1, 512, 3, 3)]
+    with pytest.raises(ValueError, match="multiples of 32"):
+        neck(feats)
