@@ -71,7 +71,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "train" / cfg.name)
     result = train(cfg, args.data, run_dir, resume=bool(args.resume), device=args.device,
                    train_split=args.train_split, val_split=None if args.no_val else args.val_split,
-                   init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval)
+                   init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval,
+                   log_interval=args.log_interval)
     if result.metrics:
         from csrseg.evaluate import format_table
 
@@ -112,7 +113,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.predict import Predictor, expand_sources
     from csrseg.visualize import draw_instances
 
-    predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr)
+    if bool(args.weights) == bool(args.onnx):
+        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if args.onnx:
+        from csrseg.predict import OnnxPredictor
+
+        predictor = OnnxPredictor(args.onnx, score_thr=args.score_thr)
+    else:
+        predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr)
     out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
@@ -145,6 +153,22 @@ def cmd_predict(args: argparse.Namespace) -> None:
     (out_dir / "predictions.json").write_text(json.dumps(records))
     print(f"{count} images, {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
           + f"; overlays and predictions.json in {out_dir}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from csrseg.engine.checkpoint import save_safetensors
+    from csrseg.export import checkpoint_metadata, export_onnx
+    from csrseg.predict import Predictor
+
+    predictor = Predictor(args.weights, device="cpu", score_thr=0.0)
+    meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
+    if args.format == "onnx":
+        path = export_onnx(predictor.model, predictor.cfg.input, args.out, meta, opset=args.opset)
+        print(f"ONNX model (opset {args.opset}, checked with onnx.checker) written to {path}; "
+              f"run it with: csrseg predict --onnx {path} IMAGES")
+    else:
+        path = save_safetensors(predictor.model.state_dict(), meta, args.out)
+        print(f"safetensors weights written to {path}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -191,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
     p.add_argument("--checkpoint-interval", type=int, default=0, help="also save last.pt every N iterations")
+    p.add_argument("--log-interval", type=int, default=10, help="log.jsonl row every N iterations")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="COCO mask AP of a checkpoint")
@@ -205,12 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="overlays and COCO-style JSON for images")
     p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
-    p.add_argument("--weights", required=True)
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=float, default=0.3)
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")
+    p.add_argument("out", help="output file")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
     p.add_argument("--out", help="run folder (default runs/demo[N])")

@@ -91,6 +91,9 @@ class LossConfig:
     cls_type: str = "focal"  # "focal" (SOLOv2/K-Net practice) or "ce" (paper's wording)
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
+    # alpha of the pixel-wise mask focal loss; 0.25 (the classification value) under-weights
+    # foreground pixels and leaves masks under-confident, 0.5 weighs both sides alike
+    mask_focal_alpha: float = 0.25
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,49 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
-        out = []
-        for label, score, mask, box in zip(result["labels"].tolist(), result["scores"].tolist(), result["masks"].cpu().numpy(), result["boxes"].tolist()):
-            if score < self.score_thr:
-                continue
-            out.append(Instance(label, self.class_names[label], self.cat_ids[label], score, mask, tuple(box)))
-        return out
+        return to_instances(result["labels"].tolist(), result["scores"].tolist(), result["masks"].cpu().numpy(),
+                            result["boxes"].tolist(), self.class_names, self.cat_ids, self.score_thr)
+
+
+def to_instances(labels: list[int], scores: list[float], masks: np.ndarray, boxes: list, class_names: list[str],
+                 cat_ids: list[int], score_thr: float) -> list[Instance]:
+    """Model outputs of one image -> :class:`Instance` list, those under ``score_thr`` left out."""
+    return [
+        Instance(label, class_names[label], cat_ids[label], score, mask.astype(bool), tuple(float(v) for v in box))
+        for label, score, mask, box in zip(labels, scores, masks, boxes)
+        if score >= score_thr
+    ]
+
+
+class OnnxPredictor:
+    """The same as :class:`Predictor`, running a model exported by ``csrseg export`` with onnxruntime."""
+
+    def __init__(self, path: str | Path, score_thr: float = 0.3, providers: list[str] | None = None) -> None:
+        import json
+
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CsrsegError(f"{path}: ONNX model not found")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=providers or ort.get_available_providers())
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CsrsegError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        meta = {k: json.loads(v) for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
+        self.class_names: list[str] = meta.get("classes", [])
+        self.cat_ids: list[int] = meta.get("cat_ids", list(range(1, len(self.class_names) + 1)))
+        self.score_thr = score_thr
+
+    def predict(self, image: ImageLike) -> list[Instance]:
+        array = as_rgb_array(image)
+        labels, scores, masks, boxes = self.session.run(None, {"image": np.ascontiguousarray(array.transpose(2, 0, 1))[None]})
+        names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
+        cat_ids = self.cat_ids or list(range(1, len(names) + 1))
+        return to_instances(labels.tolist(), scores.tolist(), masks, boxes.tolist(), names, cat_ids, self.score_thr)
+
+    def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
+        return [self.predict(image) for image in images]
 
 
 def expand_sources(sources: list[str]) -> list[Path]:

@@ -55,15 +55,15 @@ def _demo() -> Config:
         ),
         input=InputConfig(short_side=256, max_size=256),
         train=TrainConfig(
-            epochs=12,
-            lr=2e-3,
+            epochs=18,
+            lr=1e-3,
             weight_decay=0.05,
             backbone_lr_mult=1.0,
-            milestones=(9, 11),
-            warmup_iters=50,
+            milestones=(13, 16),
+            warmup_iters=100,
             batch_size=8,
-            workers=1,
-            amp=False,
+            workers=0,
+            eval_interval=3,
         ),
     )
 

@@ -22,6 +22,7 @@ def tiny_config(**train: object) -> Config:
             "model.neck.channels=32", "model.neck.csr_channels=32", "model.neck.num_groups=8",
             "model.head.feat_channels=32", "model.head.kernel_dim=16", "model.head.stacked_convs=1",
             "model.head.num_groups=8", "input.short_side=128", "input.max_size=128", "train.workers=0",
+            "train.amp=false",  # bit-for-bit comparisons between runs need fp32
         ],
     )
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))

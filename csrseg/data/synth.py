@@ -133,10 +133,14 @@ def write_split(out: Path, split: str, num_images: int, seed: int, spec: SynthSp
         images.append(dict(id=image_id, file_name=name, height=spec.image_size, width=spec.image_size))
         for inst in instances:
             rle = mask_utils.encode(np.asfortranarray(inst["mask"].astype(np.uint8)))
+            segmentation = dict(size=rle["size"], counts=rle["counts"].decode("ascii"))
             if inst["polygon"] is not None:
-                segmentation = [[round(v, 2) for xy in inst["polygon"] for v in xy]]
-            else:
-                segmentation = dict(size=rle["size"], counts=rle["counts"].decode("ascii"))
+                polygon = [[round(v, 2) for xy in inst["polygon"] for v in xy]]
+                poly_rle = mask_utils.merge(mask_utils.frPyObjects(polygon, spec.image_size, spec.image_size))
+                # pycocotools rasterises a polygon slightly differently from PIL; keep the polygon
+                # only where that difference is negligible (large shapes), else the exact RLE.
+                if mask_utils.iou([poly_rle], [rle], [0])[0, 0] >= 0.9:
+                    segmentation, rle = polygon, poly_rle
             annotations.append(
                 dict(
                     id=len(annotations) + 1,

@@ -56,10 +56,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                 meta = handle.metadata() or {}
                 state = {k: handle.get_tensor(k) for k in handle.keys()}
             ckpt: dict[str, Any] = dict(model=state)
-            if "config" in meta:
+            if "csrseg" in meta:
                 import json
 
-                ckpt.update(json.loads(meta["config"]))
+                ckpt.update(json.loads(meta["csrseg"]))
             return ckpt
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling and zip errors share no base class
@@ -77,7 +77,7 @@ def save_safetensors(model_state: dict[str, Tensor], meta: dict[str, Any], path:
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp), metadata=dict(config=json.dumps(meta)))
+    save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp), metadata=dict(csrseg=json.dumps(meta)))
     os.replace(tmp, path)
     return path
 

@@ -37,7 +37,8 @@ def plot_training(log_path: str | Path, out_path: str | Path) -> Path:
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("loss")
     ax_loss.set_yscale("log")
-    ax_loss.legend()
+    if ax_loss.lines:
+        ax_loss.legend()
     ax_loss.grid(alpha=0.3)
     for key in ("AP", "AP50", "AP75"):
         xs = [r["epoch"] for r in evals if key in r]
@@ -46,7 +47,8 @@ def plot_training(log_path: str | Path, out_path: str | Path) -> Path:
             ax_ap.plot(xs, ys, marker="o", label=key)
     ax_ap.set_xlabel("epoch")
     ax_ap.set_ylabel("mask AP (val)")
-    ax_ap.legend()
+    if ax_ap.lines:
+        ax_ap.legend()
     ax_ap.grid(alpha=0.3)
     fig.tight_layout()
     out_path = Path(out_path)

@@ -94,15 +94,15 @@ class SOLOLoss(nn.Module):
         for kernels, target in zip(outputs.kernels, targets):
             if target.pos_cell.numel() == 0:
                 continue
-            flat_kernels = kernels.permute(0, 2, 3, 1).reshape(b, -1, e)  # (B, S*S, E)
+            flat_kernels = kernels.float().permute(0, 2, 3, 1).reshape(b, -1, e)  # (B, S*S, E), fp32 under AMP
             pos_kernels = flat_kernels[target.pos_batch, target.pos_cell]  # (P, E)
             # Dynamic 1x1 conv image by image: (P_b, E) @ (E, h*w) never builds a (P, E, h, w)
             # tensor. Positives are grouped by image in ascending order (assign_targets).
             logits = torch.cat(
-                [pos_kernels[target.pos_batch == i] @ mask_feats[i].reshape(e, -1) for i in range(b)]
-            ).float()
+                [pos_kernels[target.pos_batch == i] @ mask_feats[i].float().reshape(e, -1) for i in range(b)]
+            )
             mask_targets = target.masks.reshape(-1, h * w).float()
             dice_sum = dice_sum + dice_loss(logits, mask_targets).sum()
-            focal = sigmoid_focal_loss(logits, mask_targets, self.cfg.focal_alpha, self.cfg.focal_gamma, reduction="none")
+            focal = sigmoid_focal_loss(logits, mask_targets, self.cfg.mask_focal_alpha, self.cfg.focal_gamma, reduction="none")
             focal_sum = focal_sum + focal.mean(dim=1).sum()
         return dice_sum, focal_sum

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import masks_to_boxes
 
 from csrseg.config import PostprocessConfig
 from csrseg.models.head import HeadOutput
@@ -64,6 +63,7 @@ def postprocess_image(
     input_size: tuple[int, int],
     orig_size: tuple[int, int],
     cfg: PostprocessConfig,
+    static: bool = False,
 ) -> dict[str, Tensor]:
     """One image's cells -> instances.
 
@@ -74,36 +74,64 @@ def postprocess_image(
         mask_feats: ``(E, h, w)`` at stride 8 of the padded input.
         input_size: ``(H_in, W_in)`` of the resized image before padding.
         orig_size: ``(H0, W0)`` of the original image.
+        static: keep all ``nms_pre`` candidates to the end, masking out the rejected ones
+            instead of dropping them: no data-dependent shapes until the final selection, as
+            ONNX export needs. Results are the same: a rejected candidate gets score 0 and an
+            empty mask, so it sorts last and suppresses nothing in Matrix NMS.
     Returns:
         dict with ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)`` xyxy.
     """
     num_classes = cls_scores.shape[1]
     e, h, w = mask_feats.shape
     flat = cls_scores.flatten()
-    top = torch.topk(flat, min(cfg.nms_pre, flat.numel()))
-    keep = top.values > cfg.score_thr
-    scores, idx = top.values[keep], top.indices[keep]
+    top = torch.topk(flat, min(cfg.nms_pre, flat.numel()))  # sorted, descending
+    scores, idx = top.values, top.indices
+    if not static:  # eager: drop what falls under the threshold right away (cheaper)
+        count = int((scores > cfg.score_thr).sum())
+        scores, idx = scores[:count], idx[:count]
     cells, labels = idx // num_classes, idx % num_classes
 
     soft = torch.sigmoid(kernels[cells] @ mask_feats.reshape(e, -1))  # (n, h*w)
     binary = soft > cfg.mask_thr
     areas = binary.sum(1).to(soft.dtype)
-    keep = areas > cell_strides[cells]
-    soft, binary, areas, scores, labels = soft[keep], binary[keep], areas[keep], scores[keep], labels[keep]
+    valid = (scores > cfg.score_thr) & (areas > cell_strides[cells])
+    binary = binary & valid[:, None]
     maskness = (soft * binary).sum(1) / areas.clamp(min=1)
-    scores = scores * maskness
+    scores = scores * maskness * valid.to(soft.dtype)
 
     order = torch.argsort(scores, descending=True)
     soft, binary, scores, labels = soft[order], binary[order], scores[order], labels[order]
     scores = matrix_nms(binary, labels, scores, cfg.sigma, cfg.kernel)
-    keep = scores > cfg.update_thr
-    soft, scores, labels = soft[keep], scores[keep], labels[keep]
     order = torch.argsort(scores, descending=True)[: cfg.max_per_img]
     soft, scores, labels = soft[order], scores[order], labels[order]
+    keep = scores > cfg.update_thr
+    soft, scores, labels = soft[keep], scores[keep], labels[keep]
 
-    masks = upsample_masks(soft.reshape(-1, h, w), input_size, orig_size, cfg.mask_thr)
-    boxes = masks_to_boxes(masks) if masks.shape[0] else torch.zeros((0, 4), device=masks.device)
-    return dict(labels=labels, scores=scores, masks=masks, boxes=boxes)
+    masks = upsample_masks(soft.reshape(-1, h, w), input_size, orig_size, cfg.mask_thr, chunk=0 if static else 16)
+    # a mask can vanish when a small original size is sampled from it: no instance without pixels
+    nonempty = masks.flatten(1).any(dim=1)
+    masks, scores, labels = masks[nonempty], scores[nonempty], labels[nonempty]
+    return dict(labels=labels, scores=scores, masks=masks, boxes=boxes_from_masks(masks))
+
+
+def boxes_from_masks(masks: Tensor) -> Tensor:
+    """``(n, H, W)`` bool -> ``(n, 4)`` inclusive ``x0, y0, x1, y1``; zeros for an empty mask.
+
+    Vectorised (torchvision's ``masks_to_boxes`` loops over masks, which ONNX tracing cannot follow).
+    """
+    _, height, width = masks.shape
+    rows = masks.any(dim=2)  # (n, H)
+    cols = masks.any(dim=1)  # (n, W)
+    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
+    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
+    big = float(max(height, width))
+    y0 = torch.where(rows, ys, torch.full_like(ys, big)).amin(dim=1)
+    y1 = torch.where(rows, ys, torch.full_like(ys, -1.0)).amax(dim=1)
+    x0 = torch.where(cols, xs, torch.full_like(xs, big)).amin(dim=1)
+    x1 = torch.where(cols, xs, torch.full_like(xs, -1.0)).amax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    empty = ~rows.any(dim=1)
+    return torch.where(empty[:, None], torch.zeros_like(boxes), boxes)
 
 
 def upsample_masks(
@@ -112,18 +140,22 @@ def upsample_masks(
     """Stride-8 probabilities ``(n, h, w)`` -> binary masks ``(n, H0, W0)``.
 
     Upsampled x8 to the padded input, cropped to the unpadded ``input_size``, resized
-    to ``orig_size``; done ``chunk`` masks at a time so 100 full-size float masks never
-    sit in memory at once.
+    to ``orig_size``; done ``chunk`` masks at a time (0: all at once) so 100 full-size
+    float masks need not sit in memory together.
     """
     n, h, w = soft.shape
+    if chunk <= 0:
+        return _upsample(soft, h, w, input_size, orig_size) > threshold
     out = torch.zeros((n, *orig_size), dtype=torch.bool, device=soft.device)
     for start in range(0, n, chunk):
-        part = soft[start : start + chunk, None]
-        part = F.interpolate(part, size=(h * 8, w * 8), mode="bilinear", align_corners=False)
-        part = part[..., : input_size[0], : input_size[1]]
-        part = F.interpolate(part, size=tuple(orig_size), mode="bilinear", align_corners=False)
-        out[start : start + chunk] = part[:, 0] > threshold
+        out[start : start + chunk] = _upsample(soft[start : start + chunk], h, w, input_size, orig_size) > threshold
     return out
+
+
+def _upsample(soft: Tensor, h: int, w: int, input_size, orig_size) -> Tensor:
+    part = F.interpolate(soft[:, None], size=(h * 8, w * 8), mode="bilinear", align_corners=False)
+    part = part[..., : input_size[0], : input_size[1]]
+    return F.interpolate(part, size=(orig_size[0], orig_size[1]), mode="bilinear", align_corners=False)[:, 0]
 
 
 def postprocess(
@@ -132,6 +164,7 @@ def postprocess(
     orig_sizes: list[tuple[int, int]],
     grid_strides: tuple[int, ...],
     cfg: PostprocessConfig,
+    static: bool = False,
 ) -> list[dict[str, Tensor]]:
     """Batch of raw :class:`HeadOutput` -> one instance dict per image (see :func:`postprocess_image`)."""
     b = outputs.mask_feats.shape[0]
@@ -144,7 +177,7 @@ def postprocess(
     return [
         postprocess_image(
             flat_scores[i], flat_kernels[i].float(), cell_strides, outputs.mask_feats[i].float(),
-            input_sizes[i], orig_sizes[i], cfg,
+            input_sizes[i], orig_sizes[i], cfg, static,
         )
         for i in range(b)
     ]

@@ -1,0 +1,108 @@
+"""ONNX export: the whole pipeline in the graph, the same instances as PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+
+from csrseg import build_model
+from csrseg.config import to_dict
+from csrseg.engine.checkpoint import atomic_save
+from csrseg.export import checkpoint_metadata, export_onnx
+from csrseg.models.postprocess import boxes_from_masks
+from csrseg.predict import OnnxPredictor, Predictor
+from tests.conftest import tiny_config
+
+CLASSES = ["circle", "rectangle", "triangle", "star"]
+
+
+def _checkpoint(tmp_path, cls_bias):
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = build_model(cfg)
+    with torch.no_grad():  # an untrained model scores nothing; make it see things everywhere
+        model.head.cls_out.weight.normal_(0, 0.5)
+        model.head.cls_out.bias.fill_(cls_bias)
+        model.head.kernel_out.weight.normal_(0, 0.2)
+    path = tmp_path / "model.pt"
+    atomic_save(dict(model=model.state_dict(), config=to_dict(cfg), classes=CLASSES, cat_ids=[1, 2, 3, 4]), path)
+    return path
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (100, 150, 3), dtype=np.uint8), rng.integers(0, 255, (90, 60, 3), dtype=np.uint8)]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export")
+    # bias -3: a few dozen candidates, far from the nms_pre and max_per_img cuts, where
+    # numerical noise between runtimes could decide which of two near-equal scores survives
+    weights = _checkpoint(tmp, cls_bias=-3.0)
+    predictor = Predictor(weights, device="cpu", score_thr=0.0)
+    meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
+    return predictor, export_onnx(predictor.model, predictor.cfg.input, tmp / "model.onnx", meta)
+
+
+def _iou(a, b):
+    union = (a | b).sum()
+    return (a & b).sum() / union if union else 1.0
+
+
+def test_onnx_and_pytorch_give_the_same_instances(exported):
+    predictor, path = exported
+    onnx_predictor = OnnxPredictor(path, score_thr=0.0)
+    assert onnx_predictor.class_names == CLASSES
+    for image in _images():
+        ours = predictor.predict(image)
+        theirs = onnx_predictor.predict(image)
+        assert len(ours) > 3 and len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert a.label == b.label and a.class_name == b.class_name
+            assert abs(a.score - b.score) < 1e-3
+            assert a.mask.shape == b.mask.shape == image.shape[:2]
+            assert _iou(a.mask, b.mask) > 0.99
+
+
+def test_onnx_with_nothing_detected_returns_empty_outputs(tmp_path):
+    weights = _checkpoint(tmp_path, cls_bias=-30.0)
+    predictor = Predictor(weights, device="cpu", score_thr=0.0)
+    path = export_onnx(predictor.model, predictor.cfg.input, tmp_path / "empty.onnx")
+    image = _images()[0]
+    assert predictor.predict(image) == [] and OnnxPredictor(path, score_thr=0.0).predict(image) == []
+
+
+def test_exported_graph_passes_the_checker_and_has_dynamic_size(exported):
+    import onnx
+
+    _, path = exported
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == [1, 3, "height", "width"]
+    assert model.opset_import[0].version >= 17
+
+
+def test_static_and_eager_postprocessing_agree(exported):
+    predictor, _ = exported
+    from csrseg.data.transforms import collate
+
+    sample = predictor._sample(_images()[0])
+    images, targets = collate([sample])
+    with torch.no_grad():
+        outputs = predictor.model(images)
+        eager = predictor.model.postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]])[0]
+        from csrseg.models.postprocess import postprocess
+
+        static = postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]],
+                             predictor.cfg.model.head.grid_strides, predictor.cfg.model.postprocess, static=True)[0]
+    assert torch.equal(eager["labels"], static["labels"]) and torch.allclose(eager["scores"], static["scores"])
+    assert torch.equal(eager["masks"], static["masks"])
+
+
+def test_boxes_from_masks_matches_torchvision():
+    from torchvision.ops import masks_to_boxes
+
+    g = torch.Generator().manual_seed(1)
+    masks = torch.rand(6, 20, 30, generator=g) > 0.97
+    torch.testing.assert_close(boxes_from_masks(masks), masks_to_boxes(masks))

@@ -1,0 +1,83 @@
+"""Training end to end: checkpoints, log, plot, resume, DDP (gloo, 2 processes)."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from csrseg.config import save_config
+from csrseg.engine.checkpoint import load_checkpoint
+from csrseg.engine.schedule import lr_factor
+from csrseg.engine.trainer import train
+from tests.conftest import tiny_config
+
+
+def _weights_close(a, b, atol=1e-5):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), atol=atol, rtol=1e-4, msg=k)
+
+
+def test_schedule_warms_up_then_steps():
+    cfg = tiny_config(warmup_iters=10, warmup_ratio=0.001, milestones=(2, 3), lr_gamma=0.1).train
+    assert lr_factor(0, 0, cfg) == pytest.approx(0.001)
+    assert lr_factor(5, 0, cfg) == pytest.approx(0.001 + 0.999 * 0.5)
+    assert lr_factor(10, 1, cfg) == 1.0
+    assert lr_factor(100, 2, cfg) == pytest.approx(0.1)
+    assert lr_factor(100, 3, cfg) == pytest.approx(0.01)
+
+
+def test_training_writes_a_complete_run_folder(synth_root, tmp_path):
+    cfg = tiny_config(epochs=2, batch_size=4, warmup_iters=2)
+    result = train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, log_interval=1)
+    assert result.iterations == 6  # 12 images / batch 4 x 2 epochs
+    for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt", "results.png", "val_results.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert last["finished"] and last["iteration"] == 6 and last["classes"] == ["circle", "rectangle", "triangle", "star"]
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert set(best["metrics"]) >= {"AP", "AP50", "AP75", "APS", "APM", "APL"}
+    rows = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    assert sum('"type": "train"' in r for r in rows) == 6 and sum('"type": "eval"' in r for r in rows) == 2
+
+
+def test_resume_of_a_finished_run_changes_nothing(synth_root, tmp_path):
+    cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=2)
+    train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False)
+    before = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    result = train(cfg, synth_root, tmp_path / "run", resume=True, device="cpu", progress=False)
+    assert result.iterations == 3
+    _weights_close(before, load_checkpoint(tmp_path / "run" / "last.pt")["model"], atol=0)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
+    # frozen BN: with trainable BN each process would normalise by its own half-batch statistics
+    cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=1, max_iters=2, lr=1e-3)
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(cfg, cfg_path)
+    overrides = ["model.backbone.norm=frozen_bn"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "csrseg.cli", "train", "--config", str(cfg_path), "--data", str(synth_root), "--out",
+           str(tmp_path / "ddp"), "--device", "cpu", "--no-val", "--set", *overrides]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert len(ddp["rank_fingerprints"]) == 2 and len(set(ddp["rank_fingerprints"])) == 1
+
+    from csrseg.config import load_config
+
+    single_cfg = load_config(str(cfg_path), overrides)
+    train(single_cfg, synth_root, tmp_path / "one", device="cpu", progress=False, val_split=None)
+    single = load_checkpoint(tmp_path / "one" / "last.pt")
+    assert ddp["iteration"] == single["iteration"] == 2
+    _weights_close(ddp["model"], single["model"], atol=1e-5)
