@@ -171,6 +171,32 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"safetensors weights written to {path}")
 
 
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from csrseg.benchmark import run_benchmark
+
+    sizes = []
+    for text in args.sizes:
+        try:
+            width, height = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise CsrsegError(f"--sizes {text!r}: expected WIDTHxHEIGHT, e.g. 1333x800") from None
+        sizes.append((height, width))
+    report = run_benchmark(sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from csrseg.ablate import run_ablation
+
+    out = Path(args.out) if args.out else Path("runs") / "ablate" / f"table{args.table}"
+    text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
+                        overrides=args.overrides, device=args.device)
+    print(text)
+    print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from csrseg.demo import run_demo
 
@@ -244,6 +270,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
     p.add_argument("--opset", type=int, default=17)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("benchmark", help="images/s against torchvision Mask R-CNN, in one process")
+    p.add_argument("--sizes", nargs="+", default=["1333x800", "640x640"], help="WIDTHxHEIGHT ...")
+    p.add_argument("--runs", type=int, default=5, help="timed runs per entry (median reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-fast", action="store_true", help="skip the bf16/fp16, channels-last and ONNX entries")
+    p.add_argument("--out", help="also write the markdown table to this file")
+    p.set_defaults(func=cmd_benchmark)
+
+    p = sub.add_parser("ablate", help="Table II / III: train and evaluate every variant over seeds")
+    _add_config_args(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--table", type=int, choices=(2, 3), required=True)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, help="shorter schedule (milestones scaled)")
+    p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
     p.add_argument("--out", help="run folder (default runs/demo[N])")

@@ -1,0 +1,260 @@
+"""Speed benchmark: csrseg against the model users would otherwise pick, in one process.
+
+Every entry runs on the same input image, batch 1, post-processing included,
+warm-up excluded; the figure is the median of ``runs`` timed runs. To compare
+like with like, every model works at its maximum load: our post-processing
+keeps every candidate (score threshold 0, so Matrix NMS sees ``nms_pre`` = 500
+masks and 100 masks are drawn), and Mask R-CNN keeps every box (score threshold
+0, so its mask head runs on 100 detections) - random weights would otherwise
+let both skip their heads. Peak memory is the rise of the process's peak RSS
+(``VmHWM``, reset between entries) on the CPU, ``max_memory_allocated`` on CUDA.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from csrseg.config import Config, load_config
+from csrseg.data.transforms import collate, normalize
+from csrseg.info import count_flops, count_params
+from csrseg.models import CSRSeg, build_model
+
+
+@dataclass
+class Row:
+    name: str
+    size: tuple[int, int]  # (H, W) of the input image
+    seconds: float  # median seconds per image
+    params: float  # millions
+    gflops: float  # network FLOPs of one image (post-processing not counted)
+    peak_mb: float
+
+    @property
+    def fps(self) -> float:
+        return 1.0 / self.seconds
+
+
+def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        tic = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, runs: int = 5) -> float:
+    """Measured fp32 matrix-multiply throughput of this process (the machine's practical limit)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    seconds = median_time(lambda: a @ b, runs, 2, device)
+    return 2 * n**3 / seconds / 1e9
+
+
+class _PeakMemory:
+    """Peak memory rise of the code run inside, in MB."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> "_PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+            except OSError:
+                pass
+            self.base = _vm("VmRSS")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.mb = (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
+        else:
+            self.mb = max(0.0, _vm("VmHWM") - self.base)
+
+
+def _vm(key: str) -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs: int, warmup: int,
+                   precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
+    """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, postprocess=dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)))
+    model = build_model(cfg).to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    size = tuple(image.shape[-2:])
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+    @torch.no_grad()
+    def step() -> object:
+        batch, _ = collate([dict(image=normalize(image, cfg.input), masks=torch.zeros(0, *size))])
+        batch = batch.to(device)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outputs = model(batch)
+        return model.postprocess(outputs, [size], [size])
+
+    with _PeakMemory(device) as mem:
+        seconds = median_time(step, runs, warmup, device)
+    padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device)
+    return Row(name or cfg.name, size, seconds, count_params(model), count_flops(model, padded), mem.mb)
+
+
+def benchmark_maskrcnn(image: torch.Tensor, device: torch.device, runs: int, warmup: int) -> Row:
+    """torchvision's ``maskrcnn_resnet50_fpn``, random weights, 81 classes, all 100 detections kept."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    size = tuple(image.shape[-2:])
+    # its own transform would rescale to 800 px; make it keep the size every entry gets
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=81, box_score_thresh=0.0,
+                                  min_size=min(size), max_size=max(size)).to(device).eval()
+    inputs = [(image / 255).to(device)]
+
+    @torch.no_grad()
+    def step() -> object:
+        return model(inputs)
+
+    with _PeakMemory(device) as mem:
+        seconds = median_time(step, runs, warmup, device)
+    with torch.no_grad():
+        flops = count_flops(_MaskRCNNNetwork(model), image[None].to(device) / 255)
+    return Row("Mask R-CNN R50-FPN (torchvision)", size, seconds, count_params(model), flops, mem.mb)
+
+
+class _MaskRCNNNetwork(nn.Module):
+    """Wraps Mask R-CNN so the FLOP counter sees a tensor in, detections out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> object:
+        return self.model(list(images))
+
+
+def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp_dir: Path) -> Row:
+    """Our model exported by :func:`csrseg.export.export_onnx`, run by ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    from csrseg.export import export_onnx
+
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+        cfg.model, postprocess=dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)))
+    model = build_model(cfg).eval()
+    path = export_onnx(model, cfg.input, tmp_dir / f"{cfg.name}.onnx", sample_size=tuple(image.shape[-2:]))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {"image": image.round().clamp(0, 255).to(torch.uint8)[None].numpy()}
+    with _PeakMemory(torch.device("cpu")) as mem:
+        seconds = median_time(lambda: session.run(None, feed), runs, warmup, torch.device("cpu"))
+    padded = torch.zeros(1, 3, -(-image.shape[-2] // 32) * 32, -(-image.shape[-1] // 32) * 32)
+    return Row(f"{cfg.name} (ONNX Runtime)", tuple(image.shape[-2:]), seconds, count_params(model),
+               count_flops(model, padded), mem.mb)
+
+
+def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch.device, runs: int, warmup: int) -> dict[str, float]:
+    """Median seconds of the neck alone on the backbone features of one ``size`` image."""
+    out = {}
+    for name in names:
+        model: CSRSeg = build_model(load_config(name)).to(device).eval()
+        with torch.no_grad():
+            feats = model.backbone(torch.randn(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device))
+            out[name] = median_time(lambda: model.neck(feats), runs, warmup, device)
+    return out
+
+
+def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """A reproducible test image ``(3, H, W)``, 0-255 float."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(3, height, width, generator=g) * 255
+
+
+def format_rows(rows: list[Row], reference: str, matmul: float, device_name: str) -> str:
+    """Markdown table; ratios are to the ``reference`` entry of the same size."""
+    lines = [
+        f"Device: {device_name}; fp32 matmul: {matmul:.0f} GFLOP/s (measured in the same process).",
+        "",
+        "| model | input (W×H) | images/s | × Mask R-CNN | params (M) | GFLOPs | peak mem (MB) | share of matmul peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ref = next((r for r in rows if r.name == reference and r.size == row.size), None)
+        ratio = f"{row.fps / ref.fps:.2f}" if ref else "-"
+        share = row.gflops * row.fps / matmul
+        lines.append(f"| {row.name} | {row.size[1]}×{row.size[0]} | {row.fps:.3f} | {ratio} | {row.params:.2f} | "
+                     f"{row.gflops:.0f} | {row.peak_mb:.0f} | {share:.0%} |")
+    return "\n".join(lines)
+
+
+def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, device: str = "cpu",
+                  fast_paths: bool = True, tmp_dir: Path | None = None) -> str:
+    """The whole comparison as markdown: per size, our ``paper`` and ``baseline`` configs, Mask R-CNN,
+    and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime on CPU); then the necks alone."""
+    import tempfile
+
+    dev = torch.device(device)
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    matmul = matmul_gflops(dev)
+    paper, baseline = load_config("paper"), load_config("baseline")
+    half = "fp16" if dev.type == "cuda" else "bf16"
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for height, width in sizes:
+            image = synthetic_image(height, width)
+            rows.append(benchmark_maskrcnn(image, dev, runs, warmup))
+            rows.append(benchmark_ours(baseline, image, dev, runs, warmup, name="baseline (FPN neck, Table II row 1)"))
+            rows.append(benchmark_ours(paper, image, dev, runs, warmup, name="paper (CSR + D2S)"))
+            if fast_paths:
+                rows.append(benchmark_ours(paper, image, dev, runs, warmup, precision=half, name=f"paper, {half} autocast"))
+                rows.append(benchmark_ours(paper, image, dev, runs, warmup, channels_last=True, name="paper, channels-last"))
+                if dev.type == "cpu":
+                    rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp)))
+    necks = benchmark_necks(("baseline", "paper"), sizes[0], dev, runs * 4, warmup)
+    text = format_rows(rows, "Mask R-CNN R50-FPN (torchvision)", matmul, device_name)
+    h, w = sizes[0]
+    text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): FPN baseline {necks['baseline'] * 1e3:.1f} ms, "
+             f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['baseline'] / necks['paper']:.2f}× faster).")
+    return text
+
+
+def _cpu_name() -> str:
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"

@@ -1,0 +1,41 @@
+import pytest
+
+from csrseg.ablate import VARIANTS, run_ablation, variant_config
+from csrseg.config import load_config, save_config
+from tests.conftest import tiny_config
+
+
+def test_variants_switch_the_neck_like_the_tables():
+    base = load_config("paper")
+    necks = {n: variant_config(base, v, 0, None).model.neck for n, v in VARIANTS[2].items()}
+    assert [(n.reweight, n.upsample) for n in necks.values()] == [(False, "nearest"), (True, "nearest"), (False, "d2s"), (True, "d2s")]
+    widths = [variant_config(base, v, 0, None).model.neck.csr_channels for v in VARIANTS[3].values()]
+    assert widths == [128, 256, 512, 1024]
+
+
+def test_shorter_schedule_scales_the_milestones():
+    cfg = variant_config(load_config("paper"), [], seed=4, epochs=6)
+    assert cfg.train.epochs == 6 and cfg.train.milestones == (4, 6) and cfg.train.seed == 4
+
+
+def test_sweep_writes_table_and_resumes_without_redoing(synth_root, tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
+    out = tmp_path / "sweep"
+    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
+    lines = [l for l in text.splitlines() if l.startswith("| ") and "±" in l]
+    assert [l.split(" | ")[0] for l in lines] == ["| FPN baseline", "| + CSR", "| + D2S", "| CSR + D2S"]
+    assert (out / "table2.md").read_text().strip() == text.strip() and (out / "table2.png").is_file()
+    kept = out / "csr" / "seed0" / "summary.json"
+    redo = out / "csr_d2s" / "seed1" / "summary.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    redo.unlink()
+    run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
+    assert kept.stat().st_mtime_ns == kept_mtime and redo.is_file()
+
+
+def test_unknown_table_is_refused(tmp_path):
+    from csrseg.errors import CsrsegError
+
+    with pytest.raises(CsrsegError):
+        run_ablation(tmp_path, 4, tmp_path / "x")

@@ -1,0 +1,37 @@
+import torch
+
+from csrseg.benchmark import Row, _PeakMemory, format_rows, median_time
+
+
+def test_table_ratios_are_to_the_reference_of_the_same_size():
+    rows = [
+        Row("ref", (800, 1333), 2.0, 44.0, 270.0, 100.0),
+        Row("ours", (800, 1333), 1.0, 33.0, 300.0, 80.0),
+        Row("ours", (640, 640), 0.5, 33.0, 120.0, 50.0),
+    ]
+    table = format_rows(rows, "ref", matmul=600.0, device_name="test cpu")
+    lines = [l for l in table.splitlines() if l.startswith("| ours")]
+    assert "| 1333×800 | 1.000 | 2.00 |" in lines[0]
+    assert "| 640×640 | 2.000 | - |" in lines[1]  # no reference at that size
+    assert lines[0].endswith("| 50% |")  # 300 GFLOPs x 1 image/s / 600 GFLOP/s
+
+
+def test_median_time_ignores_warmup_and_takes_the_median():
+    calls = []
+    durations = iter([0.05, 0.0, 0.02, 0.0, 0.01])
+
+    def fn():
+        import time
+
+        calls.append(1)
+        time.sleep(next(durations))
+
+    t = median_time(fn, runs=3, warmup=2, device=torch.device("cpu"))
+    assert len(calls) == 5 and 0.008 < t < 0.018
+
+
+def test_peak_memory_sees_a_large_temporary_allocation():
+    with _PeakMemory(torch.device("cpu")) as mem:
+        block = torch.ones(64 * 2**20)  # 256 MB, touched
+        del block
+    assert 200 < mem.mb < 400
