@@ -26,6 +26,7 @@ from csrseg.config import Config, load_config
 from csrseg.data.transforms import collate, normalize
 from csrseg.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
+from csrseg.predict import PRECISIONS
 
 
 @dataclass
@@ -100,16 +101,21 @@ def _vm(key: str) -> float:
     return float("nan")
 
 
+def full_load(cfg: Config) -> Config:
+    """``cfg`` with post-processing keeping every candidate (see the module docstring)."""
+    post = dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, postprocess=post))
+
+
 def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs: int, warmup: int,
                    precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
     """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, postprocess=dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)))
+    cfg = full_load(cfg)
     model = build_model(cfg).to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtype = PRECISIONS[precision]
 
     @torch.no_grad()
     def step() -> object:
@@ -165,8 +171,7 @@ def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp
 
     from csrseg.export import export_onnx
 
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, postprocess=dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)))
+    cfg = full_load(cfg)
     model = build_model(cfg).eval()
     path = export_onnx(model, cfg.input, tmp_dir / f"{cfg.name}.onnx", sample_size=tuple(image.shape[-2:]))
     options = ort.SessionOptions()

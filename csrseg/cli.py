@@ -92,7 +92,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     predictor = Predictor(args.weights, device=args.device, score_thr=0.0)
     cfg = predictor.cfg
-    dataset = CocoInstances(*resolve_split(args.data, args.split), Transform(cfg.input, train=False))
+    ann_file, image_dir = resolve_split(args.data, args.split)
+    dataset = CocoInstances(ann_file, Path(args.images) if args.images else image_dir, Transform(cfg.input, train=False))
     if dataset.cat_ids != predictor.cat_ids:
         raise CsrsegError(f"{dataset.index.path}: category ids {dataset.cat_ids[:5]}... differ from the checkpoint's")
     loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
@@ -120,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
         predictor = OnnxPredictor(args.onnx, score_thr=args.score_thr)
     else:
-        predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr)
+        predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr, precision=args.precision)
     out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="val")
+    p.add_argument("--images", help="image folder, if not DATA/<split> (e.g. test2017 for test-dev)")
     p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights)")
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=2)
@@ -260,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=1)
     p.set_defaults(func=cmd_predict)
@@ -293,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
     p.add_argument("--out", help="run folder (default runs/demo[N])")
     p.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
-    p.add_argument("--images", type=int, default=None, help="synthetic images (default 500, quick 16)")
+    p.add_argument("--images", type=int, default=None, help="synthetic images, 80%% train / 20%% val (default 1000, quick 12)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=cmd_demo)

@@ -31,6 +31,10 @@ class Instance:
 
 ImageLike = str | Path | np.ndarray | Image.Image
 
+# Network precision at inference (post-processing always runs in fp32). bf16 is the fast CPU
+# path on processors with native bf16 (AVX512-BF16 / AMX); fp16 is for CUDA.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
     """Path, PIL image or array (H, W), (H, W, 3|4) -> ``(H, W, 3)`` uint8 RGB."""
@@ -59,7 +63,8 @@ class Predictor:
         score_thr: instances scoring below are dropped.
     """
 
-    def __init__(self, weights: str | Path, device: str | None = None, score_thr: float = 0.3) -> None:
+    def __init__(self, weights: str | Path, device: str | None = None, score_thr: float = 0.3,
+                 precision: str = "fp32") -> None:
         ckpt = load_checkpoint(weights)
         self.cfg = config_from_checkpoint(ckpt, weights)
         self.class_names: list[str] = list(ckpt.get("classes") or [str(i) for i in range(self.cfg.model.num_classes)])
@@ -70,6 +75,9 @@ class Predictor:
         self.model.to(self.device).eval()
         self.transform = Transform(self.cfg.input, train=False)
         self.score_thr = score_thr
+        if precision not in PRECISIONS:
+            raise CsrsegError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
+        self.autocast_dtype = PRECISIONS[precision]
 
     def _sample(self, image: np.ndarray) -> dict:
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
@@ -80,7 +88,9 @@ class Predictor:
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
         arrays = [as_rgb_array(im) for im in images]
         batch, targets = collate([self._sample(a) for a in arrays], self.cfg.input.size_divisor)
-        outputs = self.model(batch.to(self.device))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            outputs = self.model(batch.to(self.device))
         results = self.model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         return [self._instances(r) for r in results]
 
