@@ -58,7 +58,7 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.
     return statistics.median(times)
 
 
-def matmul_gflops(device: torch.device, n: int = 2048, runs: int = 5) -> float:
+def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5) -> float:
     """Measured fp32 matrix-multiply throughput of this process (the machine's practical limit)."""
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
@@ -77,6 +77,7 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
         else:
+            _release_freed_memory()
             try:
                 Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
             except OSError:
@@ -89,6 +90,19 @@ class _PeakMemory:
             self.mb = (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
         else:
             self.mb = max(0.0, _vm("VmHWM") - self.base)
+
+
+def _release_freed_memory() -> None:
+    """Give memory freed by earlier entries back to the OS (glibc), or it would be reused
+    without raising the RSS and the next entry's peak would read too low."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _vm(key: str) -> float:

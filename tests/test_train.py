@@ -31,7 +31,7 @@ def test_schedule_warms_up_then_steps():
 
 
 def test_training_writes_a_complete_run_folder(synth_root, tmp_path):
-    cfg = tiny_config(epochs=2, batch_size=4, warmup_iters=2)
+    cfg = tiny_config(epochs=2, batch_size=4, warmup_iters=2, eval_interval=1)
     result = train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, log_interval=1)
     assert result.iterations == 6  # 12 images / batch 4 x 2 epochs
     for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt", "results.png", "val_results.json"):
