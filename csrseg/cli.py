@@ -111,7 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.data.io import ImageReadError
     from csrseg.evaluate import encode_mask
-    from csrseg.predict import Predictor, expand_sources
+    from csrseg.predict import Predictor, as_rgb_array, expand_sources
     from csrseg.visualize import draw_instances
 
     if bool(args.weights) == bool(args.onnx):
@@ -127,7 +127,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
     paths = expand_sources(args.sources)
     if not paths:
         raise CsrsegError(f"no images found in {' '.join(args.sources)}")
-    from csrseg.predict import as_rgb_array
 
     records, skipped, count = [], 0, 0
     for start in range(0, len(paths), args.batch):
