@@ -15,7 +15,6 @@ from pathlib import Path
 from csrseg.config import load_config
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
-from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.engine.trainer import train
 from csrseg.evaluate import format_table
 from csrseg.predict import Predictor
@@ -35,8 +34,8 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, de
     result = train(cfg, data, out / "train", device=device)
 
     weights = result.best or result.last
-    metrics = load_checkpoint(weights).get("metrics") or result.metrics  # those of the weights we hand out
     predictor = Predictor(weights, device=device, score_thr=0.3)
+    metrics = predictor.metrics or result.metrics  # those of the weights we hand out
     overlay_dir = out / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     val_images = sorted((data / "val").glob("*.png"))[:num_overlays]

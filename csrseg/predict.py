@@ -69,6 +69,7 @@ class Predictor:
         self.cfg = config_from_checkpoint(ckpt, weights)
         self.class_names: list[str] = list(ckpt.get("classes") or [str(i) for i in range(self.cfg.model.num_classes)])
         self.cat_ids: list[int] = list(ckpt.get("cat_ids") or range(1, self.cfg.model.num_classes + 1))
+        self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})  # val metrics recorded with the weights
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = build_model(self.cfg)
         load_model_state(self.model, ckpt["model"], strict=True, source=str(weights))

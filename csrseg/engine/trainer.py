@@ -203,8 +203,8 @@ def train(
         model = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
 
     def checkpoint(done: bool) -> None:
-        # Every process hashes its weights: DDP replicas must stay bit-identical.
-        fingerprints = du.all_gather_objects(weights_fingerprint(raw_model))
+        # Under DDP every process hashes its weights: the replicas must stay bit-identical.
+        fingerprints = du.all_gather_objects(weights_fingerprint(raw_model)) if env.enabled else []
         if len(set(fingerprints)) > 1:
             logger.warning("model replicas differ between processes at iteration %d", iteration)
         if not env.is_main:
