@@ -5,7 +5,9 @@ the CSR widths 128/256/512/1024. Every variant is trained and evaluated with the
 same base config and the same seeds; the results are averaged over seeds
 (mean ± sample std). Each finished run leaves ``summary.json`` in its folder, so an
 interrupted sweep resumes without redoing finished runs (and an unfinished run
-resumes from its ``last.pt``).
+resumes from its ``last.pt``). A run whose resolved config, data and seed equal those
+of a finished run in this sweep or a sibling sweep (``OUT/../*``) is not trained
+again: Table III's CSR width equal to the base config's is Table II's CSR + D2S.
 
 Layout: ``OUT/<variant>/seed<k>/`` (a normal run folder + ``summary.json``),
 ``OUT/table<N>.md`` and ``OUT/table<N>.png``.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from csrseg.config import Config, load_config, merge, parse_overrides
+from csrseg.config import Config, load_config, merge, parse_overrides, to_dict
 from csrseg.errors import CsrsegError
 from csrseg.evaluate import METRICS
 from csrseg.info import count_params
@@ -88,10 +90,16 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
                 summaries[name].append(json.loads(summary_path.read_text()))
                 continue
             cfg = variant_config(base_cfg, variant, seed, epochs)
-            resume = (run_dir / "last.pt").is_file()
-            result = train(cfg, data, run_dir, resume=resume, device=device, progress=progress)
-            summary = dict(variant=name, seed=seed, metrics=result.metrics, iterations=result.iterations,
-                           params=count_params(build_model(cfg)))
+            run = dict(data=str(Path(data).resolve()), config=to_dict(cfg))
+            summary = find_finished_run(out, seed, run)
+            if summary is not None:
+                summary = dict(summary, variant=name)
+            else:
+                resume = (run_dir / "last.pt").is_file()
+                result = train(cfg, data, run_dir, resume=resume, device=device, progress=progress)
+                summary = dict(variant=name, seed=seed, metrics=result.metrics, iterations=result.iterations,
+                               params=count_params(build_model(cfg)), run=run)
+            run_dir.mkdir(parents=True, exist_ok=True)
             summary_path.write_text(json.dumps(summary, indent=1))
             summaries[name].append(summary)
         cfg = variant_config(base_cfg, variant, 0, epochs)
@@ -105,6 +113,19 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
     (out / f"table{table}.md").write_text(text + "\n")
     plot_ablation(summaries, out / f"table{table}.png", f"Table {table} ({base_cfg.name}, {seeds} seeds)")
     return text
+
+
+def find_finished_run(out: Path, seed: int, run: dict) -> dict | None:
+    """The summary of a finished run with the same data and resolved config as ``run``, in ``out``
+    or a sibling sweep folder, with ``reused_from`` set to its folder; ``None`` when there is none."""
+    for path in sorted(out.parent.glob(f"*/*/seed{seed}/summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if summary.get("run") == run:
+            return dict(summary, reused_from=summary.get("reused_from", str(path.parent)))
+    return None
 
 
 def _mean_std(values: list[float]) -> str:
@@ -122,6 +143,11 @@ def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, see
     lines.append("")
     lines.append(f"Base config `{base}`, {seeds} seed(s) each, mean ± sample std over seeds. The paper (COCO val, "
                  "R50, 12 epochs): " + "; ".join(f"{k} {v[0]} AP" for k, v in PAPER[table].items()) + ".")
+    # the per-seed values, so a reader can tell a seed-driven mean from a consistent shift
+    lines.append("")
+    lines.append("AP per seed: " + "; ".join(
+        f"{name} " + " / ".join(f"{r['metrics'].get('AP', 0.0):.1f}" for r in sorted(runs, key=lambda r: r["seed"]))
+        for name, runs in summaries.items()) + ".")
     return "\n".join(lines)
 
 
