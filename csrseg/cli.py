@@ -110,12 +110,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.data.io import ImageReadError
-    from csrseg.evaluate import encode_mask
-    from csrseg.predict import Predictor, as_rgb_array, expand_sources
+    from csrseg.predict import Predictor, as_rgb_array, expand_sources, instance_records
+    from csrseg.video import VideoReadError, is_video, predict_video
     from csrseg.visualize import draw_instances
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if args.video_stride < 1:
+        raise CsrsegError(f"--video-stride {args.video_stride}: must be at least 1")
     if args.onnx:
         from csrseg.predict import OnnxPredictor
 
@@ -126,12 +128,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
     if not paths:
-        raise CsrsegError(f"no images found in {' '.join(args.sources)}")
+        raise CsrsegError(f"no images or videos found in {' '.join(args.sources)}")
+    images = [p for p in paths if not is_video(p)]
+    videos = [p for p in paths if is_video(p)]
 
     records, skipped, count = [], 0, 0
-    for start in range(0, len(paths), args.batch):
+    for start in range(0, len(images), args.batch):
         chunk, arrays = [], []
-        for path in paths[start : start + args.batch]:
+        for path in images[start : start + args.batch]:
             try:
                 arrays.append(as_rgb_array(path))
                 chunk.append(path)
@@ -145,13 +149,24 @@ def cmd_predict(args: argparse.Namespace) -> None:
                                      [i.score for i in instances], predictor.class_names)
             overlay.save(out_dir / f"{path.stem}.jpg", quality=92)
             count += 1
-            for inst in instances:
-                x0, y0, x1, y1 = inst.box
-                records.append(dict(file_name=str(path), category_id=inst.category_id, category=inst.class_name,
-                                    score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
-                                    segmentation=encode_mask(inst.mask)))
+            records += instance_records(str(path), instances)
+
+    clips, frames = 0, 0
+    for path in videos:
+        try:
+            results = predict_video(predictor, path, out_dir / f"{path.stem}.mp4", stride=args.video_stride,
+                                    batch=args.batch)
+        except VideoReadError as exc:
+            print(f"skipped: {exc}", file=sys.stderr)
+            skipped += 1
+            continue
+        clips, frames = clips + 1, frames + len(results)
+        for index, instances in results:
+            records += instance_records(str(path), instances, frame=index)
+
     (out_dir / "predictions.json").write_text(json.dumps(records))
-    print(f"{count} images, {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
+    done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
+    print(", ".join(done) + f", {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
           + f"; overlays and predictions.json in {out_dir}")
 
 
@@ -255,12 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="overlays and COCO-style JSON for images")
-    p.add_argument("sources", nargs="+", help="images, folders or glob patterns")
+    p = sub.add_parser("predict", help="overlays and COCO-style JSON for images and videos")
+    p.add_argument("sources", nargs="+", help="images, videos (.mp4 .avi .mov .mkv ...), folders or glob patterns")
     p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--video-stride", type=int, default=1, metavar="N", help="videos: predict every N-th frame")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")
     p.add_argument("--device")

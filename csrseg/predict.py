@@ -146,13 +146,28 @@ class OnnxPredictor:
         return [self.predict(image) for image in images]
 
 
+def instance_records(file_name: str, instances: list[Instance], **extra: object) -> list[dict]:
+    """COCO-style result rows (xywh ``bbox``, RLE ``segmentation``) for one image or video frame."""
+    from csrseg.evaluate import encode_mask
+
+    rows = []
+    for inst in instances:
+        x0, y0, x1, y1 = inst.box
+        rows.append(dict(file_name=file_name, **extra, category_id=inst.category_id, category=inst.class_name,
+                         score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
+                         segmentation=encode_mask(inst.mask)))
+    return rows
+
+
 def expand_sources(sources: list[str]) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns -> file paths, in order."""
+    """Files, folders (their images and videos, sorted) and glob patterns -> file paths, in order."""
+    from csrseg.video import VIDEO_SUFFIXES
+
     paths: list[Path] = []
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         elif any(ch in source for ch in "*?["):
             paths += sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
         else:
