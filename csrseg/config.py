@@ -49,6 +49,9 @@ class NeckConfig:
     ``reweight``: Cross-Scale Reweighting on C5 (paper) or a plain lateral conv.
     ``upsample``: ``d2s`` (paper) or ``nearest`` (the FPN baseline).
     ``fuse``: ``sum`` (default) or ``mean`` of the merged levels.
+    ``output_norm``: GroupNorm + ReLU after the FPN baseline's 3x3 output conv. Off in the
+    paper's baseline; a control that gives nearest upsampling the normalisation D2S
+    brings with it, to tell D2S's learned upsampling from its GN + ReLU.
     """
 
     channels: int = 256
@@ -57,6 +60,7 @@ class NeckConfig:
     upsample: str = "d2s"
     fuse: str = "sum"
     num_groups: int = 32
+    output_norm: bool = False
 
 
 @dataclass(frozen=True)

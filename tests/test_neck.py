@@ -46,3 +46,23 @@ def test_sizes_not_multiple_of_32_are_refused_clearly():
     feats = [torch.randn(1, 128, 9, 9), torch.randn(1, 256, 5, 5), torch.randn(1, 512, 3, 3)]
     with pytest.raises(ValueError, match="multiples of 32"):
         neck(feats)
+
+
+def test_output_norm_control_normalises_the_fpn_output_per_group():
+    torch.manual_seed(0)
+    neck = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", num_groups=8, output_norm=True))
+    seen = {}
+    neck.output_conv[1].register_forward_hook(lambda m, i, o: seen.update(pre=o.detach().clone()))
+    out = neck(_levels(1))
+    assert out.shape == (1, 32, 8, 12)
+    groups = seen["pre"].reshape(8, -1)  # 8 groups of 4 channels; GroupNorm's affine is identity at init
+    assert torch.allclose(groups.mean(1), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(groups.var(1, unbiased=False), torch.ones(8), atol=1e-3)
+    assert torch.equal(out, seen["pre"].clamp(min=0))  # then the ReLU, as at the end of D2S
+
+
+def test_output_norm_with_d2s_is_refused():
+    from csrseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="output_norm"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="d2s", num_groups=8, output_norm=True))

@@ -43,6 +43,8 @@ class FusionNeck(nn.Module):
             raise ConfigError(f"neck.upsample={cfg.upsample!r}: choose d2s or nearest")
         if cfg.fuse not in ("sum", "mean"):
             raise ConfigError(f"neck.fuse={cfg.fuse!r}: choose sum or mean")
+        if cfg.output_norm and cfg.upsample == "d2s":
+            raise ConfigError("neck.output_norm=true needs neck.upsample=nearest (D2S has no output conv)")
         self.cfg = cfg
         ch = cfg.channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, ch, 1) for c in in_channels)
@@ -53,6 +55,9 @@ class FusionNeck(nn.Module):
         else:
             self.up = nn.ModuleList(NearestUp() for _ in range(2))
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1)
+            if cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
+                self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+                                                 nn.GroupNorm(cfg.num_groups, ch), nn.ReLU(inplace=True))
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         c3, c4, c5 = features
