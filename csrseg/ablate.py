@@ -111,7 +111,9 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
 
     text = format_ablation(summaries, table, base_cfg.name, seeds)
     (out / f"table{table}.md").write_text(text + "\n")
-    plot_ablation(summaries, out / f"table{table}.png", f"Table {table} ({base_cfg.name}, {seeds} seeds)")
+    iterations = _iterations(summaries)
+    plot_ablation(summaries, out / f"table{table}.png",
+                  f"Table {table} ({base_cfg.name}, {iterations} iterations, {seeds} seeds)")
     return text
 
 
@@ -134,6 +136,12 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
+def _iterations(summaries: dict[str, list[dict]]) -> str:
+    """The runs' iteration count ("800"), or its range when variants differ ("400-800")."""
+    counts = sorted({r.get("iterations", 0) for runs in summaries.values() for r in runs})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
 def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, seeds: int) -> str:
     head = ["variant", *METRICS, "params (M)", "images/s (CPU)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -141,7 +149,8 @@ def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, see
         cells = [_mean_std([r["metrics"].get(m, 0.0) for r in runs]) for m in METRICS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['params']:.2f} | {runs[0]['fps']:.2f} |")
     lines.append("")
-    lines.append(f"Base config `{base}`, {seeds} seed(s) each, mean ± sample std over seeds. The paper (COCO val, "
+    lines.append(f"Base config `{base}`, {_iterations(summaries)} training iterations per run, {seeds} seed(s) each, "
+                 "mean ± sample std over seeds. The paper (COCO val, "
                  "R50, 12 epochs): " + "; ".join(f"{k} {v[0]} AP" for k, v in PAPER[table].items()) + ".")
     # the per-seed values, so a reader can tell a seed-driven mean from a consistent shift
     lines.append("")

@@ -30,6 +30,7 @@ def test_sweep_writes_table_and_resumes_without_redoing(synth_root, tmp_path):
     assert (out / "table2.md").read_text().strip() == text.strip() and (out / "table2.png").is_file()
     seed_aps = [json.loads((out / "csr" / f"seed{k}" / "summary.json").read_text())["metrics"]["AP"] for k in (0, 1)]
     assert f"+ CSR {seed_aps[0]:.1f} / {seed_aps[1]:.1f};" in text  # the per-seed line, in seed order
+    assert "1 training iterations per run" in text  # max_iters=1: the budget is stated with the table
     kept = out / "csr" / "seed0" / "summary.json"
     redo = out / "csr_d2s" / "seed1" / "summary.json"
     kept_mtime = kept.stat().st_mtime_ns
