@@ -78,7 +78,8 @@ class HeadConfig:
         (192, 768),
         (384, 2048),
     )
-    # Minimum mask area (in stride-8 pixels) per grid, SOLOv2's per-level strides.
+    # SOLOv2's per-level strides: a mask must cover more than its grid's stride in
+    # stride-4 pixels (stride / 4 of our stride-8 pixels) to be kept at inference.
     grid_strides: tuple[int, ...] = (8, 8, 16, 32, 32)
     center_sigma: float = 0.2
     num_groups: int = 32
@@ -97,7 +98,7 @@ class LossConfig:
     focal_gamma: float = 2.0
     # alpha of the pixel-wise mask focal loss; 0.25 (the classification value) under-weights
     # foreground pixels and leaves masks under-confident, 0.5 weighs both sides alike
-    mask_focal_alpha: float = 0.25
+    mask_focal_alpha: float = 0.5
 
 
 @dataclass(frozen=True)

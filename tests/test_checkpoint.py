@@ -50,7 +50,7 @@ def test_shape_mismatch_names_the_keys_and_partial_load_reinitialises_them():
     skipped = load_model_state(target, state, strict=False)
     assert skipped == ["head.cls_out.bias", "head.cls_out.weight"]
     assert torch.equal(target.head.cls_out.weight, before)
-    assert torch.equal(target.head.mask_out.weight, source.head.mask_out.weight)
+    assert torch.equal(target.head.mask_out[0].weight, source.head.mask_out[0].weight)
 
 
 def test_safetensors_round_trip_with_config(tmp_path):

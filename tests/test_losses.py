@@ -61,3 +61,7 @@ def test_cross_entropy_option_is_finite_and_differs():
     focal = SOLOLoss(3, HEAD, LossConfig(cls_type="focal"))(out, *gt)["loss_cls"]
     ce = SOLOLoss(3, HEAD, LossConfig(cls_type="ce"))(out, *gt)["loss_cls"]
     assert torch.isfinite(ce) and not torch.allclose(focal, ce)
+
+
+def test_mask_focal_alpha_default_weighs_foreground_and_background_alike():
+    assert LossConfig().mask_focal_alpha == 0.5

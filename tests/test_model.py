@@ -55,3 +55,13 @@ def test_info_parts_add_up_and_flops_grow_with_input():
     assert abs(p["backbone"] + p["neck"] + p["head"] - p["total"]) < 1e-6
     # backbone, neck and mask branch scale with the area (x4); the S x S kernel branch does not
     assert 2.0 < large.gflops / small.gflops < 4.0
+
+
+def test_solov2_mask_branch_ends_in_group_norm_and_relu():
+    from tests.conftest import tiny_config
+
+    model = build_model(tiny_config()).eval()
+    assert isinstance(model.head.mask_out[1], torch.nn.GroupNorm) and isinstance(model.head.mask_out[2], torch.nn.ReLU)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert out.mask_feats.min() >= 0 and out.mask_feats.max() > 0

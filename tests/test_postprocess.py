@@ -97,6 +97,28 @@ def test_postprocess_with_nothing_above_threshold_is_empty():
     assert result["masks"].shape == (0, 50, 70) and result["scores"].numel() == 0
 
 
-def test_small_masks_below_the_grid_stride_are_dropped():
-    result = postprocess(_one_instance_output(), [(64, 64)], [(64, 64)], (16,), PostprocessConfig())[0]
-    assert result["scores"].numel() == 0  # 16 stride-8 pixels is not above 16
+def test_minimum_mask_area_is_the_grid_stride_counted_at_stride_4():
+    # the mask covers 16 stride-8 pixels = 64 stride-4 pixels
+    kept = postprocess(_one_instance_output(), [(64, 64)], [(64, 64)], (32,), PostprocessConfig())[0]
+    assert kept["scores"].numel() == 1  # 64 stride-4 pixels is above 32 (at stride 8: 16 > 8)
+    dropped = postprocess(_one_instance_output(), [(64, 64)], [(64, 64)], (64,), PostprocessConfig())[0]
+    assert dropped["scores"].numel() == 0  # 64 is not above 64
+
+
+def test_nms_pre_is_taken_after_maskness():
+    # cell A: class 0 scored 0.9 but a soft mask (maskness ~0.57); cell B: class 1 scored
+    # 0.8 with a confident mask (maskness ~1). With room for one candidate, B must win.
+    cls = torch.full((1, 2, 4, 4), -10.0)
+    cls[0, 0, 0, 0] = math.log(0.9 / 0.1)
+    cls[0, 1, 3, 3] = math.log(0.8 / 0.2)
+    kernels = torch.zeros(1, 2, 4, 4)
+    kernels[0, 0, 0, 0] = 0.3
+    kernels[0, 0, 3, 3] = 10.0
+    feats = torch.full((1, 2, 8, 8), -1.0)
+    feats[0, 0, 2:6, 2:6] = 1.0
+    cfg = PostprocessConfig(nms_pre=1)
+    result = postprocess(HeadOutput([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), cfg)[0]
+    assert result["labels"].tolist() == [1]
+    assert abs(result["scores"][0].item() - 0.8) < 1e-3
+    both = postprocess(HeadOutput([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), PostprocessConfig())[0]
+    assert sorted(both["labels"].tolist()) == [0, 1]  # other classes: Matrix NMS keeps both

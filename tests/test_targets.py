@@ -1,7 +1,7 @@
 import torch
 
 from csrseg.config import HeadConfig
-from csrseg.models.targets import assign_targets, center_cells, instance_geometry
+from csrseg.models.targets import assign_targets, binary_rescale, center_cells, instance_geometry
 
 CFG = HeadConfig(num_grids=(8, 4), scale_ranges=((1, 64), (32, 512)), grid_strides=(8, 8))
 
@@ -52,7 +52,19 @@ def test_smaller_instance_wins_a_shared_cell_and_masks_follow():
     centre_cell = 2 * 8 + 2  # both centres fall in cell (2, 2)
     assert level.labels.view(-1)[centre_cell] == 1
     idx = (level.pos_cell == centre_cell).nonzero().item()
-    assert torch.allclose(level.masks[idx].sum(), torch.tensor(30 * 30 / 64.0))
+    # binary target: stride-8 pixels at least half covered by rows/columns 30..59:
+    # 4, 5, 6 fully and 7 half (56..59) in each direction, so 4x4 minus the quarter-covered corner
+    assert set(level.masks[idx].unique().tolist()) == {0.0, 1.0}
+    assert level.masks[idx].sum().item() == 15
+
+
+def test_binary_rescale_keeps_an_instance_thinner_than_a_target_pixel():
+    thin = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    thin[0, 20:23, 8:40] = 1  # 3 px tall: at most 3/8 of any stride-8 pixel
+    target = binary_rescale(thin)
+    assert target.sum() > 0 and set(target.unique().tolist()) == {0.0, 1.0}
+    assert target[0, 2, 1:5].eq(1).all()  # the best-covered row, where the stripe lies
+    assert binary_rescale(torch.zeros(1, 64, 64)).sum() == 0
 
 
 def test_masks_are_downsampled_to_stride_8_and_batch_indices_kept():

@@ -5,7 +5,7 @@ normalised coordinate channels are appended, ``stacked_convs`` x (conv3x3, GN,
 ReLU), then conv3x3 -> E: one dynamic 1x1 kernel per grid cell. Class branch:
 the same resized feature without coordinates, ``stacked_convs`` x (conv3x3, GN,
 ReLU), conv3x3 -> K logits. Mask branch: fused feature + coordinates,
-``stacked_convs`` x (conv3x3, GN, ReLU), 1x1 -> E mask features. The mask of
+``stacked_convs`` x (conv3x3, GN, ReLU), 1x1 -> E + GN + ReLU mask features. The mask of
 cell (i, j) is ``sigmoid(kernel_ij · mask_feats)`` at stride 8.
 """
 
@@ -68,7 +68,12 @@ class KernelHead(nn.Module):
         self.cls_convs = conv_stack(in_channels, ch, cfg.stacked_convs, cfg.num_groups)
         self.cls_out = nn.Conv2d(ch, num_classes, 3, padding=1)
         self.mask_convs = conv_stack(in_channels + 2, ch, cfg.stacked_convs, cfg.num_groups)
-        self.mask_out = nn.Conv2d(ch, cfg.kernel_dim, 1)
+        # SOLOv2's conv_pred: the 1x1 to E is a conv-GN-ReLU like the convs before it
+        self.mask_out = nn.Sequential(
+            nn.Conv2d(ch, cfg.kernel_dim, 1, bias=False),
+            nn.GroupNorm(cfg.num_groups, cfg.kernel_dim),
+            nn.ReLU(inplace=True),
+        )
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -1,10 +1,10 @@
 """Inference post-processing: grid cells -> scored binary masks (DESIGN.md).
 
-sigmoid scores -> local maxima (2x2 max-pool) -> score > ``score_thr``, at most
-``nms_pre`` by score -> masks at stride 8 > ``mask_thr`` -> drop masks not larger
-than their grid's stride -> score x maskness -> Matrix NMS (gaussian, σ=2) ->
+sigmoid scores -> local maxima (2x2 max-pool) -> score > ``score_thr`` -> masks at
+stride 8 > ``mask_thr`` -> drop masks not larger than their grid's stride counted at
+stride 4 -> score x maskness -> top ``nms_pre`` -> Matrix NMS (gaussian, σ=2) ->
 score > ``update_thr`` -> top ``max_per_img`` -> masks upsampled to the original
-image size; boxes derived from the masks.
+image size; boxes derived from the masks (SOLOv2's order, DESIGN.md).
 """
 
 from __future__ import annotations
@@ -65,42 +65,49 @@ def postprocess_image(
     cfg: PostprocessConfig,
     static: bool = False,
 ) -> dict[str, Tensor]:
-    """One image's cells -> instances.
+    """One image's cells -> instances, in SOLOv2's order.
+
+    Every cell with a class score above ``score_thr`` gets its mask; masks not larger
+    than their grid's stride counted at stride 4 (SOLOv2's rule; our masks are at
+    stride 8, so the stride is divided by 4) are dropped; scores are multiplied by
+    maskness; only then the ``nms_pre`` best go to Matrix NMS.
 
     Args:
         cls_scores: ``(N, K)`` sigmoid scores after :func:`points_nms`, all grids concatenated.
         kernels: ``(N, E)`` dynamic kernels of those cells.
-        cell_strides: ``(N,)`` minimum mask area of each cell's grid.
+        cell_strides: ``(N,)`` stride of each cell's grid (its minimum mask area at stride 4).
         mask_feats: ``(E, h, w)`` at stride 8 of the padded input.
         input_size: ``(H_in, W_in)`` of the resized image before padding.
         orig_size: ``(H0, W0)`` of the original image.
-        static: keep all ``nms_pre`` candidates to the end, masking out the rejected ones
-            instead of dropping them: no data-dependent shapes until the final selection, as
-            ONNX export needs. Results are the same: a rejected candidate gets score 0 and an
-            empty mask, so it sorts last and suppresses nothing in Matrix NMS.
+        static: examine every cell and keep all ``nms_pre`` candidates to the end, masking
+            out the rejected ones instead of dropping them: no data-dependent shapes until
+            the final selection, as ONNX export needs. Results are the same: a rejected
+            candidate gets score 0 and an empty mask, so it sorts last and suppresses
+            nothing in Matrix NMS.
     Returns:
         dict with ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)`` xyxy.
     """
     num_classes = cls_scores.shape[1]
     e, h, w = mask_feats.shape
-    flat = cls_scores.flatten()
-    top = torch.topk(flat, min(cfg.nms_pre, flat.numel()))  # sorted, descending
+    feats = mask_feats.reshape(e, -1)
+    if static:
+        cells = torch.arange(cls_scores.shape[0], device=cls_scores.device)
+    else:  # eager: only cells with a candidate need a mask
+        cells = (cls_scores > cfg.score_thr).any(dim=1).nonzero().flatten()
+    areas, maskness = mask_stats(kernels[cells], feats, cfg.mask_thr)
+    valid = (areas > cell_strides[cells] / 4).to(cls_scores.dtype)
+    cell_scores = cls_scores[cells]
+    cand = torch.where(cell_scores > cfg.score_thr, cell_scores, torch.zeros_like(cell_scores))
+    cand = (cand * (maskness * valid)[:, None]).flatten()  # (n_cells * K,)
+    top = torch.topk(cand, min(cfg.nms_pre, cand.numel()))  # nms_pre after maskness (SOLOv2), sorted
     scores, idx = top.values, top.indices
-    if not static:  # eager: drop what falls under the threshold right away (cheaper)
-        count = int((scores > cfg.score_thr).sum())
+    if not static:
+        count = int((scores > 0).sum())
         scores, idx = scores[:count], idx[:count]
-    cells, labels = idx // num_classes, idx % num_classes
+    picked, labels = cells[idx // num_classes], idx % num_classes
 
-    soft = torch.sigmoid(kernels[cells] @ mask_feats.reshape(e, -1))  # (n, h*w)
-    binary = soft > cfg.mask_thr
-    areas = binary.sum(1).to(soft.dtype)
-    valid = (scores > cfg.score_thr) & (areas > cell_strides[cells])
-    binary = binary & valid[:, None]
-    maskness = (soft * binary).sum(1) / areas.clamp(min=1)
-    scores = scores * maskness * valid.to(soft.dtype)
-
-    order = torch.argsort(scores, descending=True)
-    soft, binary, scores, labels = soft[order], binary[order], scores[order], labels[order]
+    soft = torch.sigmoid(kernels[picked] @ feats)  # (n, h*w)
+    binary = (soft > cfg.mask_thr) & (scores > 0)[:, None]
     scores = matrix_nms(binary, labels, scores, cfg.sigma, cfg.kernel)
     order = torch.argsort(scores, descending=True)[: cfg.max_per_img]
     soft, scores, labels = soft[order], scores[order], labels[order]
@@ -112,6 +119,25 @@ def postprocess_image(
     nonempty = masks.flatten(1).any(dim=1)
     masks, scores, labels = masks[nonempty], scores[nonempty], labels[nonempty]
     return dict(labels=labels, scores=scores, masks=masks, boxes=boxes_from_masks(masks))
+
+
+def mask_stats(kernels: Tensor, feats: Tensor, threshold: float, chunk: int = 256) -> tuple[Tensor, Tensor]:
+    """Area and maskness of the masks of ``(n, E)`` kernels on ``(E, h*w)`` features, each ``(n,)``.
+
+    Maskness is the mean probability inside the binary mask (SOLOv2). Done ``chunk``
+    kernels at a time so that a thousand candidate masks never sit in memory together.
+    """
+    areas, maskness = [], []
+    for start in range(0, kernels.shape[0], chunk):
+        soft = torch.sigmoid(kernels[start : start + chunk] @ feats)
+        binary = (soft > threshold).to(soft.dtype)
+        area = binary.sum(1)
+        areas.append(area)
+        maskness.append((soft * binary).sum(1) / area.clamp(min=1))
+    if not areas:
+        empty = feats.new_zeros(0)
+        return empty, empty
+    return torch.cat(areas), torch.cat(maskness)
 
 
 def boxes_from_masks(masks: Tensor) -> Tensor:

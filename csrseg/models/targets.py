@@ -26,7 +26,7 @@ class GridTargets:
     ``labels``: ``(B, S, S)`` class index or ``num_classes`` for background.
     ``pos_batch``: ``(P,)`` image index of each positive cell.
     ``pos_cell``: ``(P,)`` flat cell index ``i * S + j`` of each positive cell.
-    ``masks``: ``(P, H/8, W/8)`` float target mask (area-downsampled, in [0, 1]).
+    ``masks``: ``(P, H/8, W/8)`` binary float target mask (:func:`binary_rescale`).
     """
 
     labels: Tensor
@@ -51,6 +51,20 @@ def instance_geometry(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     x0 = torch.where(col_any, xs, torch.full_like(xs, width)).min(1).values
     x1 = torch.where(col_any, xs, torch.full_like(xs, -1)).max(1).values
     return cy, cx, (y1 - y0 + 1).clamp(min=0), (x1 - x0 + 1).clamp(min=0)
+
+
+def binary_rescale(masks: Tensor, stride: int = 8) -> Tensor:
+    """``(N, H, W)`` binary masks -> ``(N, H/stride, W/stride)`` binary float targets.
+
+    A target pixel is on when at least half of it is covered (SOLOv2 rescales its masks
+    to binary ones). An instance thinner than a target pixel would get an empty target
+    and teach its cell an empty mask, so it keeps its best-covered pixel(s) instead.
+    """
+    cover = F.avg_pool2d(masks[:, None].float(), stride)[:, 0]
+    binary = cover >= 0.5
+    peak = cover.flatten(1).amax(dim=1)[:, None, None]
+    lost = (~binary.flatten(1).any(dim=1))[:, None, None] & (peak > 0)
+    return (binary | (lost & (cover == peak))).float()
 
 
 def center_cells(cy: float, cx: float, half_h: float, half_w: float, pad_h: int, pad_w: int, grid: int) -> tuple[int, int, int, int]:
@@ -85,7 +99,7 @@ def assign_targets(
     per_level: list[dict[str, list]] = [dict(labels=[], batch=[], cell=[], masks=[]) for _ in cfg.num_grids]
     for b, (labels, masks) in enumerate(zip(gt_labels, gt_masks)):
         if masks.numel():
-            small = F.avg_pool2d(masks[:, None].float(), 8)[:, 0]  # (N, H/8, W/8)
+            small = binary_rescale(masks)  # (N, H/8, W/8)
             cy, cx, box_h, box_w = instance_geometry(masks)
             scale = (box_h * box_w).sqrt()
             order = torch.argsort(box_h * box_w, descending=True).tolist()  # small instances assigned last
