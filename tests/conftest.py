@@ -28,6 +28,31 @@ def tiny_config(**train: object) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
 
 
+def match_instances(ours: list, theirs: list, min_iou: float = 0.99, score_tol: float = 1e-3) -> list[tuple]:
+    """Pair two instance lists (objects with ``label``, ``score``, ``mask``) one-to-one by class and
+    mask IoU, whatever their order: two runtimes may rank near-equal scores either way round.
+
+    Returns the pairs; raises ``AssertionError`` naming the first instance without a partner.
+    """
+    assert len(ours) == len(theirs), f"{len(ours)} instances against {len(theirs)}"
+    free = list(range(len(theirs)))
+    pairs = []
+    for a in ours:
+        best, best_iou = None, min_iou
+        for j in free:
+            b = theirs[j]
+            if b.label != a.label or abs(a.score - b.score) > score_tol:
+                continue
+            union = (a.mask | b.mask).sum()
+            iou = (a.mask & b.mask).sum() / union if union else 1.0
+            if iou >= best_iou:
+                best, best_iou = j, iou
+        assert best is not None, f"no partner for class {a.label} scored {a.score:.5f}"
+        free.remove(best)
+        pairs.append((a, theirs[best]))
+    return pairs
+
+
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """12 train + 4 val images of 128 px."""

@@ -10,7 +10,7 @@ from csrseg.engine.checkpoint import atomic_save
 from csrseg.export import checkpoint_metadata, export_onnx
 from csrseg.models.postprocess import boxes_from_masks
 from csrseg.predict import OnnxPredictor, Predictor
-from tests.conftest import tiny_config
+from tests.conftest import match_instances, tiny_config
 
 CLASSES = ["circle", "rectangle", "triangle", "star"]
 
@@ -44,11 +44,6 @@ def exported(tmp_path_factory):
     return predictor, export_onnx(predictor.model, predictor.cfg.input, tmp / "model.onnx", meta)
 
 
-def _iou(a, b):
-    union = (a | b).sum()
-    return (a & b).sum() / union if union else 1.0
-
-
 def test_onnx_and_pytorch_give_the_same_instances(exported):
     predictor, path = exported
     onnx_predictor = OnnxPredictor(path, score_thr=0.0)
@@ -56,12 +51,12 @@ def test_onnx_and_pytorch_give_the_same_instances(exported):
     for image in _images():
         ours = predictor.predict(image)
         theirs = onnx_predictor.predict(image)
-        assert len(ours) > 3 and len(ours) == len(theirs)
-        for a, b in zip(ours, theirs):
-            assert a.label == b.label and a.class_name == b.class_name
-            assert abs(a.score - b.score) < 1e-3
-            assert a.mask.shape == b.mask.shape == image.shape[:2]
-            assert _iou(a.mask, b.mask) > 0.99
+        assert len(ours) > 3
+        assert all(i.mask.shape == image.shape[:2] for i in ours + theirs)
+        # Matched by class and mask, not position: near-equal scores (0.21325 vs 0.21358 was
+        # seen on an AVX2 CPU) may come out of the two runtimes in either order.
+        for a, b in match_instances(ours, theirs, min_iou=0.99, score_tol=1e-3):
+            assert a.class_name == b.class_name
 
 
 def test_onnx_with_nothing_detected_returns_empty_outputs(tmp_path):

@@ -50,7 +50,9 @@ def test_cli_predicts_every_nth_frame_and_writes_the_overlaid_clip(tmp_path, wei
     for index in (0, 6):
         expected = predictor.predict(frames[index])
         rows = [r for r in records if r["frame"] == index]
-        assert [r["score"] for r in rows] == [round(i.score, 5) for i in expected]
+        # as sorted lists with a tolerance: frames batched together and one frame alone may run
+        # different convolution kernels, so near-equal scores can swap places
+        assert sorted(r["score"] for r in rows) == pytest.approx(sorted(i.score for i in expected), abs=1e-4)
         assert all(r["segmentation"]["size"] == [64, 96] and r["file_name"] == str(clip) for r in rows)
 
 
