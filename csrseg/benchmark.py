@@ -24,6 +24,7 @@ from torch import nn
 
 from csrseg.config import Config, load_config
 from csrseg.data.transforms import collate, normalize
+from csrseg.cpu import cpu_description, native_bf16
 from csrseg.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
 from csrseg.predict import PRECISIONS
@@ -240,7 +241,7 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     import tempfile
 
     dev = torch.device(device)
-    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_description()
     matmul = matmul_gflops(dev)
     paper, baseline = load_config("paper"), load_config("baseline")
     half = "fp16" if dev.type == "cuda" else "bf16"
@@ -252,28 +253,18 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
             rows.append(benchmark_ours(baseline, image, dev, runs, warmup, name="baseline (FPN neck, Table II row 1)"))
             rows.append(benchmark_ours(paper, image, dev, runs, warmup, name="paper (CSR + D2S)"))
             if fast_paths:
-                rows.append(benchmark_ours(paper, image, dev, runs, warmup, precision=half, name=f"paper, {half} autocast"))
+                if half == "fp16" or native_bf16():
+                    rows.append(benchmark_ours(paper, image, dev, runs, warmup, precision=half, name=f"paper, {half} autocast"))
                 rows.append(benchmark_ours(paper, image, dev, runs, warmup, channels_last=True, name="paper, channels-last"))
                 if dev.type == "cpu":
                     rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp)))
     necks = benchmark_necks(("baseline", "paper"), sizes[0], dev, runs * 4, warmup)
     text = format_rows(rows, "Mask R-CNN R50-FPN (torchvision)", matmul, device_name)
+    if fast_paths and half == "bf16" and not native_bf16():
+        text += ("\n\nbf16 autocast not timed: this CPU has no native bf16 (AVX512-BF16 / AMX), so bf16 is "
+                 "emulated and slower than fp32; it is not a fast path here.")
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): FPN baseline {necks['baseline'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['baseline'] / necks['paper']:.2f}× faster).")
     return text
 
-
-def _cpu_name() -> str:
-    import os
-    import platform
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {torch.get_num_threads()} threads ({os.cpu_count()} cores)"

@@ -27,7 +27,11 @@ class ConfigError(CsrsegError, ValueError):
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """torchvision ResNet returning C3, C4, C5.
+    """torchvision backbone returning C3, C4, C5.
+
+    ``arch``: ``resnet`` (of ``depth``; the paper's) or a light torchvision family for
+    CPUs (``regnet_x_400mf``, ``regnet_y_400mf``, ``regnet_x_800mf``, ``regnet_y_800mf``,
+    ``mobilenet_v3_large``, ``mobilenet_v3_small``; see :mod:`csrseg.models.backbone_light`).
 
     ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's weight API,
     cached under ``$TORCH_HOME``) or a path to a ``.pth`` / ``.safetensors`` state dict.
@@ -36,6 +40,7 @@ class BackboneConfig:
     or ``bn`` (trainable, for training from scratch).
     """
 
+    arch: str = "resnet"
     depth: int = 50
     weights: str | None = None
     frozen_stages: int = 1
@@ -152,7 +157,8 @@ class TrainConfig:
     clip_grad: float = 1.0
     batch_size: int = 4
     workers: int = 2
-    amp: bool = True
+    amp: bool = True  # fp16 on CUDA, bf16 on CPUs with native bf16, fp32 elsewhere
+    channels_last: bool = False  # NHWC memory format (oneDNN's NHWC kernels); see benchmarks/train_speed.py
     seed: int = 0
     eval_interval: int = 1
     max_iters: int = 0  # >0 stops after this many iterations in total (quick runs, tests)

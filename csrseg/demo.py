@@ -9,18 +9,52 @@ Everything lands in one run folder::
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
-from csrseg.config import load_config
+import torch
+
+from csrseg.config import Config, load_config
+from csrseg.cpu import cpu_description
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
-from csrseg.engine.trainer import train
+from csrseg.engine.trainer import amp_settings, train
 from csrseg.evaluate import format_table
 from csrseg.predict import Predictor
 from csrseg.visualize import draw_instances
 
+logger = logging.getLogger("csrseg")
+
+VAL_FRACTION = 0.2  # make_synthetic_dataset's default split
 QUICK_OVERRIDES = ["train.epochs=1", "train.max_iters=3", "train.batch_size=2", "train.warmup_iters=2", "train.workers=0"]
+
+
+def plan(cfg: Config, images: int, device: str) -> str:
+    """What the demo is about to do and why it runs in the precision it does (printed first)."""
+    train_images = images - max(1, round(images * VAL_FRACTION))  # as make_synthetic_dataset splits
+    iterations = -(-train_images // cfg.train.batch_size) * cfg.train.epochs
+    if cfg.train.max_iters:
+        iterations = min(iterations, cfg.train.max_iters)
+    dev = torch.device(device)
+    use_amp, dtype = amp_settings(cfg.train.amp, dev)
+    if dev.type == "cuda":
+        where = torch.cuda.get_device_name(dev)
+        precision = "fp16 autocast" if use_amp else "fp32 (train.amp=false)"
+    else:
+        where = cpu_description()
+        if use_amp:
+            precision = "bf16 autocast (this CPU computes bf16 natively)"
+        elif cfg.train.amp:
+            precision = "fp32 (no native bf16 on this CPU: emulated bf16 would be slower)"
+        else:
+            precision = "fp32 (train.amp=false)"
+    bb = cfg.model.backbone
+    backbone = f"ResNet-{bb.depth}" if bb.arch == "resnet" else bb.arch
+    return (f"demo plan: {images} synthetic images ({train_images} train / {images - train_images} val), "
+            f"{iterations} iterations at batch {cfg.train.batch_size} ({cfg.train.epochs} epochs), "
+            f"{cfg.input.short_side} px, {backbone} from scratch + CSR/D2S neck + {cfg.model.head.feat_channels}-wide "
+            f"SOLOv2-style head; {precision}; on {where}")
 
 
 def run_demo(out: str | Path, quick: bool = False, images: int | None = None, device: str = "cpu",
@@ -29,8 +63,9 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, de
     out = Path(out)
     tic = time.perf_counter()
     images = images or (12 if quick else 1000)
-    data = make_synthetic_dataset(out / "data", images, seed=0)
+    data = make_synthetic_dataset(out / "data", images, seed=0, val_fraction=VAL_FRACTION)
     cfg = load_config("demo", [*(QUICK_OVERRIDES if quick else []), *overrides])
+    logger.info(plan(cfg, images, device))
     result = train(cfg, data, out / "train", device=device)
 
     weights = result.best or result.last

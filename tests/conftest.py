@@ -19,6 +19,7 @@ def tiny_config(**train: object) -> Config:
     cfg = load_config(
         "demo",
         [
+            "model.backbone.arch=resnet", "model.backbone.depth=18",  # independent of the demo's backbone
             "model.neck.channels=32", "model.neck.csr_channels=32", "model.neck.num_groups=8",
             "model.head.feat_channels=32", "model.head.kernel_dim=16", "model.head.stacked_convs=1",
             "model.head.num_groups=8", "input.short_side=128", "input.max_size=128", "train.workers=0",

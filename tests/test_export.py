@@ -44,6 +44,7 @@ def exported(tmp_path_factory):
     return predictor, export_onnx(predictor.model, predictor.cfg.input, tmp / "model.onnx", meta)
 
 
+@pytest.mark.numerics
 def test_onnx_and_pytorch_give_the_same_instances(exported):
     predictor, path = exported
     onnx_predictor = OnnxPredictor(path, score_thr=0.0)
@@ -78,6 +79,7 @@ def test_exported_graph_passes_the_checker_and_has_dynamic_size(exported):
     assert model.opset_import[0].version >= 17
 
 
+@pytest.mark.numerics
 def test_static_and_eager_postprocessing_agree(exported):
     predictor, _ = exported
     from csrseg.data.transforms import collate

@@ -45,6 +45,7 @@ def _train_rows(run_dir):
     return log.read_text().count('"type": "train"') if log.is_file() else 0
 
 
+@pytest.mark.numerics
 def test_sigkill_mid_epoch_and_mid_checkpoint_then_resume_reaches_the_same_weights(synth_root, tmp_path):
     cfg = _cfg()
     cfg_path = tmp_path / "tiny.yaml"

@@ -59,6 +59,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.numerics
 def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
     # frozen BN: with trainable BN each process would normalise by its own half-batch statistics
     cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=1, max_iters=2, lr=1e-3)

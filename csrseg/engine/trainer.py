@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from csrseg.config import Config, ConfigError, save_config, to_dict
+from csrseg.cpu import keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.engine import distributed as du
 from csrseg.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_state
@@ -41,6 +42,9 @@ from csrseg.evaluate import coco_mask_ap, run_inference, write_results
 from csrseg.models import build_model
 
 logger = logging.getLogger("csrseg")
+
+#: the time estimate is taken over iterations ETA_AFTER+1 .. 2*ETA_AFTER (the first ones are slower)
+ETA_AFTER = 10
 
 
 class NonFiniteLossError(CsrsegError, RuntimeError):
@@ -165,6 +169,10 @@ def train(
         logger.warning("%s: %d %s", train_ds.index.path, count, what)
 
     model = build_model(cfg).to(env.device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if env.device.type == "cpu":
+        keep_freed_memory()  # fewer page faults per step (benchmarks/RESULTS.md, "Demo on an ordinary CPU")
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if init_weights and not (resume and last_path.is_file()):
         ckpt = load_checkpoint(init_weights)
@@ -224,6 +232,7 @@ def train(
     # A resumed run goes on as long as the (possibly extended) schedule has iterations left.
     finished = iteration >= total_iters or epoch >= cfg.train.epochs
     bad_steps = 0
+    start_iteration, eta_tic = iteration, 0.0
     collate_fn = partial(collate, size_divisor=cfg.input.size_divisor)
 
     while not finished and epoch < cfg.train.epochs:
@@ -239,6 +248,8 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             images = images.to(env.device, non_blocking=True)
+            if cfg.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             labels = [t["labels"].to(env.device) for t in targets]
             masks = [t["masks"].to(env.device) for t in targets]
             with torch.autocast(env.device.type, dtype=amp_dtype, enabled=use_amp):
@@ -269,6 +280,12 @@ def train(
             if bar is not None:
                 bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()} | {"lr": f"{optimizer.param_groups[-1]['lr']:.2e}"})
                 bar.update(1)
+            if iteration - start_iteration == ETA_AFTER + 1:
+                eta_tic = time.perf_counter()
+            elif iteration - start_iteration == 2 * ETA_AFTER + 1 and env.is_main:
+                per_iter = (time.perf_counter() - eta_tic) / ETA_AFTER
+                logger.info("%.2f s/iteration: training will take about %s more (%d iterations left, evaluations not counted)",
+                            per_iter, _duration(per_iter * (total_iters - iteration)), total_iters - iteration)
             if iteration % log_interval == 0 or iteration == total_iters:
                 log.write(dict(type="train", iter=iteration, epoch=epoch + 1, lr=optimizer.param_groups[-1]["lr"],
                                time=round(time.perf_counter() - tic, 3), **values))
@@ -310,11 +327,7 @@ def amp_settings(amp: bool, device: torch.device) -> tuple[bool, torch.dtype]:
         return False, torch.float32
     if device.type == "cuda":
         return True, torch.float16
-    try:
-        native_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native_bf16 = False
-    return native_bf16, torch.bfloat16
+    return native_bf16(), torch.bfloat16
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -339,3 +352,8 @@ def _progress(total: int, epoch: int, cfg: Config, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", dynamic_ncols=True, leave=True)
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"

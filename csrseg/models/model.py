@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from csrseg.config import Config, ModelConfig
 from csrseg.models.backbone import ResNetBackbone
+from csrseg.models.backbone_light import LightBackbone
 from csrseg.models.head import HeadOutput, KernelHead
 from csrseg.models.losses import SOLOLoss
 from csrseg.models.neck import FusionNeck
@@ -23,7 +24,7 @@ class CSRSeg(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = ResNetBackbone(cfg.backbone)
+        self.backbone = ResNetBackbone(cfg.backbone) if cfg.backbone.arch == "resnet" else LightBackbone(cfg.backbone)
         self.neck = FusionNeck(self.backbone.out_channels, cfg.neck)
         self.head = KernelHead(cfg.neck.channels, cfg.num_classes, cfg.head)
         self.criterion = SOLOLoss(cfg.num_classes, cfg.head, cfg.loss)

@@ -1,0 +1,148 @@
+"""Training speed on this machine: seconds per iteration, images/s and share of the conv throughput.
+
+    python benchmarks/train_speed.py                     # demo + paper (320 px), fp32 NCHW / channels-last / bf16
+    python benchmarks/train_speed.py --configs demo --set model.backbone.arch=resnet --set model.backbone.depth=18
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/train_speed.py
+
+One process; every variant trains on the same generated batch (the demo's synthetic shapes),
+variants interleaved round by round so that the machine's drift hits all alike; median of the
+rounds after one warm-up step each. "GFLOP/s" counts the whole step (forward + backward,
+``torch.utils.flop_counter``, 2 per multiply-add) over its time; "share" divides it by one 3x3
+convolution's throughput measured in the same process (:func:`csrseg.cpu.conv_gflops`), so the
+column says how much of what the machine does on convolutions a training step gets.
+bf16 rows are skipped on CPUs without native bf16 (AVX512-BF16 / AMX): there it is emulated,
+slower than fp32, and the trainer does not use it. Prints a markdown table; copy it into
+benchmarks/RESULTS.md with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from csrseg.config import Config, load_config
+from csrseg.cpu import conv_gflops, cpu_description, keep_freed_memory, native_bf16
+from csrseg.data import CocoInstances, Transform, collate, resolve_split
+from csrseg.data.synth import SynthSpec, make_synthetic_dataset
+from csrseg.engine.trainer import build_optimizer
+from csrseg.models import build_model
+
+
+@dataclass
+class Variant:
+    config: str
+    precision: str  # fp32 | bf16
+    channels_last: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.config}, {self.precision} {'channels-last' if self.channels_last else 'NCHW'}"
+
+
+def make_batch(cfg: Config, root, batch_size: int):
+    dataset = CocoInstances(*resolve_split(root, "train"), Transform(cfg.input, train=True), seed=0)
+    dataset.set_epoch(0)
+    return collate([dataset[i] for i in range(batch_size)], cfg.input.size_divisor)
+
+
+class Stepper:
+    """One model + optimiser training on one fixed batch, as the trainer's step does."""
+
+    def __init__(self, cfg: Config, variant: Variant, batch) -> None:
+        torch.manual_seed(0)
+        self.cfg, self.variant = cfg, variant
+        self.model = build_model(cfg).train()
+        images, targets = batch
+        if variant.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        self.images = images
+        self.labels = [t["labels"] for t in targets]
+        self.masks = [t["masks"] for t in targets]
+        self.optimizer = build_optimizer(self.model, cfg)
+
+    def step(self) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.precision == "bf16"):
+            outputs = self.model(self.images)
+        loss = self.model.loss(outputs, self.labels, self.masks)["loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
+        self.optimizer.step()
+
+    def flops(self) -> float:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step()
+        return counter.get_total_flops()
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["demo", "paper"])
+    parser.add_argument("--paper-size", type=int, default=320, help="input side for non-demo configs (default 320)")
+    parser.add_argument("--batch", type=int, default=0, help="batch size (default: the config's, 2 for paper)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every config")
+    parser.add_argument("--no-keep-memory", action="store_true", help="leave glibc's malloc thresholds alone")
+    args = parser.parse_args(argv)
+
+    kept = False if args.no_keep_memory else keep_freed_memory()
+    precisions = ["fp32", "bf16"] if native_bf16() else ["fp32"]
+    notes = [] if native_bf16() else ["bf16 skipped: this CPU has no native bf16 (emulated bf16 is slower than fp32)"]
+    steppers, configs = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_synthetic_dataset(tmp, 16, seed=0, val_fraction=0.25, spec=SynthSpec(image_size=256))
+        for name in args.configs:
+            overrides = ["train.amp=false", "model.backbone.weights=null", *args.set]
+            if name != "demo":
+                side = args.paper_size
+                overrides += [f"input.short_side={side}", f"input.max_size={side}", "model.num_classes=4"]
+            cfg = load_config(name, overrides)
+            batch_size = args.batch or (cfg.train.batch_size if name == "demo" else 2)
+            batch = make_batch(cfg, root, batch_size)
+            configs[name] = (cfg, batch_size, tuple(batch[0].shape[-2:]))
+            for precision in precisions:
+                for channels_last in (False, True):
+                    steppers.append(Stepper(cfg, Variant(name, precision, channels_last), batch))
+    conv = conv_gflops()
+    flops = {s.variant.name: s.flops() for s in steppers}  # also the warm-up step
+    times: dict[str, list[float]] = {s.variant.name: [] for s in steppers}
+    for _ in range(args.rounds):
+        for stepper in steppers:
+            tic = time.perf_counter()
+            for _ in range(args.steps):
+                stepper.step()
+            times[stepper.variant.name].append((time.perf_counter() - tic) / args.steps)
+
+    lines = [
+        f"CPU: {cpu_description()}; torch {torch.__version__}; glibc keeps freed memory: {kept}",
+        f"3x3 conv throughput (8x128x32x32, fp32, same process): {conv:.0f} GFLOP/s",
+        "",
+        "| config | precision | layout | input | batch | s/iter (median) | images/s | GFLOP/step | GFLOP/s | share of conv |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for stepper in steppers:
+        v = stepper.variant
+        cfg, batch_size, (h, w) = configs[v.config]
+        sec = statistics.median(times[v.name])
+        gflop = flops[v.name] / 1e9
+        lines.append(f"| {v.config} | {v.precision} | {'channels-last' if v.channels_last else 'NCHW'} | {w}×{h} | "
+                     f"{batch_size} | {sec:.3f} | {batch_size / sec:.2f} | {gflop:.1f} | {gflop / sec:.0f} | "
+                     f"{gflop / sec / conv:.0%} |")
+    report = "\n".join(lines + [""] + notes)
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
