@@ -14,6 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 from csrseg.config import BackboneConfig, ConfigError
+from csrseg.models.backbone import WeightsError, read_state_dict
 
 #: feature indices of C3, C4, C5 (strides 8, 16, 32) inside ``mobilenet_v3_*().features``
 _MOBILENET_TAPS = {"mobilenet_v3_large": (6, 12, 16), "mobilenet_v3_small": (3, 8, 12)}
@@ -46,14 +47,7 @@ class LightBackbone(nn.Module):
             feats = net.features
             self.stages = nn.ModuleList([feats[: c3 + 1], feats[c3 + 1 : c4 + 1], feats[c4 + 1 : c5 + 1]])
         if cfg.weights:
-            from csrseg.models.backbone import read_state_dict
-
-            state = read_state_dict(cfg.weights)
-            missing, unexpected = net.load_state_dict(state, strict=False)
-            if [k for k in missing if not k.startswith(("fc.", "classifier."))]:
-                from csrseg.models.backbone import WeightsError
-
-                raise WeightsError(f"{cfg.weights}: not weights of {cfg.arch} (missing e.g. {missing[0]})")
+            _load(net, read_state_dict(cfg.weights), cfg.weights, cfg.arch)
         self.out_channels = tuple(_out_channels(stage) for stage in self.stages)
 
     def forward(self, images: Tensor) -> list[Tensor]:
@@ -68,3 +62,15 @@ class LightBackbone(nn.Module):
 def _out_channels(stage: nn.Module) -> int:
     convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1].out_channels
+
+
+def _load(net: nn.Module, state: dict[str, Tensor], source: str, arch: str) -> None:
+    """Copy a torchvision state dict into ``net``; the classifier (``fc``/``classifier``) is optional."""
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(("fc.", "classifier."))}
+    missing = sorted(k for k in own if k not in state)
+    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
+    if missing or wrong:
+        key = (missing or wrong)[0]
+        raise WeightsError(f"{source}: not weights of {arch} ({len(missing)} tensors missing, "
+                           f"{len(wrong)} of another shape, e.g. {key})")
+    net.load_state_dict({k: state[k] for k in own}, strict=False)
