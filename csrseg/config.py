@@ -10,6 +10,7 @@ fixed in ``shared/DESIGN.md``. A config is built from a named preset
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -220,7 +221,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "on")
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)) \
+                or int(value) != value:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if hint is float:
@@ -231,7 +233,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ConfigError(f"{where}: {value} is too large for a number") from None
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -245,7 +250,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(map(repr, unknown))}; valid: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -276,9 +281,11 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({_first_line(exc)})") from None
         node = nested
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: the key has an empty part (expected key.sub=value)")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -295,6 +302,8 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     """
     from csrseg.presets import PRESETS, get_preset
 
+    if "\x00" in name_or_path:
+        raise ConfigError(f"config {name_or_path!r}: a name or path cannot hold a NUL character")
     path = Path(name_or_path)
     if name_or_path in PRESETS:
         cfg = get_preset(name_or_path)
@@ -302,12 +311,16 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_first_line(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read as UTF-8 text ({_first_line(exc)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         base = data.pop("base", None)
+        if base is not None and (not isinstance(base, str) or base not in PRESETS):
+            raise ConfigError(f"{path}: base: {base!r} is not a preset ({', '.join(PRESETS)})")
         cfg = get_preset(base) if base else Config(name=path.stem)
         cfg = merge(cfg, data, str(path))
     else:
@@ -315,6 +328,11 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides), "--set")
     return cfg
+
+
+def _first_line(exc: Exception) -> str:
+    """YAML errors span several lines (a caret under the column); errors here are one line."""
+    return " ".join(str(exc).split())[:200]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
