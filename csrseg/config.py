@@ -30,15 +30,18 @@ class ConfigError(CsrsegError, ValueError):
 class BackboneConfig:
     """torchvision ResNet returning C3, C4, C5.
 
-    ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's weight API,
-    cached under ``$TORCH_HOME``) or a path to a ``.pth`` / ``.safetensors`` state dict.
+    ``weights``: ``"imagenet"`` (the paper's setting: torchvision's weight API, cached
+    under ``$TORCH_HOME``), a path to a ``.pth`` / ``.safetensors`` state dict, or
+    ``None`` / ``"none"`` (random init, training from scratch: :func:`load_config`
+    then unfreezes every stage and makes BatchNorm trainable, since a frozen random
+    stem is never right).
     ``frozen_stages``: 0 freezes nothing, 1 the stem and stage 1 (detection
     practice), up to 4. ``norm``: ``frozen_bn`` (BatchNorm in eval mode, no grad)
     or ``bn`` (trainable, for training from scratch).
     """
 
     depth: int = 50
-    weights: str | None = None
+    weights: str | None = "imagenet"
     frozen_stages: int = 1
     norm: str = "frozen_bn"
 
@@ -305,6 +308,7 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     if "\x00" in name_or_path:
         raise ConfigError(f"config {name_or_path!r}: a name or path cannot hold a NUL character")
     path = Path(name_or_path)
+    norm_given = False
     if name_or_path in PRESETS:
         cfg = get_preset(name_or_path)
     elif path.suffix in (".yaml", ".yml") or path.exists():
@@ -323,11 +327,36 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
             raise ConfigError(f"{path}: base: {base!r} is not a preset ({', '.join(PRESETS)})")
         cfg = get_preset(base) if base else Config(name=path.stem)
         cfg = merge(cfg, data, str(path))
+        norm_given = _sets_backbone_norm(data)
     else:
         raise ConfigError(f"unknown config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) or a YAML file")
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides), "--set")
-    return cfg
+        norm_given = norm_given or _sets_backbone_norm(parse_overrides(overrides))
+    return from_scratch_unfrozen(cfg, keep_norm=norm_given)
+
+
+def _sets_backbone_norm(data: dict[str, Any]) -> bool:
+    model = data.get("model")
+    return isinstance(model, dict) and isinstance(model.get("backbone"), dict) and "norm" in model["backbone"]
+
+
+def from_scratch_unfrozen(cfg: Config, keep_norm: bool = False) -> Config:
+    """A backbone without pretrained weights trains whole: nothing frozen (a frozen random stem is
+    never right) and BatchNorm trainable, unless ``keep_norm`` (the norm was chosen explicitly)."""
+    backbone = cfg.model.backbone
+    if backbone.weights not in (None, "", "none", "None"):
+        return cfg
+    norm = backbone.norm if keep_norm else "bn"
+    backbone = dataclasses.replace(backbone, weights=None, frozen_stages=0, norm=norm)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+
+
+def without_pretrained(cfg: Config) -> Config:
+    """The same network with no pretrained weights to fetch: for a model whose weights come from
+    a checkpoint next, or for sizes and speeds measured on random weights."""
+    backbone = dataclasses.replace(cfg.model.backbone, weights=None)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
 
 
 def _first_line(exc: Exception) -> str:
