@@ -201,6 +201,37 @@ def cmd_predict(args: argparse.Namespace) -> None:
           + f"; overlays and predictions.json in {out_dir}")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from csrseg.data.convert import write_coco_root
+    from csrseg.engine.rundir import check_outputs
+
+    out = Path(args.out)
+    check_outputs(out, ["annotations"], args.exist_ok, "pass --exist-ok to replace it or choose another OUT")
+    skipped: Counter = Counter()
+    if args.format == "yolo":
+        from csrseg.data.convert.yolo import read_yolo
+
+        splits, names = read_yolo(args.src)
+    elif args.format == "labelme":
+        from csrseg.data.convert.labelme import read_labelme
+
+        splits, names, skipped = read_labelme(args.src, args.val_fraction)
+    else:
+        from csrseg.data.convert.via import read_via
+
+        splits, names, skipped = read_via(args.src, args.class_attr, args.val_fraction)
+    write_coco_root(out, splits, names, copy=args.copy)
+    for what, count in skipped.items():
+        print(f"{count} {what}", file=sys.stderr)
+    counts = ", ".join(f"{split} {len(records)} images / {sum(len(r.instances) for r in records)} objects"
+                       for split, records in splits.items())
+    print(f"{args.format} -> COCO: {counts}; {len(names)} classes; written to {out} "
+          f"(annotations/instances_<split>.json, images {'copied' if args.copy else 'linked'}); "
+          f"train with: csrseg train --data {out}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.engine.checkpoint import save_safetensors
     from csrseg.export import checkpoint_metadata, export_onnx
@@ -318,6 +349,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     _add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
+    p.add_argument("format", choices=("yolo", "labelme", "via"))
+    p.add_argument("src", help="yolo: folder with data.yaml; labelme: folder of .json; via: the exported .json")
+    p.add_argument("out", help="output dataset folder")
+    p.add_argument("--copy", action="store_true", help="copy the images (default: symbolic links)")
+    p.add_argument("--class-attr", default="class", help="via: the region attribute that holds the class")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="labelme/via without train/val folders: share of images (by file name) for val")
+    p.add_argument("--exist-ok", action="store_true", help="replace a dataset already in OUT")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")
     p.add_argument("out", help="output file")
