@@ -28,7 +28,7 @@ from functools import partial
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from csrseg.config import Config, load_config
+from csrseg.config import Config, load_config, without_pretrained
 from csrseg.cpu import conv_gflops, cpu_description, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
@@ -103,11 +103,12 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_synthetic_dataset(tmp, 16, seed=0, val_fraction=0.25, spec=SynthSpec(image_size=256))
         for name in args.configs:
-            overrides = ["train.amp=false", "model.backbone.weights=null", *args.set]
+            overrides = ["train.amp=false", *args.set]
             if name != "demo":
                 side = args.paper_size
                 overrides += [f"input.short_side={side}", f"input.max_size={side}", "model.num_classes=4"]
-            cfg = load_config(name, overrides)
+            # the paper's freezing kept, random weights (speed does not depend on their values)
+            cfg = without_pretrained(load_config(name, overrides))
             batch_size = args.batch or (cfg.train.batch_size if name == "demo" else 2)
             batch = make_batch(cfg, root, batch_size)
             configs[name] = (cfg, batch_size, tuple(batch[0].shape[-2:]))

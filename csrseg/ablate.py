@@ -9,7 +9,7 @@ resumes from its ``last.pt``). A run whose resolved config, data and seed equal 
 of a finished run in this sweep or a sibling sweep (``OUT/../*``) is not trained
 again: Table III's CSR width equal to the base config's is Table II's CSR + D2S.
 
-Layout: ``OUT/<variant>/seed<k>/`` (a normal run folder + ``summary.json``),
+Layout: ``OUT/<variant>/seed<k>/`` (a normal run folder + ``run.json``, what it trains, and ``summary.json``),
 ``OUT/table<N>.md`` and ``OUT/table<N>.png``.
 """
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from csrseg.config import Config, load_config, merge, parse_overrides, to_dict
+from csrseg.config import Config, load_config, merge, parse_overrides, to_dict, without_pretrained
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
 from csrseg.errors import CsrsegError
 from csrseg.evaluate import METRICS
 from csrseg.info import count_params
@@ -44,6 +45,9 @@ PAPER = {  # the paper's numbers (COCO val, R50, 12 epochs) for the table footer
     2: {"FPN baseline": (34.1, 55.5, 35.7), "+ CSR": (34.9, 56.4, 36.7), "+ D2S": (34.8, 56.3, 36.4), "CSR + D2S": (35.4, 56.8, 36.9)},
     3: {"CSR 128": (34.9, 54.7, 36.2), "CSR 256": (35.4, 56.8, 36.9), "CSR 512": (36.1, 57.2, 37.1), "CSR 1024": (36.5, 57.5, 37.6)},
 }
+
+
+RUN_FILE = "run.json"  # the data and resolved config of a run folder, written before training starts
 
 
 def _slug(name: str) -> str:
@@ -71,34 +75,44 @@ def images_per_second(cfg: Config, runs: int = 5) -> float:
 
 def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
                  epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
-                 progress: bool = True) -> str:
-    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table."""
+                 progress: bool = True, exist_ok: bool = False) -> str:
+    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+
+    Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
+    is refused, naming its files, unless ``exist_ok``: then that run is trained again.
+    """
     from csrseg.engine.trainer import train
 
     if table not in VARIANTS:
         raise CsrsegError(f"--table {table}: choose 2 or 3")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     base_cfg = load_config(base, overrides)
+    # a training run folder is not a sweep folder
+    check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
+    out.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, list[dict]] = {}
     for name, variant in VARIANTS[table].items():
         summaries[name] = []
         for seed in range(seeds):
             run_dir = out / _slug(name) / f"seed{seed}"
             summary_path = run_dir / "summary.json"
-            if summary_path.is_file():
-                summaries[name].append(json.loads(summary_path.read_text()))
-                continue
             cfg = variant_config(base_cfg, variant, seed, epochs)
             run = dict(data=str(Path(data).resolve()), config=to_dict(cfg))
+            previous = _same_run(run_dir, run, exist_ok)
+            if previous == "finished":
+                summaries[name].append(json.loads(summary_path.read_text()))
+                continue
             summary = find_finished_run(out, seed, run)
             if summary is not None:
                 summary = dict(summary, variant=name)
             else:
-                resume = (run_dir / "last.pt").is_file()
-                result = train(cfg, data, run_dir, resume=resume, device=device, progress=progress)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / RUN_FILE).write_text(json.dumps(run, indent=1))
+                # _same_run has refused a folder of another run: what is left here is this run's own
+                result = train(cfg, data, run_dir, resume=previous == "unfinished", device=device, progress=progress,
+                               exist_ok=True)
                 summary = dict(variant=name, seed=seed, metrics=result.metrics, iterations=result.iterations,
-                               params=count_params(build_model(cfg)), run=run)
+                               params=count_params(build_model(without_pretrained(cfg))), run=run)
             run_dir.mkdir(parents=True, exist_ok=True)
             summary_path.write_text(json.dumps(summary, indent=1))
             summaries[name].append(summary)
@@ -115,6 +129,37 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
     plot_ablation(summaries, out / f"table{table}.png",
                   f"Table {table} ({base_cfg.name}, {iterations} iterations, {seeds} seeds)")
     return text
+
+
+def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
+    """``"finished"`` or ``"unfinished"`` when ``run_dir`` holds ``run`` (the same data and resolved
+    config), ``"new"`` when it holds nothing, or nothing the caller may not replace (``exist_ok``);
+    a folder holding another run is refused (:class:`~csrseg.engine.rundir.OutputExistsError`)."""
+    found = existing_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS))
+    if not found:
+        return "new"
+    summary_path, run_path = run_dir / "summary.json", run_dir / RUN_FILE
+    if summary_path in found:
+        recorded = _read_json(summary_path).get("run")
+        state = "finished"
+    else:
+        recorded = _read_json(run_path) if run_path.is_file() else None
+        state = "unfinished" if (run_dir / "last.pt").is_file() else "new"
+    if recorded == run:
+        return state
+    check_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS), exist_ok,
+                  "it was trained with another config or dataset; pass --exist-ok to train it again here, "
+                  "or choose another --out")
+    summary_path.unlink(missing_ok=True)
+    return "new"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def find_finished_run(out: Path, seed: int, run: dict) -> dict | None:

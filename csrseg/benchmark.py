@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from csrseg.config import Config, load_config
+from csrseg.config import Config, load_config, without_pretrained
 from csrseg.data.transforms import collate, normalize
 from csrseg.cpu import cpu_description, native_bf16
 from csrseg.info import count_flops, count_params
@@ -126,7 +126,7 @@ def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs:
                    precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
     """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
     cfg = full_load(cfg)
-    model = build_model(cfg).to(device).eval()
+    model = build_model(without_pretrained(cfg)).to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
@@ -187,7 +187,7 @@ def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp
     from csrseg.export import export_onnx
 
     cfg = full_load(cfg)
-    model = build_model(cfg).eval()
+    model = build_model(without_pretrained(cfg)).eval()
     path = export_onnx(model, cfg.input, tmp_dir / f"{cfg.name}.onnx", sample_size=tuple(image.shape[-2:]))
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -204,7 +204,7 @@ def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch
     """Median seconds of the neck alone on the backbone features of one ``size`` image."""
     out = {}
     for name in names:
-        model: CSRSeg = build_model(load_config(name)).to(device).eval()
+        model: CSRSeg = build_model(without_pretrained(load_config(name))).to(device).eval()
         with torch.no_grad():
             feats = model.backbone(torch.randn(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device))
             out[name] = median_time(lambda: model.neck(feats), runs, warmup, device)
@@ -266,5 +266,6 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): FPN baseline {necks['baseline'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['baseline'] / necks['paper']:.2f}× faster).")
+    text += "\nAll models run on random weights (speed does not depend on them; nothing is downloaded)."
     return text
 

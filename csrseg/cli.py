@@ -12,6 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
+from csrseg.engine.preempt import TrainingInterrupted
+from csrseg.engine.rundir import check_outputs
 from csrseg.errors import CsrsegError
 
 logger = logging.getLogger("csrseg")
@@ -33,19 +35,43 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str = "paper") ->
                         help="override config values, e.g. train.lr=2e-4 model.neck.reweight=false")
 
 
+DATA_HELP = ("dataset folder or dataset YAML: COCO ROOT (annotations/instances_<split>.json + <split>/), "
+             "Roboflow COCO export, CVAT COCO export, or YAML with train/val annotations + images")
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help=DATA_HELP)
+    parser.add_argument("--train-ann", help="train annotation file (replaces the one --data gives)")
+    parser.add_argument("--train-images", help="train image folder (default: beside --train-ann)")
+    parser.add_argument("--val-ann", help="val annotation file")
+    parser.add_argument("--val-images", help="val image folder (default: beside --val-ann)")
+
+
+def _sources(args: argparse.Namespace):
+    from csrseg.data.sources import resolve_dataset
+
+    return resolve_dataset(args.data, args.train_split, args.val_split, args.train_ann, args.train_images,
+                           args.val_ann, args.val_images)
+
+
+def _add_exist_ok(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--exist-ok", action="store_true", help=text + " (without it, an occupied --out is refused)")
+
+
 # ---------------------------------------------------------------------------
 # verbs
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from csrseg.config import load_config
+    from csrseg.config import load_config, without_pretrained
     from csrseg.info import model_info, module_tree
     from csrseg.models import build_model
 
     cfg = load_config(args.config, args.overrides)
-    model = build_model(cfg)
+    model = build_model(without_pretrained(cfg))  # sizes and FLOPs do not need the weights
     print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, CSR {'on' if cfg.model.neck.reweight else 'off'} "
-          f"width {cfg.model.neck.csr_channels}, upsample {cfg.model.neck.upsample}, {cfg.model.num_classes} classes)")
+          f"width {cfg.model.neck.csr_channels}, upsample {cfg.model.neck.upsample}, {cfg.model.num_classes} classes; "
+          f"built with random weights)")
     print(module_tree(model, depth=args.depth))
     info = model_info(model, args.height, args.width)
     print(info.table())
@@ -69,10 +95,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "train" / cfg.name)
-    result = train(cfg, args.data, run_dir, resume=bool(args.resume), device=args.device,
+    result = train(cfg, _sources(args), run_dir, resume=bool(args.resume), device=args.device,
                    train_split=args.train_split, val_split=None if args.no_val else args.val_split,
                    init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval,
-                   log_interval=args.log_interval)
+                   log_interval=args.log_interval, exist_ok=args.exist_ok)
     if result.metrics:
         from csrseg.evaluate import format_table
 
@@ -86,26 +112,30 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from torch.utils.data import DataLoader
 
-    from csrseg.data import CocoInstances, Transform, collate, resolve_split
-    from csrseg.evaluate import coco_mask_ap, format_table, run_inference, write_results
+    from csrseg.data import CocoInstances, Transform, collate
+    from csrseg.data.sources import SplitFiles, resolve_dataset
+    from csrseg.evaluate import detailed_metrics, format_detailed, run_inference, write_results
     from csrseg.predict import Predictor
 
     predictor = Predictor(args.weights, device=args.device, score_thr=0.0)
+    sources = resolve_dataset(args.data, val_split=args.split, val_ann=args.ann)
+    split = "val" if args.ann else args.split
+    files = sources.get(split)
+    if args.images:
+        files = SplitFiles(files.annotations, Path(args.images))
+    logger.info("dataset: %s, images %s", files.annotations, files.images)
     cfg = predictor.cfg
-    ann_file, image_dir = resolve_split(args.data, args.split)
-    dataset = CocoInstances(ann_file, Path(args.images) if args.images else image_dir, Transform(cfg.input, train=False))
-    if dataset.cat_ids != predictor.cat_ids:
-        raise CsrsegError(f"{dataset.index.path}: category ids {dataset.cat_ids[:5]}... differ from the checkpoint's")
+    dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False), cat_ids=predictor.cat_ids)
     loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
                         collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
     results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=True)
     out = Path(args.out) if args.out else Path(args.weights).with_name(f"results_{args.split}.json")
     write_results(results, out)
-    metrics, summary = coco_mask_ap(dataset.index.path, results, seen)
-    if args.verbose:
-        print(summary)
-    print(format_table(metrics))
-    print(f"{len(seen)} images, {len(results)} instances; COCO results JSON: {out}")
+    report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
+    metrics_path = out.with_name(f"{out.stem}.metrics.json")
+    metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    print(format_detailed(report))
+    print(f"{len(seen)} images, {len(results)} instances; COCO results JSON: {out}; metrics: {metrics_path}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -118,13 +148,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if args.video_stride < 1:
         raise CsrsegError(f"--video-stride {args.video_stride}: must be at least 1")
+    out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
+    check_outputs(out_dir, ["predictions.json"], args.exist_ok)
     if args.onnx:
         from csrseg.predict import OnnxPredictor
 
         predictor = OnnxPredictor(args.onnx, score_thr=args.score_thr)
     else:
         predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr, precision=args.precision)
-    out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
     if not paths:
@@ -170,11 +201,44 @@ def cmd_predict(args: argparse.Namespace) -> None:
           + f"; overlays and predictions.json in {out_dir}")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from collections import Counter
+
+    from csrseg.data.convert import write_coco_root
+    from csrseg.engine.rundir import check_outputs
+
+    out = Path(args.out)
+    check_outputs(out, ["annotations"], args.exist_ok, "pass --exist-ok to replace it or choose another OUT")
+    skipped: Counter = Counter()
+    if args.format == "yolo":
+        from csrseg.data.convert.yolo import read_yolo
+
+        splits, names = read_yolo(args.src)
+    elif args.format == "labelme":
+        from csrseg.data.convert.labelme import read_labelme
+
+        splits, names, skipped = read_labelme(args.src, args.val_fraction)
+    else:
+        from csrseg.data.convert.via import read_via
+
+        splits, names, skipped = read_via(args.src, args.class_attr, args.val_fraction)
+    write_coco_root(out, splits, names, copy=args.copy)
+    for what, count in skipped.items():
+        print(f"{count} {what}", file=sys.stderr)
+    counts = ", ".join(f"{split} {len(records)} images / {sum(len(r.instances) for r in records)} objects"
+                       for split, records in splits.items())
+    print(f"{args.format} -> COCO: {counts}; {len(names)} classes; written to {out} "
+          f"(annotations/instances_<split>.json, images {'copied' if args.copy else 'linked'}); "
+          f"train with: csrseg train --data {out}")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.engine.checkpoint import save_safetensors
     from csrseg.export import checkpoint_metadata, export_onnx
     from csrseg.predict import Predictor
 
+    out = Path(args.out)
+    check_outputs(out.parent, [out.name], args.exist_ok, "pass --exist-ok to replace it or choose another file")
     predictor = Predictor(args.weights, device="cpu", score_thr=0.0)
     meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
     if args.format == "onnx":
@@ -207,7 +271,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 
     out = Path(args.out) if args.out else Path("runs") / "ablate" / f"table{args.table}"
     text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
-                        overrides=args.overrides, device=args.device)
+                        overrides=args.overrides, device=args.device, exist_ok=args.exist_ok)
     print(text)
     print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")
 
@@ -216,7 +280,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from csrseg.demo import run_demo
 
     report = run_demo(Path(args.out) if args.out else _next_run_dir(Path("runs") / "demo"), quick=args.quick,
-                      images=args.images, device=args.device, overrides=args.overrides)
+                      images=args.images, device=args.device, overrides=args.overrides, exist_ok=args.exist_ok)
     print(report)
 
 
@@ -245,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
     _add_config_args(p)
-    p.add_argument("--data", required=True, help="dataset root: annotations/instances_<split>.json and <split>/")
+    _add_data_args(p)
     p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     p.add_argument("--weights", help="initial weights (fine-tuning)")
@@ -257,13 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
     p.add_argument("--checkpoint-interval", type=int, default=0, help="also save last.pt every N iterations")
     p.add_argument("--log-interval", type=int, default=10, help="log.jsonl row every N iterations")
+    _add_exist_ok(p, "replace the run already in --out (its checkpoints and log are deleted)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="COCO mask AP of a checkpoint")
     p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="val")
-    p.add_argument("--images", help="image folder, if not DATA/<split> (e.g. test2017 for test-dev)")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--split", default="val", help="split to score: val, test, or a split's own name")
+    p.add_argument("--ann", help="annotation file to score (instead of --data's split)")
+    p.add_argument("--images", help="image folder, if not the split's own (e.g. test2017 for test-dev)")
     p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights)")
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=2)
@@ -281,13 +347,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=1)
+    _add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
+    p.add_argument("format", choices=("yolo", "labelme", "via"))
+    p.add_argument("src", help="yolo: folder with data.yaml; labelme: folder of .json; via: the exported .json")
+    p.add_argument("out", help="output dataset folder")
+    p.add_argument("--copy", action="store_true", help="copy the images (default: symbolic links)")
+    p.add_argument("--class-attr", default="class", help="via: the region attribute that holds the class")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="labelme/via without train/val folders: share of images (by file name) for val")
+    p.add_argument("--exist-ok", action="store_true", help="replace a dataset already in OUT")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")
     p.add_argument("out", help="output file")
     p.add_argument("--weights", required=True)
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
     p.add_argument("--opset", type=int, default=17)
+    _add_exist_ok(p, "replace the output file if it exists")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("benchmark", help="images/s against torchvision Mask R-CNN, in one process")
@@ -307,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shorter schedule (milestones scaled)")
     p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
     p.add_argument("--device")
+    _add_exist_ok(p, "retrain runs in --out that another sweep (other config or data) left there")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
@@ -315,8 +395,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=None, help="synthetic images, 80%% train / 20%% val (default 1000, quick 12)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    _add_exist_ok(p, "replace the demo already in --out")
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+def _close_progress_bars() -> None:
+    """End a progress bar an error cut short, so the error starts a line of its own."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,7 +415,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         args.func(args)
+    except TrainingInterrupted as exc:  # preempted: last.pt is written, exit as if killed by the signal
+        _close_progress_bars()
+        print(f"csrseg: {exc}", file=sys.stderr)
+        return exc.exit_code
     except CsrsegError as exc:
+        _close_progress_bars()
         print(f"csrseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

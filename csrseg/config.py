@@ -10,6 +10,7 @@ fixed in ``shared/DESIGN.md``. A config is built from a named preset
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,8 +34,11 @@ class BackboneConfig:
     CPUs (``regnet_x_400mf``, ``regnet_y_400mf``, ``regnet_x_800mf``, ``regnet_y_800mf``,
     ``mobilenet_v3_large``, ``mobilenet_v3_small``; see :mod:`csrseg.models.backbone_light`).
 
-    ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's weight API,
-    cached under ``$TORCH_HOME``) or a path to a ``.pth`` / ``.safetensors`` state dict.
+    ``weights``: ``"imagenet"`` (the paper's setting: torchvision's weight API, cached
+    under ``$TORCH_HOME``), a path to a ``.pth`` / ``.safetensors`` state dict, or
+    ``None`` / ``"none"`` (random init, training from scratch: :func:`load_config`
+    then unfreezes every stage and makes BatchNorm trainable, since a frozen random
+    stem is never right).
     ``frozen_stages``: 0 freezes nothing, 1 the stem and stage 1 (detection
     practice), up to 4. ``norm``: ``frozen_bn`` (BatchNorm in eval mode, no grad)
     or ``bn`` (trainable, for training from scratch).
@@ -42,7 +46,7 @@ class BackboneConfig:
 
     arch: str = "resnet"
     depth: int = 50
-    weights: str | None = None
+    weights: str | None = "imagenet"
     frozen_stages: int = 1
     norm: str = "frozen_bn"
 
@@ -226,7 +230,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             return value.lower() in ("true", "yes", "on")
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)) \
+                or int(value) != value:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if hint is float:
@@ -237,7 +242,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ConfigError(f"{where}: {value} is too large for a number") from None
     if hint is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -251,7 +259,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {sorted(names)}")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(map(repr, unknown))}; valid: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     return cls(**kwargs)
 
@@ -282,9 +290,11 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+            raise ConfigError(f"override {item!r}: value is not valid YAML ({_first_line(exc)})") from None
         node = nested
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: the key has an empty part (expected key.sub=value)")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -301,26 +311,63 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     """
     from csrseg.presets import PRESETS, get_preset
 
+    if "\x00" in name_or_path:
+        raise ConfigError(f"config {name_or_path!r}: a name or path cannot hold a NUL character")
     path = Path(name_or_path)
+    norm_given = False
     if name_or_path in PRESETS:
         cfg = get_preset(name_or_path)
     elif path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            raise ConfigError(f"{path}: not valid YAML ({_first_line(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read as UTF-8 text ({_first_line(exc)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         base = data.pop("base", None)
+        if base is not None and (not isinstance(base, str) or base not in PRESETS):
+            raise ConfigError(f"{path}: base: {base!r} is not a preset ({', '.join(PRESETS)})")
         cfg = get_preset(base) if base else Config(name=path.stem)
         cfg = merge(cfg, data, str(path))
+        norm_given = _sets_backbone_norm(data)
     else:
         raise ConfigError(f"unknown config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) or a YAML file")
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides), "--set")
-    return cfg
+        norm_given = norm_given or _sets_backbone_norm(parse_overrides(overrides))
+    return from_scratch_unfrozen(cfg, keep_norm=norm_given)
+
+
+def _sets_backbone_norm(data: dict[str, Any]) -> bool:
+    model = data.get("model")
+    return isinstance(model, dict) and isinstance(model.get("backbone"), dict) and "norm" in model["backbone"]
+
+
+def from_scratch_unfrozen(cfg: Config, keep_norm: bool = False) -> Config:
+    """A backbone without pretrained weights trains whole: nothing frozen (a frozen random stem is
+    never right) and BatchNorm trainable, unless ``keep_norm`` (the norm was chosen explicitly)."""
+    backbone = cfg.model.backbone
+    if backbone.weights not in (None, "", "none", "None"):
+        return cfg
+    norm = backbone.norm if keep_norm else "bn"
+    backbone = dataclasses.replace(backbone, weights=None, frozen_stages=0, norm=norm)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+
+
+def without_pretrained(cfg: Config) -> Config:
+    """The same network with no pretrained weights to fetch: for a model whose weights come from
+    a checkpoint next, or for sizes and speeds measured on random weights."""
+    backbone = dataclasses.replace(cfg.model.backbone, weights=None)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+
+
+def _first_line(exc: Exception) -> str:
+    """YAML errors span several lines (a caret under the column); errors here are one line."""
+    return " ".join(str(exc).split())[:200]
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

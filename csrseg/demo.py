@@ -19,6 +19,7 @@ from csrseg.config import Config, load_config
 from csrseg.cpu import cpu_description
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs
 from csrseg.engine.trainer import amp_settings, train
 from csrseg.evaluate import format_table
 from csrseg.predict import Predictor
@@ -58,15 +59,19 @@ def plan(cfg: Config, images: int, device: str) -> str:
 
 
 def run_demo(out: str | Path, quick: bool = False, images: int | None = None, device: str = "cpu",
-             overrides: list[str] | tuple[str, ...] = (), num_overlays: int = 8) -> str:
-    """Run the demo into ``out``; returns the report printed by ``csrseg demo``."""
+             overrides: list[str] | tuple[str, ...] = (), num_overlays: int = 8, exist_ok: bool = False) -> str:
+    """Run the demo into ``out``; returns the report printed by ``csrseg demo``.
+
+    ``exist_ok``: replace a demo already in ``out`` (refused otherwise, naming its files).
+    """
     out = Path(out)
+    check_outputs(out, [f"train/{name}" for name in TRAIN_OUTPUTS] + ["overlays"], exist_ok)
     tic = time.perf_counter()
     images = images or (12 if quick else 1000)
     data = make_synthetic_dataset(out / "data", images, seed=0, val_fraction=VAL_FRACTION)
     cfg = load_config("demo", [*(QUICK_OVERRIDES if quick else []), *overrides])
     logger.info(plan(cfg, images, device))
-    result = train(cfg, data, out / "train", device=device)
+    result = train(cfg, data, out / "train", device=device, exist_ok=exist_ok)
 
     weights = result.best or result.last
     predictor = Predictor(weights, device=device, score_thr=0.3)

@@ -126,3 +126,81 @@ def write_results(results: list[dict], path: str | Path) -> Path:
     tmp.write_text(json.dumps(results))
     tmp.replace(path)
     return path
+
+
+def _cocoeval(gt: COCO, results: list[dict], iou_type: str) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        # loadRes writes into the dicts it gets (numpy boxes, areas): give it copies
+        evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iou_type)
+        evaluator.params.imgIds = sorted(gt.getImgIds())
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def _class_ap(precision: np.ndarray, k: int, iou_index: slice | int) -> float | None:
+    """Mean of COCOeval's ``precision[T, R, K, A, M]`` for class ``k``, all areas, 100 detections
+    (x100); ``None`` for a class without ground truth (every entry -1)."""
+    values = precision[iou_index, :, k, 0, -1]
+    values = values[values > -1]
+    return float(values.mean()) * 100 if values.size else None
+
+
+def boxes_from_masks(results: list[dict]) -> list[dict]:
+    """The same detections with ``bbox`` taken from each RLE mask (``[x, y, w, h]``), for box AP."""
+    out = []
+    for r in results:
+        rle = dict(size=r["segmentation"]["size"], counts=r["segmentation"]["counts"].encode("ascii"))
+        out.append(dict(r, bbox=[float(v) for v in mask_utils.toBbox(rle)]))
+    return out
+
+
+def detailed_metrics(ann_file: str | Path, results: list[dict], image_ids: list[int],
+                     class_names: dict[int, str] | None = None) -> dict:
+    """Mask and box AP (boxes from the masks), overall and per class, as a JSON-ready dict.
+
+    ``{"mask": {AP, AP50, ...}, "box": {...}, "classes": [{category_id, name, instances,
+    mask_AP, mask_AP50, box_AP}, ...]}``; a class without ground truth has ``None`` APs.
+    ``image_ids`` must be the images of ``ann_file`` (:func:`coco_mask_ap` checks).
+    """
+    mask_metrics, _ = coco_mask_ap(ann_file, [dict(r) for r in results], image_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+    for ann in gt.dataset["annotations"]:  # box AP needs ground-truth boxes; derive missing ones from masks
+        if not ann.get("bbox"):
+            ann["bbox"] = [float(v) for v in mask_utils.toBbox(gt.annToRLE(ann))]
+    counts = {c: len(gt.getAnnIds(catIds=[c], iscrowd=False)) for c in gt.getCatIds()}
+    names = class_names or {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    report: dict = dict(mask=mask_metrics, box={m: 0.0 for m in METRICS}, classes=[])
+    cat_ids = sorted(gt.getCatIds())
+    mask_prec = box_prec = None
+    if results:
+        mask_eval = _cocoeval(gt, results, "segm")
+        box_eval = _cocoeval(gt, boxes_from_masks(results), "bbox")
+        report["box"] = dict(zip(METRICS, [max(float(v), 0.0) * 100 for v in box_eval.stats[:6]]))
+        mask_prec, box_prec = mask_eval.eval["precision"], box_eval.eval["precision"]
+        cat_ids = list(mask_eval.params.catIds)
+    for k, cat in enumerate(cat_ids):
+        if counts.get(cat, 0) == 0:
+            continue  # declared but never annotated (e.g. a Roboflow parent category)
+        row = dict(category_id=int(cat), name=str(names.get(cat, cat)), instances=counts[cat],
+                   mask_AP=0.0, mask_AP50=0.0, box_AP=0.0)
+        if mask_prec is not None:
+            row.update(mask_AP=_class_ap(mask_prec, k, slice(None)), mask_AP50=_class_ap(mask_prec, k, 0),
+                       box_AP=_class_ap(box_prec, k, slice(None)))
+        report["classes"].append(row)
+    return report
+
+
+def format_detailed(report: dict) -> str:
+    """Markdown: mask and box rows of the six COCO metrics, then one row per class."""
+    lines = ["| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for kind in ("mask", "box"):
+        lines.append(f"| {kind} | " + " | ".join(f"{report[kind][m]:.1f}" for m in METRICS) + " |")
+    lines += ["", "| class | instances | mask AP | mask AP50 | box AP |", "|---|---|---|---|---|"]
+    for row in report["classes"]:
+        values = [f"{row[k]:.1f}" if row[k] is not None else "-" for k in ("mask_AP", "mask_AP50", "box_AP")]
+        name = row["name"].replace("|", "\\|")
+        lines.append(f"| {name} | {row['instances']} | " + " | ".join(values) + " |")
+    return "\n".join(lines)

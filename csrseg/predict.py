@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from csrseg.config import without_pretrained
 from csrseg.data.io import IMAGE_SUFFIXES, read_image, to_rgb
 from csrseg.data.transforms import Transform, collate
 from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
@@ -71,7 +72,7 @@ class Predictor:
         self.cat_ids: list[int] = list(ckpt.get("cat_ids") or range(1, self.cfg.model.num_classes + 1))
         self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})  # val metrics recorded with the weights
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = build_model(self.cfg)
+        self.model = build_model(without_pretrained(self.cfg))  # every weight comes from the checkpoint
         load_model_state(self.model, ckpt["model"], strict=True, source=str(weights))
         # channels-last: oneDNN/cuDNN's preferred layout, 1.27x -> 1.61x Mask R-CNN's speed on our CPU
         self.model.to(self.device, memory_format=torch.channels_last).eval()

@@ -47,7 +47,7 @@ def _demo() -> Config:
         name="demo",
         model=ModelConfig(
             num_classes=4,
-            backbone=BackboneConfig(depth=18, frozen_stages=0, norm="bn"),
+            backbone=BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"),
             neck=NeckConfig(channels=128, csr_channels=128, num_groups=16),
             head=HeadConfig(
                 feat_channels=128,

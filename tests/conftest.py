@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,17 @@ def match_instances(ours: list, theirs: list, min_iou: float = 0.99, score_tol: 
         free.remove(best)
         pairs.append((a, theirs[best]))
     return pairs
+
+
+@pytest.fixture(autouse=True)
+def _never_download(monkeypatch, tmp_path_factory):
+    """Tests never download: an empty torch hub cache, and a downloader that refuses."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+
+    def refuse(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError(f"tests never download ({url})")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,20 @@
+import dataclasses
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
 
-from csrseg.config import BackboneConfig, ConfigError
+from csrseg.config import BackboneConfig, ConfigError, load_config, without_pretrained
+from csrseg.models import build_model
 from csrseg.models import backbone as backbone_mod
 from csrseg.models.backbone import ResNetBackbone, WeightsError
 
 
 @pytest.mark.parametrize("depth,channels", [(18, (128, 256, 512)), (50, (512, 1024, 2048))])
 def test_levels_have_strides_8_16_32(depth, channels):
-    net = ResNetBackbone(BackboneConfig(depth=depth)).eval()
+    net = ResNetBackbone(BackboneConfig(depth=depth, weights=None)).eval()
     with torch.no_grad():
         c3, c4, c5 = net(torch.randn(1, 3, 448, 640))
     assert c3.shape == (1, channels[0], 56, 80)
@@ -19,8 +22,9 @@ def test_levels_have_strides_8_16_32(depth, channels):
     assert c5.shape == (1, channels[2], 14, 20)
 
 
-def test_stem_and_stage1_frozen_by_default_and_bn_frozen():
-    net = ResNetBackbone(BackboneConfig(depth=18))
+def test_stem_and_stage1_frozen_by_default_and_bn_frozen(tmp_path):
+    _, path = _random_resnet_file(tmp_path)
+    net = ResNetBackbone(BackboneConfig(depth=18, weights=str(path)))
     assert not any(p.requires_grad for p in net.stem.parameters())
     assert not any(p.requires_grad for p in net.layer1.parameters())
     assert all(p.requires_grad for p in net.layer2.parameters() if p.dim() > 1)
@@ -28,7 +32,7 @@ def test_stem_and_stage1_frozen_by_default_and_bn_frozen():
 
 
 def test_trainable_bn_keeps_frozen_stages_in_eval_mode():
-    net = ResNetBackbone(BackboneConfig(depth=18, norm="bn", frozen_stages=1)).train()
+    net = ResNetBackbone(BackboneConfig(depth=18, weights=None, norm="bn", frozen_stages=1)).train()
     assert not net.stem[1].training and net.layer2[0].bn1.training
 
 
@@ -86,3 +90,31 @@ def test_garbage_weight_file_is_a_clear_error(tmp_path):
 def test_unsupported_depth_is_a_config_error():
     with pytest.raises(ConfigError):
         ResNetBackbone(BackboneConfig(depth=42))
+
+
+def test_paper_presets_ask_for_imagenet_and_none_trains_everything():
+    assert load_config("paper").model.backbone.weights == "imagenet"
+    scratch = load_config("paper", ["model.backbone.weights=none"]).model.backbone
+    assert (scratch.weights, scratch.frozen_stages, scratch.norm) == (None, 0, "bn")
+    net = ResNetBackbone(dataclasses.replace(scratch, depth=18))
+    assert all(p.requires_grad for p in net.parameters())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_offline_paper_training_is_one_line_with_the_cache_path_and_the_way_out(synth_root, tmp_path, capsys):
+    from csrseg.cli import main
+
+    argv = ["train", "--config", "paper", "--data", str(synth_root), "--out", str(tmp_path / "run"),
+            "--set", "model.backbone.depth=18"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    expected = Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth"
+    assert err.startswith("csrseg: error:") and str(expected) in err and "model.backbone.weights=none" in err
+    assert "\n" not in err
+
+
+def test_without_pretrained_keeps_the_architecture_and_fetches_nothing():
+    cfg = load_config("paper", ["model.backbone.depth=18"])
+    model = build_model(without_pretrained(cfg))  # the autouse fixture refuses any download
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    assert not any(p.requires_grad for p in model.backbone.stem.parameters())

@@ -68,3 +68,76 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="cut.pt"):
         load_checkpoint(path)
+
+
+def _disk_usage_with_free(free):
+    import collections
+
+    usage = collections.namedtuple("usage", "total used free")
+    return lambda path: usage(10**12, 10**12 - free, free)
+
+
+def test_too_little_free_space_is_refused_before_writing_and_names_the_numbers(tmp_path, monkeypatch):
+    from csrseg.engine import checkpoint
+
+    path = tmp_path / "last.pt"
+    atomic_save({"model": {"w": torch.ones(1000)}}, path)
+    good = path.read_bytes()
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", _disk_usage_with_free(4096))
+    with pytest.raises(checkpoint.CheckpointWriteError) as caught:
+        atomic_save({"model": {"w": torch.zeros(1000)}}, path, if_failed="the old one is intact")
+    message = str(caught.value)
+    assert str(path) in message and "not enough disk space" in message and "4096 bytes" in message
+    assert "needs about" in message and message.endswith("the old one is intact") and "\n" not in message
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_enospc_in_the_middle_of_a_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    import errno
+
+    from csrseg.engine import checkpoint
+
+    path = tmp_path / "last.pt"
+    atomic_save({"model": {"w": torch.ones(10000)}}, path)
+    good = path.read_bytes()
+    original = checkpoint._RecordingWriter.write
+
+    def write_until_full(self, data):
+        if self.written > 1000:  # the disk fills part-way through the new file
+            self.error = OSError(errno.ENOSPC, "No space left on device")
+            raise self.error
+        return original(self, data)
+
+    monkeypatch.setattr(checkpoint._RecordingWriter, "write", write_until_full)
+    with pytest.raises(checkpoint.CheckpointWriteError, match=r"last\.pt: could not write the checkpoint \(No space left"):
+        atomic_save({"model": {"w": torch.zeros(10000)}}, path)
+    assert path.read_bytes() == good and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_full_disk_during_training_exits_2_naming_the_good_checkpoint_and_resume(synth_root, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from csrseg.cli import main
+    from csrseg.config import save_config
+    from csrseg.engine import checkpoint
+
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, batch_size=4, warmup_iters=1), cfg_path)
+    calls = {"n": 0}
+    real = shutil.disk_usage
+
+    def fills_after_first_save(path):
+        calls["n"] += 1
+        return real(path) if calls["n"] == 1 else _disk_usage_with_free(100)(path)
+
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", fills_after_first_save)
+    run = tmp_path / "run"
+    argv = ["train", "--config", str(cfg_path), "--data", str(synth_root), "--out", str(run), "--device", "cpu",
+            "--no-val", "--checkpoint-interval", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith("csrseg: error:")
+    assert f"{run / 'last.pt'} (iteration 1) is intact" in err and "100 bytes" in err
+    assert f"csrseg train --resume {run} --data {synth_root}" in err
+    assert load_checkpoint(run / "last.pt")["iteration"] == 1
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]

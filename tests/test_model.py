@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from csrseg import build_model, load_config
+from csrseg.config import without_pretrained
 from csrseg.data.transforms import collate
 from csrseg.info import model_info
 from csrseg.presets import TABLE2
@@ -9,7 +10,7 @@ from csrseg.presets import TABLE2
 
 @pytest.mark.parametrize("name", TABLE2)
 def test_table2_variants_with_r50_on_an_odd_input(name):
-    cfg = load_config(name)
+    cfg = without_pretrained(load_config(name))
     model = build_model(cfg).eval()
     # 417 x 623 padded to 448 x 640
     images, _ = collate([dict(image=torch.randn(3, 417, 623), masks=torch.zeros(0, 417, 623))])
@@ -25,7 +26,7 @@ def test_table2_variants_with_r50_on_an_odd_input(name):
 
 
 def test_r18_backbone_shapes_and_unpadded_input_is_refused():
-    cfg = load_config("paper", ["model.backbone.depth=18", "model.num_classes=5"])
+    cfg = without_pretrained(load_config("paper", ["model.backbone.depth=18", "model.num_classes=5"]))
     model = build_model(cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, 416, 640))
@@ -36,7 +37,7 @@ def test_r18_backbone_shapes_and_unpadded_input_is_refused():
 
 
 def test_parameter_counts_order_like_table3():
-    counts = [model_info(build_model(load_config(n)), 64, 64).params["total"] for n in ("csr128", "csr256", "csr512", "csr1024")]
+    counts = [model_info(build_model(without_pretrained(load_config(n))), 64, 64).params["total"] for n in ("csr128", "csr256", "csr512", "csr1024")]
     assert counts == sorted(counts) and counts[1] - counts[0] > 0.3
 
 

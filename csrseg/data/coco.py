@@ -14,6 +14,7 @@ naming the file and the entry instead of a stack trace in the middle of an epoch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -37,7 +38,10 @@ class DatasetError(CsrsegError, ValueError):
 class CocoIndex:
     """A validated COCO instances file.
 
-    ``cat_ids``: category ids sorted; label ``i`` is ``cat_ids[i]``.
+    ``cat_ids``: the ids that get an output class, sorted; label ``i`` is ``cat_ids[i]``.
+    ``categories``: every category the file declares, ``id -> name``; ``unused_cat_ids``:
+    those of them without a single annotation in this file (a Roboflow export's id 0
+    parent category), which get no output class unless ``cat_ids`` was given.
     """
 
     path: Path
@@ -46,13 +50,21 @@ class CocoIndex:
     cat_ids: list[int]
     class_names: list[str]
     warnings: Counter = field(default_factory=Counter)
+    categories: dict[int, str] = field(default_factory=dict)
+    unused_cat_ids: list[int] = field(default_factory=list)
 
 
 def _fail(path: Path, what: str) -> DatasetError:
     return DatasetError(f"{path}: {what}")
 
 
-def load_coco_json(path: str | Path) -> CocoIndex:
+def load_coco_json(path: str | Path, cat_ids: list[int] | None = None) -> CocoIndex:
+    """Read and validate ``path``.
+
+    ``cat_ids``: the categories that get output classes (another split's, or a
+    checkpoint's; see :func:`with_classes`). By default: the declared categories with
+    at least one annotation (all of them when the file has no annotation).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: annotation file not found")
@@ -71,7 +83,7 @@ def load_coco_json(path: str | Path) -> CocoIndex:
         if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
             raise _fail(path, f"categories[{i}] has no integer 'id'")
         categories[cat["id"]] = str(cat.get("name", cat["id"]))
-    cat_ids = sorted(categories)
+    declared = sorted(categories)
 
     images: list[dict] = []
     sizes: dict[int, tuple[int, int]] = {}
@@ -100,7 +112,30 @@ def load_coco_json(path: str | Path) -> CocoIndex:
             warnings["annotations without a usable segmentation skipped"] += 1
             continue
         anns_by_image[ann["image_id"]].append(dict(ann, segmentation=segm))
-    return CocoIndex(path, images, dict(anns_by_image), cat_ids, [categories[c] for c in cat_ids], warnings)
+    used = {a["category_id"] for anns in anns_by_image.values() for a in anns}
+    unused = [c for c in declared if c not in used]
+    default_ids = [c for c in declared if c in used] if used else declared
+    index = CocoIndex(path, images, dict(anns_by_image), default_ids, [categories[c] for c in default_ids], warnings,
+                      categories, unused)
+    return index if cat_ids is None else with_classes(index, cat_ids)
+
+
+def with_classes(index: CocoIndex, cat_ids: list[int]) -> CocoIndex:
+    """``index`` with ``cat_ids`` (each declared in it) as its output classes.
+
+    Annotations of other declared categories stay (COCOeval scores them) but are not
+    training targets; they are counted in ``warnings``.
+    """
+    unknown = [c for c in cat_ids if c not in index.categories]
+    if unknown:
+        raise _fail(index.path, f"category id(s) {unknown[:5]} of the model's classes are not in 'categories'")
+    wanted = set(cat_ids)
+    outside = sum(1 for anns in index.anns_by_image.values() for a in anns if a["category_id"] not in wanted)
+    warnings = Counter(index.warnings)
+    if outside:
+        warnings["annotations of categories without an output class ignored"] += outside
+    return dataclasses.replace(index, cat_ids=list(cat_ids), class_names=[index.categories[c] for c in cat_ids],
+                               warnings=warnings)
 
 
 def _check_segmentation(path: Path, name: str, segm: object, size: tuple[int, int], warnings: Counter):
@@ -161,8 +196,14 @@ class CocoInstances(Dataset):
     """
 
     def __init__(self, ann_file: str | Path, image_dir: str | Path, transform: Transform, seed: int = 0,
-                 check_files: bool = True) -> None:
+                 check_files: bool = True, cat_ids: list[int] | None = None,
+                 same_categories_as: CocoIndex | None = None) -> None:
         self.index = load_coco_json(ann_file)
+        if same_categories_as is not None:  # a val split: the train split's categories and classes
+            check_same_categories(same_categories_as, self.index)
+            cat_ids = same_categories_as.cat_ids
+        if cat_ids is not None:
+            self.index = with_classes(self.index, cat_ids)
         self.image_dir = Path(image_dir)
         self.transform = transform
         self.seed = seed
@@ -200,7 +241,8 @@ class CocoInstances(Dataset):
         height, width = info["height"], info["width"]
         if image.shape[:2] != (height, width):
             raise DatasetError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say {width}x{height}")
-        anns = [a for a in self.index.anns_by_image.get(info["id"], []) if not a.get("iscrowd", 0)]
+        anns = [a for a in self.index.anns_by_image.get(info["id"], [])
+                if not a.get("iscrowd", 0) and a["category_id"] in self.cat_to_label]
         masks = np.zeros((len(anns), height, width), dtype=np.uint8)
         for i, ann in enumerate(anns):
             masks[i] = decode_segmentation(ann["segmentation"], height, width)
@@ -221,3 +263,22 @@ class CocoInstances(Dataset):
             orig_size=(info["height"], info["width"]),
             input_size=tuple(image_t.shape[-2:]),
         )
+
+
+def check_same_categories(reference: CocoIndex, other: CocoIndex) -> None:
+    """Raise a one-line :class:`DatasetError` when ``other`` declares other categories than ``reference``."""
+    if other.categories == reference.categories:
+        return
+    only_ref = sorted(set(reference.categories) - set(other.categories))
+    only_other = sorted(set(other.categories) - set(reference.categories))
+    renamed = sorted(c for c in set(reference.categories) & set(other.categories)
+                     if reference.categories[c] != other.categories[c])
+    parts = []
+    if only_other:
+        parts.append(f"ids only here {only_other[:5]}")
+    if only_ref:
+        parts.append(f"ids missing here {only_ref[:5]}")
+    if renamed:
+        c = renamed[0]
+        parts.append(f"id {c} is {other.categories[c]!r} here but {reference.categories[c]!r} there")
+    raise DatasetError(f"{other.path}: categories differ from {reference.path}'s ({'; '.join(parts)})")

@@ -8,6 +8,7 @@ weights alone can also be written and read as safetensors.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,24 +24,84 @@ class CheckpointError(CsrsegError, RuntimeError):
     """A checkpoint that is missing, unreadable or does not fit the model."""
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint that could not be written (disk full, quota, I/O error); the previous file is intact."""
+
+
+def state_nbytes(obj: Any) -> int:
+    """Bytes of all tensors in a nested dict/list ``obj``: the size of its checkpoint, give or take the pickle."""
+    if isinstance(obj, Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(state_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(state_nbytes(v) for v in obj)
+    return 0
+
+
+class _RecordingWriter:
+    """File wrapper that remembers the OSError of a failed write: ``torch.save`` turns it into a
+    ``RuntimeError`` ("unexpected pos ...") that no longer says the disk is full."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.error, self.written = handle, None, 0
+
+    def write(self, data: Any) -> int:
+        try:
+            count = self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+        self.written += count
+        return count
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+# Room left beyond the estimate: the pickle, zip headers and the file system's own blocks.
+_MARGIN = 1 << 20
+
+
+def atomic_save(obj: Any, path: str | Path, if_failed: str = "") -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
     A crash at any moment leaves either the old file or the new one, never half of one.
+    The free space is checked first against the size of the previous ``path`` (or the bytes of
+    the tensors in ``obj``); too little space, or an OSError while writing, raises
+    :class:`CheckpointWriteError` naming the path, the bytes needed and free, and ``if_failed``
+    (what is still good and how to go on), with the old file untouched and no temporary left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    needed = max(path.stat().st_size if path.is_file() else 0, state_nbytes(obj)) + _MARGIN
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise CheckpointWriteError(_write_failure(path, "not enough disk space", needed, free, if_failed))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    writer = None
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+            writer = _RecordingWriter(handle)
+            torch.save(obj, writer)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        cause = writer.error if writer is not None and writer.error is not None else exc
+        if isinstance(cause, OSError):
+            reason = cause.strerror or type(cause).__name__
+            free = shutil.disk_usage(path.parent).free
+            raise CheckpointWriteError(_write_failure(path, reason, needed, free, if_failed)) from None
         raise
     return path
+
+
+def _write_failure(path: Path, reason: str, needed: int, free: int, if_failed: str) -> str:
+    mb = 1 << 20
+    return (f"{path}: could not write the checkpoint ({reason}): needs about {needed} bytes ({needed / mb:.1f} MB), "
+            f"{free} bytes ({free / mb:.1f} MB) free in {path.parent}" + (f"; {if_failed}" if if_failed else ""))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -30,16 +30,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from csrseg.config import Config, ConfigError, save_config, to_dict
+from csrseg.config import Config, ConfigError, save_config, to_dict, without_pretrained
 from csrseg.cpu import keep_freed_memory, native_bf16
-from csrseg.data import CocoInstances, Transform, collate, resolve_split
+from csrseg.data import CocoInstances, Transform, collate
+from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.engine import distributed as du
+from csrseg.engine import preempt
 from csrseg.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_state
 from csrseg.engine.plots import plot_training, read_log
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, remove_outputs
 from csrseg.engine.schedule import lr_factor
+from csrseg.engine.tensorboard import TensorBoardLog
 from csrseg.errors import CsrsegError
 from csrseg.evaluate import coco_mask_ap, run_inference, write_results
 from csrseg.models import build_model
+from csrseg.models.backbone import describe_weights
 
 logger = logging.getLogger("csrseg")
 
@@ -83,13 +88,24 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
-def make_datasets(cfg: Config, data_root: str | Path, train_split: str, val_split: str | None):
-    train_ds = CocoInstances(*resolve_split(data_root, train_split), Transform(cfg.input, train=True), seed=cfg.train.seed)
+def make_datasets(cfg: Config, data: str | Path | DatasetSources, train_split: str, val_split: str | None):
+    """Train and val splits of ``data`` (any layout :func:`resolve_dataset` knows); val shares train's classes."""
+    sources = data if isinstance(data, DatasetSources) else resolve_dataset(data, train_split, val_split or "val")
+    logger.info(sources.describe(("train", "val") if val_split else ("train",)))
+    files = sources.get("train")
+    train_ds = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=True), seed=cfg.train.seed)
+    train_ds.index.class_names = sources.class_names(train_ds.index)
+    unused = [c for c in train_ds.index.unused_cat_ids if c not in train_ds.cat_ids]
+    if unused:
+        names = ", ".join(f"{c} {train_ds.index.categories[c][:40]!r}" for c in unused[:3])
+        logger.info("%s: %d categor%s without annotations given no output class: %s", files.annotations, len(unused),
+                    "y" if len(unused) == 1 else "ies", names)
     val_ds = None
     if val_split:
-        val_ds = CocoInstances(*resolve_split(data_root, val_split), Transform(cfg.input, train=False))
-        if val_ds.cat_ids != train_ds.cat_ids:
-            raise ValueError(f"{val_ds.index.path}: categories differ from {train_ds.index.path}")
+        files = sources.get("val")
+        val_ds = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
+                               same_categories_as=train_ds.index)
+        val_ds.index.class_names = train_ds.class_names
     return train_ds, val_ds
 
 
@@ -99,7 +115,8 @@ def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: d
     sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
     per_rank = max(1, cfg.train.batch_size // env.world_size)
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
-                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor),
+                        worker_init_fn=preempt.ignore_in_worker)
     results, seen = run_inference(model, loader, dataset.cat_ids, env.device, cfg.train.amp, progress and env.is_main)
     gathered = du.all_gather_objects((results, seen))
     metrics: dict[str, float] = {}
@@ -121,6 +138,7 @@ class JsonlLog:
 
     def __init__(self, path: Path, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
+        self.tensorboard = TensorBoardLog(path.parent / "tensorboard", enabled)
 
     def truncate_after(self, iteration: int, epoch: int) -> None:
         """Drop rows a killed run wrote after the checkpoint being resumed."""
@@ -135,11 +153,22 @@ class JsonlLog:
         if self.enabled:
             with self.path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
+            self.tensorboard.write(row)
+
+    def plot(self, out_path: Path) -> None:
+        """Redraw the loss/AP plot from the log; a plot must never cost the run."""
+        if not self.enabled:
+            return
+        try:
+            plot_training(self.path, out_path)
+        except Exception as exc:
+            logger.warning("could not draw the training plot: %s", exc)
 
 
+@preempt.preemptible
 def train(
     cfg: Config,
-    data_root: str | Path,
+    data_root: str | Path | DatasetSources,
     run_dir: str | Path,
     resume: bool = False,
     device: str | None = None,
@@ -150,15 +179,23 @@ def train(
     strict: bool = True,
     checkpoint_interval: int = 0,
     log_interval: int = 10,
+    exist_ok: bool = False,
 ) -> TrainResult:
-    """Train ``cfg`` on the COCO-format dataset at ``data_root``; see the module docstring.
+    """Train ``cfg`` on the COCO-format dataset at ``data_root`` (a folder or dataset YAML in any layout
+    :func:`csrseg.data.sources.resolve_dataset` knows, or its result); see the module docstring.
 
     ``init_weights``: a checkpoint to start from (fine-tuning); with ``strict=False``
     tensors that do not fit (e.g. another class count) keep their initialisation.
     ``checkpoint_interval``: also write ``last.pt`` every this many iterations.
+    ``exist_ok``: replace the results of another run in ``run_dir`` (refused otherwise, unless ``resume``).
+    SIGTERM/SIGINT stop after the current step with ``last.pt`` written (:mod:`csrseg.engine.preempt`).
     """
     env = du.init_distributed(device)
     run_dir = Path(run_dir)
+    data_arg = (data_root.location or "DATA") if isinstance(data_root, DatasetSources) else data_root
+    resume_cmd = f"csrseg train --resume {run_dir} --data {data_arg}"
+    replaced = [] if resume else check_outputs(
+        run_dir, TRAIN_OUTPUTS, exist_ok, f"continue it with `{resume_cmd}`, replace it with --exist-ok, or choose another --out")
     torch.manual_seed(cfg.train.seed)
 
     train_ds, val_ds = make_datasets(cfg, data_root, train_split, val_split)
@@ -168,12 +205,14 @@ def train(
     for what, count in train_ds.index.warnings.items():
         logger.warning("%s: %d %s", train_ds.index.path, count, what)
 
-    model = build_model(cfg).to(env.device)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    logger.info(describe_weights(cfg.model.backbone))
+    # a resumed run's weights all come from last.pt: no pretrained weights to fetch
+    model = build_model(without_pretrained(cfg) if resume and last_path.is_file() else cfg).to(env.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if env.device.type == "cpu":
         keep_freed_memory()  # fewer page faults per step (benchmarks/RESULTS.md, "Demo on an ordinary CPU")
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if init_weights and not (resume and last_path.is_file()):
         ckpt = load_checkpoint(init_weights)
         skipped = load_model_state(model, ckpt["model"], strict=strict, source=str(init_weights))
@@ -202,15 +241,18 @@ def train(
         logger.info("resumed %s at epoch %d, iteration %d", last_path, epoch + 1, iteration)
     elif env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_outputs(replaced)
         log.path.write_text("")
     if env.is_main:
         save_config(cfg, run_dir / "config.yaml")
+    saved_iteration: int | None = iteration if resume else None  # of the last.pt on disk, for error messages
 
     raw_model = model
     if env.enabled:
         model = DistributedDataParallel(model, device_ids=[env.device] if env.device.type == "cuda" else None)
 
     def checkpoint(done: bool) -> None:
+        nonlocal saved_iteration
         # Under DDP every process hashes its weights: the replicas must stay bit-identical.
         fingerprints = du.all_gather_objects(weights_fingerprint(raw_model)) if env.enabled else []
         if len(set(fingerprints)) > 1:
@@ -223,7 +265,8 @@ def train(
             config=to_dict(cfg), classes=train_ds.class_names, cat_ids=train_ds.cat_ids,
             rng=dict(torch=torch.get_rng_state()), metrics=metrics, rank_fingerprints=fingerprints,
         )
-        atomic_save(state, last_path)
+        atomic_save(state, last_path, if_failed=_still_good(last_path, saved_iteration, resume_cmd))
+        saved_iteration = iteration
 
     iters_per_epoch = len(epoch_batches(len(train_ds), 0, cfg, env))
     total_iters = iters_per_epoch * cfg.train.epochs
@@ -239,7 +282,7 @@ def train(
         train_ds.set_epoch(epoch)
         batches = epoch_batches(len(train_ds), epoch, cfg, env)[step_in_epoch:]
         loader = DataLoader(train_ds, batch_sampler=batches, num_workers=cfg.train.workers, collate_fn=collate_fn,
-                            pin_memory=env.device.type == "cuda")
+                            pin_memory=env.device.type == "cuda", worker_init_fn=preempt.ignore_in_worker)
         bar = _progress(len(batches), epoch, cfg, progress and env.is_main)
         model.train()
         tic = time.perf_counter()
@@ -291,6 +334,12 @@ def train(
                                time=round(time.perf_counter() - tic, 3), **values))
             if checkpoint_interval and iteration % checkpoint_interval == 0:
                 checkpoint(False)
+            signum = preempt.stop_requested(env.device) if iteration < total_iters else 0
+            if signum:
+                checkpoint(False)
+                raise preempt.TrainingInterrupted(
+                    f"{preempt.signal_name(signum)}: training stopped after iteration {iteration}, {last_path} written; "
+                    f"continue with `{resume_cmd}`", signum)
             if iteration >= total_iters:
                 break
         if bar is not None:
@@ -303,19 +352,18 @@ def train(
                 metrics, results = evaluate_model(raw_model, val_ds, cfg, env)
                 if env.is_main:
                     log.write(dict(type="eval", epoch=epoch, iter=iteration, **metrics))
+                    log.plot(run_dir / "results.png")
                     write_results(results, run_dir / "val_results.json")
                     logger.info("epoch %d: mask AP %.1f (AP50 %.1f, AP75 %.1f)", epoch, metrics["AP"], metrics["AP50"], metrics["AP75"])
                     if metrics["AP"] > best_ap:
                         best_ap = metrics["AP"]
                         atomic_save(dict(model=raw_model.state_dict(), config=to_dict(cfg), classes=train_ds.class_names,
-                                         cat_ids=train_ds.cat_ids, metrics=metrics, epoch=epoch, iteration=iteration), best_path)
+                                         cat_ids=train_ds.cat_ids, metrics=metrics, epoch=epoch, iteration=iteration), best_path,
+                                    if_failed=_still_good(last_path, saved_iteration, resume_cmd))
             checkpoint(finished)
 
-    if env.is_main:
-        try:
-            plot_training(log.path, run_dir / "results.png")
-        except Exception as exc:  # a plot must never cost the run
-            logger.warning("could not draw the training plot: %s", exc)
+    log.plot(run_dir / "results.png")
+    log.tensorboard.close()
     du.barrier()
     return TrainResult(run_dir, last_path, best_path if best_path.is_file() else None, best_ap, iteration, metrics)
 
@@ -336,6 +384,13 @@ def weights_fingerprint(model: nn.Module) -> str:
     for tensor in model.state_dict().values():
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _still_good(last_path: Path, iteration: int | None, resume_cmd: str) -> str:
+    """What a failed checkpoint write leaves the user: the checkpoint still intact and how to go on."""
+    if iteration is None:
+        return "no checkpoint of this run was written yet; free some space and start again"
+    return f"{last_path} (iteration {iteration}) is intact; free some space and continue with `{resume_cmd}`"
 
 
 def _all_finite(loss: torch.Tensor) -> bool:

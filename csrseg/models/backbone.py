@@ -53,10 +53,23 @@ def imagenet_state_dict(depth: int) -> dict[str, Tensor]:
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise WeightsError(
-            f"cannot download ImageNet weights for resnet{depth} ({type(exc).__name__}). "
-            f"Put the file {Path(weights.url).name} (from {weights.url}) at {cache}, "
-            f"or set model.backbone.weights=/path/to/resnet{depth}.pth"
+            f"cannot download ImageNet weights for resnet{depth} ({type(exc).__name__}): put {weights.url} "
+            f"at {cache} (or give model.backbone.weights=/path/to/resnet{depth}.pth), "
+            f"or train from scratch with model.backbone.weights=none"
         ) from None
+
+
+def describe_weights(cfg: BackboneConfig) -> str:
+    """One line: where the backbone's weights come from and what is frozen."""
+    if cfg.weights in (None, "", "none", "None"):
+        source = "random init (from scratch)"
+    elif cfg.weights == "imagenet":
+        source = f"ImageNet weights (torchvision IMAGENET1K_V1, cache {torch.hub.get_dir()})"
+    else:
+        source = f"weights from {cfg.weights}"
+    frozen = f"stem + {cfg.frozen_stages} stage(s) frozen" if cfg.frozen_stages else "nothing frozen"
+    name = f"ResNet-{cfg.depth}" if cfg.arch == "resnet" else cfg.arch
+    return f"backbone: {name}, {source}, {frozen}, norm {cfg.norm}"
 
 
 class ResNetBackbone(nn.Module):
@@ -78,7 +91,7 @@ class ResNetBackbone(nn.Module):
         self.cfg = cfg
         norm_layer = FrozenBatchNorm2d if cfg.norm == "frozen_bn" else nn.BatchNorm2d
         net = getattr(torchvision.models, f"resnet{cfg.depth}")(weights=None, norm_layer=norm_layer)
-        if cfg.weights:
+        if cfg.weights not in (None, "", "none", "None"):
             state = imagenet_state_dict(cfg.depth) if cfg.weights == "imagenet" else read_state_dict(cfg.weights)
             load_resnet_weights(net, state, source=cfg.weights)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)

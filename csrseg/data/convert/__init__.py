@@ -1,0 +1,114 @@
+"""Converters from other annotation formats to a COCO dataset in the ROOT layout.
+
+One file per format (:mod:`.yolo`, :mod:`.labelme`, :mod:`.via`); each reads its
+format into :class:`ImageRecord` lists per split, and :func:`write_coco_root` writes
+``OUT/annotations/instances_<split>.json`` and ``OUT/<split>/`` (images linked, or
+copied with ``copy=True``), then reads the result back with the same validation as
+training does. csrseg has one loader (COCO); the converters never add a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from csrseg.data.coco import DatasetError, load_coco_json
+
+
+class ConvertError(DatasetError):
+    """Input of a converter that cannot be read; the message names the file."""
+
+
+@dataclass
+class Instance:
+    """One object: its class name and polygons ``[x0, y0, x1, y1, ...]`` in pixels."""
+
+    class_name: str
+    polygons: list[list[float]]
+
+
+@dataclass
+class ImageRecord:
+    """One image file and its instances; ``size`` ``(height, width)`` when the format gives it."""
+
+    path: Path
+    instances: list[Instance] = field(default_factory=list)
+    size: tuple[int, int] | None = None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file, read from its header (EXIF rotation not applied, as COCO)."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, ValueError) as exc:
+        raise ConvertError(f"{path}: not a readable image ({exc})") from None
+
+
+def split_by_name(records: list[ImageRecord], val_fraction: float) -> dict[str, list[ImageRecord]]:
+    """A deterministic train/val split by a hash of each file's name (the same on every machine)."""
+    splits: dict[str, list[ImageRecord]] = {"train": [], "val": []}
+    for record in records:
+        digest = int(hashlib.sha1(record.path.name.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+        splits["val" if digest < val_fraction else "train"].append(record)
+    if records and not splits["train"]:  # a tiny set: keep at least one training image
+        splits["train"].append(splits["val"].pop())
+    return splits
+
+
+def rectangle(x0: float, y0: float, x1: float, y1: float) -> list[float]:
+    return [x0, y0, x1, y0, x1, y1, x0, y1]
+
+
+def write_coco_root(out: str | Path, splits: dict[str, list[ImageRecord]], class_names: list[str],
+                    copy: bool = False) -> Path:
+    """Write ``splits`` as a COCO ROOT dataset under ``out``; category ids are 1..K in ``class_names``
+    order. Returns ``out``. Polygons with fewer than 3 points are dropped (COCO cannot hold them)."""
+    out = Path(out)
+    cat_of = {name: i + 1 for i, name in enumerate(class_names)}
+    (out / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, records in splits.items():
+        image_dir = out / split
+        image_dir.mkdir(parents=True, exist_ok=True)
+        images, annotations, names = [], [], set()
+        for image_id, record in enumerate(records, start=1):
+            if record.path.name in names:
+                raise ConvertError(f"{record.path}: a second image named {record.path.name} in split {split}")
+            names.add(record.path.name)
+            height, width = record.size or image_size(record.path)
+            images.append(dict(id=image_id, file_name=record.path.name, height=height, width=width))
+            _place(record.path, image_dir / record.path.name, copy)
+            for inst in record.instances:
+                polygons = [p for p in inst.polygons if len(p) >= 6]
+                if not polygons:
+                    continue
+                rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=image_id, category_id=cat_of[inst.class_name],
+                    segmentation=[[round(float(v), 2) for v in p] for p in polygons], iscrowd=0,
+                    area=float(mask_utils.area(rle)), bbox=[float(v) for v in mask_utils.toBbox(rle)]))
+        categories = [dict(id=i, name=name, supercategory="object") for name, i in cat_of.items()]
+        ann_file = out / "annotations" / f"instances_{split}.json"
+        ann_file.write_text(json.dumps(dict(images=images, annotations=annotations, categories=categories),
+                                       ensure_ascii=False), encoding="utf-8")
+        load_coco_json(ann_file)  # the same checks training makes: a converter never writes what cannot be read
+    return out
+
+
+def _place(src: Path, dst: Path, copy: bool) -> None:
+    if not src.is_file():
+        raise ConvertError(f"{src}: image file not found")
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if copy:
+        shutil.copy2(src, dst)
+    else:
+        os.symlink(src.resolve(), dst)
+

@@ -1,0 +1,83 @@
+"""LabelMe JSON folders -> COCO.
+
+One ``<image>.json`` per image (LabelMe's own format): ``shapes`` with ``label``,
+``points`` and ``shape_type``; ``imagePath`` relative to the JSON; ``imageHeight`` /
+``imageWidth``. Polygons and rectangles are read (circles as 32-gons); shapes sharing a
+``label`` and a non-null ``group_id`` are one object. Lines and points cannot be masks and
+are counted as skipped. ``SRC/train`` and ``SRC/val`` subfolders are kept as splits;
+otherwise a deterministic share of the files (by name) becomes val.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+from csrseg.data.convert import ConvertError, ImageRecord, Instance, rectangle, split_by_name
+
+
+def read_labelme(src: str | Path, val_fraction: float = 0.2) -> tuple[dict[str, list[ImageRecord]], list[str], Counter]:
+    """Splits, class names (sorted) and counts of skipped shapes of the LabelMe folder ``src``."""
+    src = Path(src)
+    if not src.is_dir():
+        raise ConvertError(f"{src}: LabelMe folder not found")
+    skipped: Counter = Counter()
+    if (src / "train").is_dir() and (src / "val").is_dir():
+        splits = {s: [_record(p, skipped) for p in sorted((src / s).glob("*.json"))] for s in ("train", "val")}
+    else:
+        splits = split_by_name([_record(p, skipped) for p in sorted(src.glob("*.json"))], val_fraction)
+    if not any(splits.values()):
+        raise ConvertError(f"{src}: no LabelMe .json files")
+    names = sorted({inst.class_name for records in splits.values() for r in records for inst in r.instances})
+    return splits, names, skipped
+
+
+def _record(path: Path, skipped: Counter) -> ImageRecord:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConvertError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list) or not isinstance(data.get("imagePath"), str):
+        raise ConvertError(f"{path}: not a LabelMe file (needs 'shapes' and 'imagePath')")
+    image = path.parent / data["imagePath"].replace("\\", "/")
+    size = None
+    if isinstance(data.get("imageHeight"), int) and isinstance(data.get("imageWidth"), int):
+        size = (data["imageHeight"], data["imageWidth"])
+    groups: dict[tuple[str, int], Instance] = {}
+    instances: list[Instance] = []
+    for i, shape in enumerate(data["shapes"]):
+        label, points = shape.get("label"), shape.get("points")
+        if not isinstance(label, str) or not isinstance(points, list):
+            raise ConvertError(f"{path}: shapes[{i}] needs a 'label' and 'points'")
+        polygon = _polygon(path, i, shape.get("shape_type") or "polygon", points, skipped)
+        if polygon is None:
+            continue
+        group = shape.get("group_id")
+        if group is not None and (label, group) in groups:
+            groups[(label, group)].polygons.append(polygon)
+            continue
+        inst = Instance(label, [polygon])
+        instances.append(inst)
+        if group is not None:
+            groups[(label, group)] = inst
+    return ImageRecord(image, instances, size)
+
+
+def _polygon(path: Path, i: int, kind: str, points: list, skipped: Counter) -> list[float] | None:
+    try:
+        xy = [(float(x), float(y)) for x, y in points]
+    except (TypeError, ValueError):
+        raise ConvertError(f"{path}: shapes[{i}] points must be [x, y] pairs") from None
+    if kind == "polygon" and len(xy) >= 3:
+        return [v for point in xy for v in point]
+    if kind == "rectangle" and len(xy) == 2:
+        (x0, y0), (x1, y1) = xy
+        return rectangle(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    if kind == "circle" and len(xy) == 2:
+        (cx, cy), (ex, ey) = xy
+        r = math.hypot(ex - cx, ey - cy)
+        return [v for k in range(32) for v in (cx + r * math.cos(2 * math.pi * k / 32), cy + r * math.sin(2 * math.pi * k / 32))]
+    skipped[f"{kind} shapes (no area) skipped"] += 1
+    return None

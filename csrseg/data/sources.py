@@ -1,0 +1,229 @@
+"""Where a dataset's files are: every COCO layout people have, resolved in one place.
+
+:func:`resolve_dataset` turns ``--data`` (and the explicit ``--train-ann`` ...
+flags) into :class:`DatasetSources`: one (annotation file, image folder) pair per
+split, and the name of the layout it recognised. Recognised, in this order:
+
+- a dataset YAML (``.yaml``/``.yml``)::
+
+      train: {annotations: train.json, images: images/train}
+      val: {annotations: val.json, images: images/val}
+      test: {...}                # optional
+      names: [cat, dog]          # optional: display names, one per class (or {category_id: name})
+
+  relative paths are resolved against the YAML's folder; ``images`` defaults to the
+  annotation file's folder.
+- a Roboflow COCO export: ``train/``, ``valid/``, ``test/``, each holding
+  ``_annotations.coco.json`` and its images.
+- the COCO ROOT layout: ``annotations/instances_<split>.json`` with images in
+  ``<split>/`` (``train``/``val`` also find ``train2017``/``val2017``).
+- a CVAT COCO export: ``annotations/instances_<subset>.json`` with the images in
+  ``images/`` (or ``images/<subset>/``); a lone subset (CVAT's ``default``) is the
+  train split.
+
+Split roles are ``train``, ``val`` and ``test``; every split found is also reachable
+under its own name (``valid``, ``val2017``, ``default`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from csrseg.data.coco import CocoIndex, DatasetError
+
+LAYOUTS = {
+    "root": "COCO ROOT layout",
+    "yaml": "dataset YAML",
+    "roboflow": "Roboflow COCO export",
+    "cvat": "CVAT COCO export",
+    "explicit": "annotation files given on the command line",
+}
+ROBOFLOW_FILE = "_annotations.coco.json"
+ROBOFLOW_SPLITS = {"train": "train", "valid": "val", "test": "test"}
+YAML_KEYS = ("train", "val", "test", "names")
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """One split: its COCO instances file and the folder its ``file_name`` entries are relative to."""
+
+    annotations: Path
+    images: Path
+
+
+@dataclass(frozen=True)
+class DatasetSources:
+    """The files of a dataset, by split; ``names``: display names from a dataset YAML."""
+
+    layout: str
+    location: Path | None
+    splits: dict[str, SplitFiles] = field(default_factory=dict)
+    names: list[str] | dict[int, str] | None = None
+
+    def get(self, split: str) -> SplitFiles:
+        """The files of ``split`` (a role or a split's own name); a one-line error naming what exists."""
+        if split in self.splits:
+            return self.splits[split]
+        where = f"{self.location}: " if self.location else ""
+        found = ", ".join(sorted(self.splits)) or "none"
+        expected = f"no annotations/instances_{split}.json; " if self.layout in ("root", "cvat") else ""
+        raise DatasetError(f"{where}no '{split}' split in this {LAYOUTS[self.layout]} ({expected}splits found: {found})")
+
+    def describe(self, splits: tuple[str, ...] = ("train", "val")) -> str:
+        """One line: the layout and the files each of ``splits`` uses."""
+        parts = [f"{s}: {self.splits[s].annotations} (images {self.splits[s].images})" for s in splits if s in self.splits]
+        where = f" {self.location}" if self.location else ""
+        return f"dataset: {LAYOUTS[self.layout]}{where}; " + "; ".join(parts)
+
+    def class_names(self, index: CocoIndex) -> list[str]:
+        """Display names of ``index``'s output classes: the YAML's ``names`` where given, else the file's."""
+        if self.names is None:
+            return list(index.class_names)
+        if isinstance(self.names, dict):
+            unknown = sorted(set(self.names) - set(index.cat_ids))
+            if unknown:
+                raise DatasetError(f"{self.location}: names: category id(s) {unknown[:5]} are not classes of "
+                                   f"{index.path} ({index.cat_ids[:10]})")
+            return [self.names.get(c, n) for c, n in zip(index.cat_ids, index.class_names)]
+        if len(self.names) != len(index.cat_ids):
+            raise DatasetError(f"{self.location}: names has {len(self.names)} entries but {index.path} has "
+                               f"{len(index.cat_ids)} classes")
+        return list(self.names)
+
+
+def resolve_dataset(
+    data: str | Path | None,
+    train_split: str = "train",
+    val_split: str = "val",
+    train_ann: str | Path | None = None,
+    train_images: str | Path | None = None,
+    val_ann: str | Path | None = None,
+    val_images: str | Path | None = None,
+) -> DatasetSources:
+    """The files of the dataset at ``data`` (a folder or a dataset YAML), see the module docstring.
+
+    ``train_ann``/``val_ann`` replace the train/val annotation file (their images
+    default to the file's folder); ``train_images``/``val_images`` replace the folder.
+    """
+    if data is None:
+        if not (train_ann or val_ann):
+            raise DatasetError("no dataset: give --data (a folder or a dataset YAML) or --train-ann/--val-ann")
+        sources = DatasetSources("explicit", None)
+    else:
+        path = Path(data)
+        if path.suffix in (".yaml", ".yml"):
+            sources = _from_yaml(path)
+        elif not path.is_dir():
+            raise DatasetError(f"{path}: dataset folder not found")
+        elif any((path / name / ROBOFLOW_FILE).is_file() for name in ROBOFLOW_SPLITS):
+            sources = _from_roboflow(path)
+        elif (path / "annotations").is_dir():
+            sources = _from_annotations_folder(path, train_split, val_split)
+        else:
+            raise DatasetError(
+                f"{path}: not a dataset layout csrseg knows (annotations/instances_<split>.json, a Roboflow export "
+                f"with train/{ROBOFLOW_FILE}, or a dataset YAML); see `csrseg convert` for YOLO, LabelMe and VIA"
+            )
+    return _apply_explicit(sources, train_ann, train_images, val_ann, val_images)
+
+
+def _apply_explicit(sources: DatasetSources, train_ann, train_images, val_ann, val_images) -> DatasetSources:
+    splits = dict(sources.splits)
+    for role, ann, images in (("train", train_ann, train_images), ("val", val_ann, val_images)):
+        if ann is None and images is None:
+            continue
+        if ann is None:
+            if role not in splits:
+                raise DatasetError(f"--{role}-images given without --{role}-ann and the dataset has no {role} split")
+            ann = splits[role].annotations
+        ann = Path(ann)
+        if not ann.is_file():
+            raise DatasetError(f"{ann}: annotation file not found (--{role}-ann)")
+        splits[role] = SplitFiles(ann, Path(images) if images is not None else ann.parent)
+    layout = sources.layout if sources.location else "explicit"
+    return DatasetSources(layout, sources.location, splits, sources.names)
+
+
+def _from_yaml(path: Path) -> DatasetSources:
+    if not path.is_file():
+        raise DatasetError(f"{path}: dataset YAML not found")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise DatasetError(f"{path}: top level must be a mapping with train/val entries")
+    unknown = sorted(set(spec) - set(YAML_KEYS))
+    if unknown:
+        raise DatasetError(f"{path}: unknown key(s) {unknown}; valid: {list(YAML_KEYS)}")
+    base = path.parent
+    splits = {}
+    for role in ("train", "val", "test"):
+        entry = spec.get(role)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("annotations"), str):
+            raise DatasetError(f"{path}: {role} must be a mapping with 'annotations: FILE' (and 'images: FOLDER')")
+        extra = sorted(set(entry) - {"annotations", "images"})
+        if extra:
+            raise DatasetError(f"{path}: {role}: unknown key(s) {extra}; valid: ['annotations', 'images']")
+        ann = base / entry["annotations"]
+        if not ann.is_file():
+            raise DatasetError(f"{path}: {role}.annotations: {ann} not found")
+        images = base / entry["images"] if entry.get("images") is not None else ann.parent
+        if not images.is_dir():
+            raise DatasetError(f"{path}: {role}.images: folder {images} not found")
+        splits[role] = SplitFiles(ann, images)
+    if not splits:
+        raise DatasetError(f"{path}: no split given (train, val or test)")
+    return DatasetSources("yaml", path, splits, _yaml_names(path, spec.get("names")))
+
+
+def _yaml_names(path: Path, names: object) -> list[str] | dict[int, str] | None:
+    if names is None:
+        return None
+    if isinstance(names, list) and all(isinstance(n, (str, int, float)) for n in names):
+        return [str(n) for n in names]
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        return {k: str(v) for k, v in names.items()}
+    raise DatasetError(f"{path}: names must be a list of class names or a mapping category_id: name")
+
+
+def _from_roboflow(root: Path) -> DatasetSources:
+    splits = {}
+    for folder, role in ROBOFLOW_SPLITS.items():
+        ann = root / folder / ROBOFLOW_FILE
+        if ann.is_file():
+            splits[role] = splits[folder] = SplitFiles(ann, ann.parent)
+    return DatasetSources("roboflow", root, splits)
+
+
+def _from_annotations_folder(root: Path, train_split: str, val_split: str) -> DatasetSources:
+    """ROOT layout (images in ``<split>/``) or CVAT export (images in ``images/``)."""
+    found: dict[str, SplitFiles] = {}
+    layout = "root"
+    for ann in sorted((root / "annotations").glob("instances_*.json")):
+        name = ann.stem.removeprefix("instances_")
+        if (root / name).is_dir():
+            images = root / name
+        elif (root / "images" / name).is_dir():
+            images, layout = root / "images" / name, "cvat"
+        elif (root / "images").is_dir():
+            images, layout = root / "images", "cvat"
+        else:
+            images = root / name  # missing: reported with the image files when the split is read
+        found[name] = SplitFiles(ann, images)
+    if not found:
+        raise DatasetError(f"{root}: annotations/ holds no instances_<split>.json")
+    splits = dict(found)
+    for role, wanted in (("train", train_split), ("val", val_split)):
+        for name in (wanted, f"{wanted}2017"):
+            if name in found:
+                splits[role] = found[name]
+                break
+    if layout == "cvat" and "train" not in splits and len(found) == 1:  # CVAT's single "default" subset
+        splits["train"] = next(iter(found.values()))
+    return DatasetSources(layout, root, splits)

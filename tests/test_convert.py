@@ -1,0 +1,146 @@
+"""Converters: COCO -> YOLO-seg / LabelMe / VIA -> COCO gives the same masks; bad input is one line."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from csrseg.cli import main
+from csrseg.data.coco import decode_segmentation, load_coco_json
+
+NAMES = ["cat", "dog", "Möwe"]
+
+
+def _polygon_coco(root, images=5, seed=0):
+    """A small COCO set with polygon annotations (two splits), images 96 x 128."""
+    rng = np.random.default_rng(seed)
+    (root / "annotations").mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / split).mkdir()
+        imgs, anns = [], []
+        for i in range(1, images + 1):
+            name = f"{split}_{i}.png"
+            Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(root / split / name)
+            imgs.append(dict(id=i, file_name=name, height=96, width=128))
+            for _ in range(int(rng.integers(1, 4))):
+                cx, cy, r = rng.uniform(30, 98), rng.uniform(25, 71), rng.uniform(10, 22)
+                angles = np.sort(rng.uniform(0, 2 * np.pi, 6))
+                poly = np.stack([cx + r * np.cos(angles), cy + r * np.sin(angles)], 1).round(1).reshape(-1).tolist()
+                anns.append(dict(id=len(anns) + 1, image_id=i, category_id=int(rng.integers(1, 4)), iscrowd=0,
+                                 segmentation=[poly]))
+        cats = [dict(id=i + 1, name=n) for i, n in enumerate(NAMES)]
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            json.dumps(dict(images=imgs, annotations=anns, categories=cats), ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+def _objects(root):
+    """``{(split, file_name): [(class name, mask), ...]}`` of a COCO ROOT dataset."""
+    out = {}
+    for split in ("train", "val"):
+        index = load_coco_json(root / "annotations" / f"instances_{split}.json")
+        for img in index.images:
+            out[(split, img["file_name"])] = [
+                (index.categories[a["category_id"]], decode_segmentation(a["segmentation"], img["height"], img["width"]).astype(bool))
+                for a in index.anns_by_image.get(img["id"], [])]
+    return out
+
+
+def _assert_same_masks(original, converted, keys=None):
+    a, b = _objects(original), _objects(converted)
+    pairs = {k.split("/")[-1]: v for k, v in ((f"{s}/{n}", v) for (s, n), v in b.items())}
+    assert sum(len(v) for v in a.values()) == sum(len(v) for v in b.values())
+    for (_, name), objs in a.items():
+        theirs = list(pairs[name])
+        for cls, mask in objs:
+            ious = [(m & mask).sum() / (m | mask).sum() if c == cls else 0.0 for c, m in theirs]
+            best = int(np.argmax(ious))
+            assert ious[best] > 0.95, (name, cls, ious)
+            theirs.pop(best)
+
+
+def _coco_items(root):
+    for split in ("train", "val"):
+        data = json.loads((root / "annotations" / f"instances_{split}.json").read_text(encoding="utf-8"))
+        names = {c["id"]: c["name"] for c in data["categories"]}
+        for img in data["images"]:
+            yield split, img, [(names[a["category_id"]], a["segmentation"][0]) for a in data["annotations"]
+                               if a["image_id"] == img["id"]]
+
+
+def test_yolo_round_trip(tmp_path):
+    coco = _polygon_coco(tmp_path / "coco")
+    yolo = tmp_path / "yolo"
+    for split, img, objs in _coco_items(coco):
+        (yolo / "images" / split).mkdir(parents=True, exist_ok=True)
+        (yolo / "labels" / split).mkdir(parents=True, exist_ok=True)
+        shutil.copy(coco / split / img["file_name"], yolo / "images" / split / img["file_name"])
+        lines = [" ".join([str(NAMES.index(c))] + [f"{v / (img['width'] if i % 2 == 0 else img['height']):.6f}"
+                                                    for i, v in enumerate(poly)]) for c, poly in objs]
+        (yolo / "labels" / split / img["file_name"]).with_suffix(".txt").write_text("\n".join(lines))
+    (yolo / "data.yaml").write_text(yaml.safe_dump(dict(path=".", train="images/train", val="images/val",
+                                                        names=NAMES), allow_unicode=True), encoding="utf-8")
+    assert main(["convert", "yolo", str(yolo), str(tmp_path / "out")]) == 0
+    _assert_same_masks(coco, tmp_path / "out")
+    assert (tmp_path / "out" / "train" / "train_1.png").is_symlink()
+
+
+def test_labelme_round_trip_with_copied_images(tmp_path):
+    coco = _polygon_coco(tmp_path / "coco")
+    labelme = tmp_path / "labelme"
+    for split, img, objs in _coco_items(coco):
+        (labelme / split).mkdir(parents=True, exist_ok=True)
+        shutil.copy(coco / split / img["file_name"], labelme / split / img["file_name"])
+        shapes = [dict(label=c, points=np.reshape(poly, (-1, 2)).tolist(), group_id=None, shape_type="polygon")
+                  for c, poly in objs]
+        shapes.append(dict(label="cat", points=[[1, 1]], group_id=None, shape_type="point"))  # no area: skipped
+        doc = dict(version="5.4.1", shapes=shapes, imagePath=img["file_name"], imageHeight=96, imageWidth=128)
+        (labelme / split / img["file_name"]).with_suffix(".json").write_text(json.dumps(doc))
+    assert main(["convert", "labelme", str(labelme), str(tmp_path / "out"), "--copy"]) == 0
+    _assert_same_masks(coco, tmp_path / "out")
+    assert not (tmp_path / "out" / "val" / "val_1.png").is_symlink()
+
+
+def test_via_round_trip_with_a_class_attribute(tmp_path):
+    coco = _polygon_coco(tmp_path / "coco")
+    via = tmp_path / "via"
+    via.mkdir()
+    export = {}
+    for split, img, objs in _coco_items(coco):
+        shutil.copy(coco / split / img["file_name"], via / img["file_name"])
+        regions = [dict(shape_attributes=dict(name="polygon", all_points_x=poly[0::2], all_points_y=poly[1::2]),
+                        region_attributes=dict(species=c)) for c, poly in objs]
+        export[f"{img['file_name']}123"] = dict(filename=img["file_name"], size=123, regions=regions, file_attributes={})
+    (via / "via_export.json").write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    assert main(["convert", "via", str(via / "via_export.json"), str(tmp_path / "out"), "--class-attr", "species"]) == 0
+    _assert_same_masks(coco, tmp_path / "out")
+    names = {c["name"] for c in json.loads((tmp_path / "out/annotations/instances_train.json").read_text(encoding="utf-8"))["categories"]}
+    assert names == set(NAMES)
+
+
+@pytest.mark.parametrize(
+    "fmt,make,message",
+    [
+        ("yolo", lambda d: (d / "data.yaml").write_text("train: images/train\n"), "needs 'names'"),
+        ("yolo", lambda d: ((d / "data.yaml").write_text("names: [a]\ntrain: images/train\n"),
+                            (d / "images/train").mkdir(parents=True), (d / "labels/train").mkdir(parents=True),
+                            Image.new("RGB", (8, 8)).save(d / "images/train/x.png"),
+                            (d / "labels/train/x.txt").write_text("3 0.1 0.1 0.5 0.1 0.5 0.5\n")),
+         "x.txt:1: class 3 is not one of the 1"),
+        ("labelme", lambda d: (d / "a.json").write_text("{not json"), "a.json: not valid JSON"),
+        ("labelme", lambda d: (d / "a.json").write_text('{"shapes": []}'), "not a LabelMe file"),
+        ("via", lambda d: (d / "v.json").write_text(json.dumps({"a.png1": dict(filename="a.png", regions=[
+            dict(shape_attributes=dict(name="rect", x=1, y=1, width=3, height=3), region_attributes={"kind": "x"})])})),
+         "no region attribute 'class'"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, fmt, make, message):
+    src = tmp_path / "src"
+    src.mkdir()
+    make(src)
+    assert main(["convert", fmt, str(src), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csrseg: error:") and message in err and "\n" not in err

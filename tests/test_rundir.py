@@ -1,0 +1,104 @@
+"""No run folder is overwritten by accident: train, predict, export, demo and ablate refuse an
+occupied output unless told to resume (``--resume``) or replace (``--exist-ok``)."""
+
+import json
+
+import pytest
+
+from csrseg.ablate import run_ablation
+from csrseg.cli import main
+from csrseg.config import save_config
+from csrseg.engine.checkpoint import load_checkpoint
+from csrseg.engine.rundir import OutputExistsError, check_outputs
+from csrseg.engine.trainer import train
+from tests.conftest import tiny_config
+from tests.test_export import _checkpoint
+
+
+def _one_line_error(capsys, *parts):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csrseg: error:") and "\n" not in err, err
+    for part in parts:
+        assert part in err, (part, err)
+    return err
+
+
+def test_check_outputs_names_what_is_there_and_ignores_empty_files(tmp_path):
+    (tmp_path / "log.jsonl").write_text("")  # a run that died before writing anything
+    assert check_outputs(tmp_path, ["last.pt", "log.jsonl"]) == []
+    (tmp_path / "last.pt").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match=r"already holds last\.pt of another run"):
+        check_outputs(tmp_path, ["last.pt", "log.jsonl"])
+    assert check_outputs(tmp_path, ["last.pt"], exist_ok=True) == [tmp_path / "last.pt"]
+
+
+def test_train_refuses_another_runs_folder_and_replaces_it_with_exist_ok(synth_root, tmp_path, capsys):
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1), cfg_path)
+    run = tmp_path / "run"
+    train(tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1), synth_root, run, device="cpu",
+          progress=False, log_interval=1)
+    first = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt", "log.jsonl")}
+
+    argv = ["train", "--config", str(cfg_path), "--data", str(synth_root), "--out", str(run), "--device", "cpu",
+            "--no-val", "--log-interval", "1", "--set", "train.seed=5"]
+    assert main(argv) == 2
+    _one_line_error(capsys, str(run), "last.pt", "best.pt", "log.jsonl", "--resume", "--exist-ok")
+    assert {name: (run / name).read_bytes() for name in first} == first  # nothing touched
+
+    assert main([*argv, "--exist-ok"]) == 0
+    assert load_checkpoint(run / "last.pt")["config"]["train"]["seed"] == 5
+    assert not (run / "best.pt").exists()  # the replaced run's best.pt is not passed off as this run's
+
+
+def test_predict_and_export_refuse_to_overwrite(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    weights = _checkpoint(tmp_path, cls_bias=-3.0)
+    image = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "pred"
+    argv = ["predict", str(image), "--weights", str(weights), "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    before = (out / "predictions.json").read_bytes()
+    assert main([*argv, "--score-thr", "0.9"]) == 2
+    _one_line_error(capsys, "predictions.json", "--exist-ok")
+    assert (out / "predictions.json").read_bytes() == before
+    assert main([*argv, "--score-thr", "0.9", "--exist-ok"]) == 0
+
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"precious")
+    assert main(["export", str(target), "--weights", str(weights), "--format", "safetensors"]) == 2
+    _one_line_error(capsys, "w.safetensors", "--exist-ok")
+    assert target.read_bytes() == b"precious"
+    assert main(["export", str(target), "--weights", str(weights), "--format", "safetensors", "--exist-ok"]) == 0
+    assert target.read_bytes() != b"precious"
+
+
+def test_demo_refuses_a_folder_holding_a_demo(tmp_path, capsys):
+    (tmp_path / "demo" / "train").mkdir(parents=True)
+    (tmp_path / "demo" / "train" / "best.pt").write_bytes(b"weights of a 13-minute run")
+    assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 2
+    _one_line_error(capsys, "train/best.pt", "--exist-ok")
+    assert not (tmp_path / "demo" / "data").exists()  # refused before doing anything
+
+
+def test_ablate_refuses_runs_of_another_sweep_and_a_training_folder(synth_root, tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
+    foreign = tmp_path / "sweep" / "fpn_baseline" / "seed0"
+    foreign.mkdir(parents=True)
+    summary = dict(variant="FPN baseline", seed=0, metrics={"AP": 1.0}, run=dict(data="/other/data", config={}))
+    (foreign / "summary.json").write_text(json.dumps(summary))
+    (foreign / "last.pt").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match=r"summary\.json, last\.pt of another run.*another config or dataset"):
+        run_ablation(synth_root, 2, tmp_path / "sweep", base=str(cfg_path), seeds=1, device="cpu", progress=False)
+    assert (foreign / "last.pt").read_bytes() == b"x"
+
+    run = tmp_path / "a_training_run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"x")
+    with pytest.raises(OutputExistsError, match="best.pt"):
+        run_ablation(synth_root, 2, run, base=str(cfg_path), seeds=1, device="cpu", progress=False)

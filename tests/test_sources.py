@@ -1,0 +1,134 @@
+"""Every COCO layout resolves to the same (annotation file, image folder) pairs; bad input is one line."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import tiny_config
+from csrseg.cli import main
+from csrseg.config import save_config
+from csrseg.data import DatasetError
+from csrseg.data.sources import resolve_dataset
+from csrseg.engine.trainer import make_datasets
+
+
+def _roboflow(synth_root, dst, parent_category=True):
+    """The synthetic set as a Roboflow export: train/ and valid/ with ``_annotations.coco.json`` beside
+    the images, plus Roboflow's unannotated parent category with id 0."""
+    for split, folder in (("train", "train"), ("val", "valid")):
+        shutil.copytree(synth_root / split, dst / folder)
+        data = json.loads((synth_root / "annotations" / f"instances_{split}.json").read_text())
+        if parent_category:
+            data["categories"].insert(0, dict(id=0, name="shapes", supercategory="none"))
+        (dst / folder / "_annotations.coco.json").write_text(json.dumps(data))
+    return dst
+
+
+def _cvat(synth_root, dst):
+    """CVAT's COCO 1.0 export: annotations/instances_default.json + images/."""
+    shutil.copytree(synth_root / "train", dst / "images")
+    (dst / "annotations").mkdir()
+    shutil.copy(synth_root / "annotations" / "instances_train.json", dst / "annotations" / "instances_default.json")
+    return dst
+
+
+def test_root_layout_is_found_and_described(synth_root):
+    sources = resolve_dataset(synth_root)
+    assert sources.layout == "root"
+    assert sources.get("train").annotations == synth_root / "annotations" / "instances_train.json"
+    assert sources.get("val").images == synth_root / "val"
+    line = sources.describe()
+    assert "COCO ROOT layout" in line and "instances_val.json" in line and "\n" not in line
+
+
+def test_roboflow_export_pairs_each_json_with_its_folder(synth_root, tmp_path):
+    root = _roboflow(synth_root, tmp_path / "rf")
+    sources = resolve_dataset(root)
+    assert sources.layout == "roboflow"
+    assert sources.get("val").annotations == root / "valid" / "_annotations.coco.json"
+    assert sources.get("val") == sources.get("valid")
+    assert sources.get("train").images == root / "train"
+    with pytest.raises(DatasetError, match="no 'test' split in this Roboflow COCO export"):
+        sources.get("test")
+
+
+def test_cvat_export_finds_images_folder_and_default_subset_is_train(synth_root, tmp_path):
+    root = _cvat(synth_root, tmp_path / "cvat")
+    sources = resolve_dataset(root)
+    assert sources.layout == "cvat"
+    assert sources.get("train").images == root / "images"
+    assert sources.get("default").annotations.name == "instances_default.json"
+
+
+def test_yaml_paths_are_relative_to_its_folder_and_names_replace_class_names(synth_root, tmp_path):
+    data = tmp_path / "data.yaml"
+    shutil.copytree(synth_root, tmp_path / "set")
+    data.write_text("train: {annotations: set/annotations/instances_train.json, images: set/train}\n"
+                    "val: {annotations: set/annotations/instances_val.json, images: set/val}\n"
+                    "names: [Kreis, Quadrat, Dreieck, Ring]\n")
+    sources = resolve_dataset(data)
+    assert sources.layout == "yaml" and sources.get("train").images == tmp_path / "set" / "train"
+    train_ds, val_ds = make_datasets(tiny_config(), sources, "train", "val")
+    assert train_ds.class_names == ["Kreis", "Quadrat", "Dreieck", "Ring"] == val_ds.class_names
+
+
+def test_explicit_files_replace_the_layouts(synth_root, tmp_path):
+    ann = synth_root / "annotations" / "instances_val.json"
+    sources = resolve_dataset(None, train_ann=synth_root / "annotations" / "instances_train.json",
+                              train_images=synth_root / "train", val_ann=ann, val_images=synth_root / "val")
+    assert sources.layout == "explicit" and sources.get("val").annotations == ann
+    only_val = resolve_dataset(synth_root, val_ann=ann, val_images=synth_root / "train")
+    assert only_val.get("val").images == synth_root / "train" and only_val.get("train").images == synth_root / "train"
+
+
+def test_unannotated_category_gets_no_output_class(synth_root, tmp_path):
+    root = _roboflow(synth_root, tmp_path / "rf")
+    train_ds, val_ds = make_datasets(tiny_config(), resolve_dataset(root), "train", "val")
+    assert 0 not in train_ds.cat_ids and train_ds.index.unused_cat_ids == [0]
+    assert val_ds.cat_ids == train_ds.cat_ids and len(train_ds.cat_ids) == 4
+
+
+@pytest.mark.parametrize(
+    "yaml_text,message",
+    [
+        ("train: {annotations: missing.json}\n", "train.annotations:"),
+        ("train: {annotations: a.json, images: nowhere}\n", "train.images: folder"),
+        ("train: {annotations: a.json}\nextra: 1\n", "unknown key(s) ['extra']"),
+        ("train: [1, 2]\n", "train must be a mapping"),
+        ("- not a mapping\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_yaml_is_one_line_naming_the_file(tmp_path, capsys, yaml_text, message):
+    (tmp_path / "a.json").write_text("{}")
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml_text)
+    assert main(["train", "--config", "demo", "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"csrseg: error: {data}") and message in err and "\n" not in err
+
+
+def test_train_val_category_mismatch_is_one_line(synth_root, tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    val = root / "annotations" / "instances_val.json"
+    data = json.loads(val.read_text())
+    data["categories"][0]["name"] = "Kugel"
+    val.write_text(json.dumps(data))
+    assert main(["train", "--config", "demo", "--data", str(root), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"csrseg: error: {val}: categories differ") and "'Kugel'" in err and "\n" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_cli_trains_on_a_roboflow_export_and_says_so_first(synth_root, tmp_path, caplog, capsys):
+    root = _roboflow(synth_root, tmp_path / "rf")
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(max_iters=2, epochs=1, batch_size=4), cfg_path)
+    caplog.set_level("INFO", logger="csrseg")
+    assert main(["train", "--config", str(cfg_path), "--data", str(root), "--out", str(tmp_path / "run"),
+                 "--set", "model.backbone.weights=none"]) == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("dataset: Roboflow COCO export") and "_annotations.coco.json" in messages[0]
+    assert any("without annotations given no output class" in m and "'shapes'" in m for m in messages)
+    assert (tmp_path / "run" / "last.pt").is_file()
