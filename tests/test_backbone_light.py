@@ -11,7 +11,7 @@ from csrseg.models.backbone_light import LightBackbone
 
 @pytest.mark.parametrize("arch", ["regnet_x_400mf", "mobilenet_v3_small"])
 def test_light_backbone_levels_have_strides_8_16_32_and_announced_channels(arch):
-    net = LightBackbone(BackboneConfig(arch=arch, frozen_stages=0, norm="bn")).eval()
+    net = LightBackbone(BackboneConfig(arch=arch, weights=None, frozen_stages=0, norm="bn")).eval()
     with torch.no_grad():
         feats = net(torch.randn(1, 3, 96, 160))
     assert [tuple(f.shape[-2:]) for f in feats] == [(12, 20), (6, 10), (3, 5)]
@@ -30,7 +30,7 @@ def test_light_backbone_loads_a_local_state_dict_and_refuses_a_foreign_one(tmp_p
 
 
 def test_light_backbone_refuses_frozen_random_stages_and_unknown_names():
-    with pytest.raises(ConfigError, match="trains from scratch"):
-        LightBackbone(BackboneConfig(arch="regnet_x_400mf", frozen_stages=1, norm="frozen_bn"))
+    with pytest.raises(ConfigError, match="trains all its stages"):
+        LightBackbone(BackboneConfig(arch="regnet_x_400mf", weights=None, frozen_stages=1, norm="frozen_bn"))
     with pytest.raises(ConfigError, match="model.backbone.arch"):
-        LightBackbone(BackboneConfig(arch="vgg16", frozen_stages=0, norm="bn"))
+        LightBackbone(BackboneConfig(arch="vgg16", weights=None, frozen_stages=0, norm="bn"))

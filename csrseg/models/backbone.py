@@ -45,16 +45,18 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return state
 
 
-def imagenet_state_dict(depth: int) -> dict[str, Tensor]:
-    """torchvision's ImageNet weights (V1, as mmdetection's ``torchvision://resnetXX``)."""
-    weights = torchvision.models.get_model_weights(f"resnet{depth}").IMAGENET1K_V1
+def imagenet_state_dict(depth: int, arch: str = "resnet") -> dict[str, Tensor]:
+    """torchvision's ImageNet weights (V1, as mmdetection's ``torchvision://resnetXX``) of
+    ``resnet{depth}``, or of the light backbone ``arch`` (e.g. ``regnet_x_400mf``)."""
+    name = f"resnet{depth}" if arch == "resnet" else arch
+    weights = torchvision.models.get_model_weights(name).IMAGENET1K_V1
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise WeightsError(
-            f"cannot download ImageNet weights for resnet{depth} ({type(exc).__name__}): put {weights.url} "
-            f"at {cache} (or give model.backbone.weights=/path/to/resnet{depth}.pth), "
+            f"cannot download ImageNet weights for {name} ({type(exc).__name__}): put {weights.url} "
+            f"at {cache} (or give model.backbone.weights=/path/to/{name}.pth), "
             f"or train from scratch with model.backbone.weights=none"
         ) from None
 

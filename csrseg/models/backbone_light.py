@@ -3,9 +3,9 @@
 For CPUs: ``regnet_x_400mf`` costs ~0.4 GFLOPs per 224² image against ResNet-18's 1.8 and
 trains ~2.6x faster on a 2-core AVX2 CPU (benchmarks/RESULTS.md, "Demo on an ordinary CPU").
 The paper presets keep ResNet-50; these are for the CPU demo and for users who want a
-small model. No pretrained weights are loaded here: these backbones train from scratch
-(BatchNorm trainable, nothing frozen), or take a local state dict through
-``model.backbone.weights=PATH``.
+small model. All stages train, with trainable BatchNorm, from torchvision's ImageNet
+weights (``weights=imagenet``), a local state dict (``weights=PATH``) or from scratch
+(``weights=none``, the demo).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 from csrseg.config import BackboneConfig, ConfigError
-from csrseg.models.backbone import WeightsError, read_state_dict
+from csrseg.models.backbone import WeightsError, imagenet_state_dict, read_state_dict
 
 #: feature indices of C3, C4, C5 (strides 8, 16, 32) inside ``mobilenet_v3_*().features``
 _MOBILENET_TAPS = {"mobilenet_v3_large": (6, 12, 16), "mobilenet_v3_small": (3, 8, 12)}
@@ -32,11 +32,9 @@ class LightBackbone(nn.Module):
         super().__init__()
         if cfg.arch not in LIGHT_ARCHS:
             raise ConfigError(f"model.backbone.arch={cfg.arch!r}: choose resnet or one of {', '.join(LIGHT_ARCHS)}")
-        if cfg.weights == "imagenet":
-            raise ConfigError(f"model.backbone.weights=imagenet is only wired for ResNets; give {cfg.arch} a local "
-                              "state dict (model.backbone.weights=PATH) or train it from scratch (weights=none)")
         if cfg.norm != "bn" or cfg.frozen_stages:
-            raise ConfigError(f"{cfg.arch} trains from scratch: set model.backbone.norm=bn and frozen_stages=0")
+            raise ConfigError(f"{cfg.arch} trains all its stages with BatchNorm: set model.backbone.norm=bn "
+                              "and model.backbone.frozen_stages=0")
         self.cfg = cfg
         net = getattr(torchvision.models, cfg.arch)(weights=None)
         if cfg.arch in REGNETS:
@@ -46,7 +44,9 @@ class LightBackbone(nn.Module):
             c3, c4, c5 = _MOBILENET_TAPS[cfg.arch]
             feats = net.features
             self.stages = nn.ModuleList([feats[: c3 + 1], feats[c3 + 1 : c4 + 1], feats[c4 + 1 : c5 + 1]])
-        if cfg.weights:
+        if cfg.weights == "imagenet":
+            _load(net, imagenet_state_dict(0, cfg.arch), "imagenet", cfg.arch)
+        elif cfg.weights and cfg.weights.lower() != "none":
             _load(net, read_state_dict(cfg.weights), cfg.weights, cfg.arch)
         self.out_channels = tuple(_out_channels(stage) for stage in self.stages)
 
