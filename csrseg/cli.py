@@ -108,34 +108,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from functools import partial
+    from csrseg.api import evaluate
+    from csrseg.evaluate import format_detailed
 
-    from torch.utils.data import DataLoader
-
-    from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.data.sources import SplitFiles, resolve_dataset
-    from csrseg.evaluate import detailed_metrics, format_detailed, run_inference, write_results
-    from csrseg.predict import Predictor
-
-    predictor = Predictor(args.weights, device=args.device, score_thr=0.0)
-    sources = resolve_dataset(args.data, val_split=args.split, val_ann=args.ann)
-    split = "val" if args.ann else args.split
-    files = sources.get(split)
-    if args.images:
-        files = SplitFiles(files.annotations, Path(args.images))
-    logger.info("dataset: %s, images %s", files.annotations, files.images)
-    cfg = predictor.cfg
-    dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False), cat_ids=predictor.cat_ids)
-    loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
-                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-    results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=True)
-    out = Path(args.out) if args.out else Path(args.weights).with_name(f"results_{args.split}.json")
-    write_results(results, out)
-    report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
-    metrics_path = out.with_name(f"{out.stem}.metrics.json")
-    metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    report = evaluate(args.weights, args.data, split=args.split, ann=args.ann, images=args.images, out=args.out,
+                      device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
-    print(f"{len(seen)} images, {len(results)} instances; COCO results JSON: {out}; metrics: {metrics_path}")
+    print(f"{report['images']} images of {report['annotations']}, {report['instances']} instances; "
+          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -199,6 +179,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
     print(", ".join(done) + f", {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
           + f"; overlays and predictions.json in {out_dir}")
+
+
+def cmd_browse(args: argparse.Namespace) -> None:
+    from csrseg.browse import browse_dataset
+    from csrseg.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else _next_run_dir(Path("runs") / "browse" / "exp")
+    summary = browse_dataset(args.data, out, cfg.input, images=args.images, split=args.split)
+    print(summary.text())
+    print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -349,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     _add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("browse", help="ground truth drawn on images, class counts and object sizes at the input size")
+    p.add_argument("data", help=DATA_HELP)
+    _add_config_args(p)
+    p.add_argument("--out", help="output folder (default runs/browse/exp[N])")
+    p.add_argument("--images", type=int, default=16, help="images to draw")
+    p.add_argument("--split", default="train")
+    p.set_defaults(func=cmd_browse)
 
     p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
     p.add_argument("format", choices=("yolo", "labelme", "via"))
