@@ -136,6 +136,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
         predictor = OnnxPredictor(args.onnx, score_thr=args.score_thr)
     else:
         predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr, precision=args.precision)
+    if args.data:
+        from csrseg.data.sources import class_names_for
+
+        predictor.class_names = class_names_for(args.data, predictor.cat_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
     if not paths:
@@ -333,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
     p.add_argument("--video-stride", type=int, default=1, metavar="N", help="videos: predict every N-th frame")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")

@@ -132,3 +132,15 @@ def test_cli_trains_on_a_roboflow_export_and_says_so_first(synth_root, tmp_path,
     assert messages[0].startswith("dataset: Roboflow COCO export") and "_annotations.coco.json" in messages[0]
     assert any("without annotations given no output class" in m and "'shapes'" in m for m in messages)
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_predict_takes_class_names_from_a_dataset(synth_root, tmp_path):
+    from csrseg.data.sources import class_names_for
+
+    data = tmp_path / "data.yaml"
+    data.write_text(f"train: {{annotations: {synth_root}/annotations/instances_train.json, images: {synth_root}/train}}\n"
+                    "names: {2: Rechteck, 4: Stern}\n")
+    assert class_names_for(data, [4, 2]) == ["Stern", "Rechteck"]
+    assert class_names_for(synth_root, [1, 3]) == ["circle", "triangle"]
+    with pytest.raises(DatasetError, match="category id"):
+        class_names_for(synth_root, [77])

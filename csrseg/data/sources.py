@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from csrseg.data.coco import CocoIndex, DatasetError
+from csrseg.data.coco import CocoIndex, DatasetError, load_coco_json, with_classes
 
 LAYOUTS = {
     "root": "COCO ROOT layout",
@@ -227,3 +227,14 @@ def _from_annotations_folder(root: Path, train_split: str, val_split: str) -> Da
     if layout == "cvat" and "train" not in splits and len(found) == 1:  # CVAT's single "default" subset
         splits["train"] = next(iter(found.values()))
     return DatasetSources(layout, root, splits)
+
+
+def class_names_for(data: str | Path, cat_ids: list[int]) -> list[str]:
+    """Display names of the categories ``cat_ids`` (a checkpoint's classes) as the dataset ``data``
+    names them: for overlays of a model whose checkpoint carries no names."""
+    sources = resolve_dataset(data)
+    split = next((s for s in ("train", "val", "test") if s in sources.splits), None)
+    if split is None:
+        raise DatasetError(f"{data}: no split to read class names from")
+    index = with_classes(load_coco_json(sources.get(split).annotations), cat_ids)
+    return sources.class_names(index)
