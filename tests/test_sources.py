@@ -53,6 +53,14 @@ def test_roboflow_export_pairs_each_json_with_its_folder(synth_root, tmp_path):
         sources.get("test")
 
 
+def test_one_roboflow_split_folder_is_its_split(synth_root, tmp_path):
+    root = _roboflow(synth_root, tmp_path / "rf")
+    sources = resolve_dataset(root / "valid")
+    assert sources.get("val").annotations == root / "valid" / "_annotations.coco.json"
+    with pytest.raises(DatasetError, match="no 'train' split"):
+        sources.get("train")
+
+
 def test_cvat_export_finds_images_folder_and_default_subset_is_train(synth_root, tmp_path):
     root = _cvat(synth_root, tmp_path / "cvat")
     sources = resolve_dataset(root)

@@ -120,6 +120,9 @@ def resolve_dataset(
             raise DatasetError(f"{path}: dataset folder not found")
         elif any((path / name / ROBOFLOW_FILE).is_file() for name in ROBOFLOW_SPLITS):
             sources = _from_roboflow(path)
+        elif (path / ROBOFLOW_FILE).is_file():  # one split folder of a Roboflow export
+            files = SplitFiles(path / ROBOFLOW_FILE, path)
+            sources = DatasetSources("roboflow", path, {ROBOFLOW_SPLITS.get(path.name, "train"): files, path.name: files})
         elif (path / "annotations").is_dir():
             sources = _from_annotations_folder(path, train_split, val_split)
         else:
@@ -130,7 +133,8 @@ def resolve_dataset(
     return _apply_explicit(sources, train_ann, train_images, val_ann, val_images)
 
 
-def _apply_explicit(sources: DatasetSources, train_ann, train_images, val_ann, val_images) -> DatasetSources:
+def _apply_explicit(sources: DatasetSources, train_ann: str | Path | None, train_images: str | Path | None,
+                    val_ann: str | Path | None, val_images: str | Path | None) -> DatasetSources:
     splits = dict(sources.splits)
     for role, ann, images in (("train", train_ann, train_images), ("val", val_ann, val_images)):
         if ann is None and images is None:
