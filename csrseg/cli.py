@@ -69,9 +69,11 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.overrides)
     model = build_model(without_pretrained(cfg))  # sizes and FLOPs do not need the weights
-    print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, CSR {'on' if cfg.model.neck.reweight else 'off'} "
-          f"width {cfg.model.neck.csr_channels}, upsample {cfg.model.neck.upsample}, {cfg.model.num_classes} classes; "
-          f"built with random weights)")
+    neck = cfg.model.neck
+    neck_text = ("K-Net's FPN + SemanticFPN" if neck.type == "fpn_semantic" else
+                 f"CSR {'on' if neck.reweight else 'off'} width {neck.csr_channels}, upsample {neck.upsample}")
+    print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, {neck_text}, {cfg.model.head.type} head, "
+          f"{cfg.model.num_classes} classes; built with random weights)")
     print(module_tree(model, depth=args.depth))
     info = model_info(model, args.height, args.width)
     print(info.table())
