@@ -152,3 +152,22 @@ def test_predict_takes_class_names_from_a_dataset(synth_root, tmp_path):
     assert class_names_for(synth_root, [1, 3]) == ["circle", "triangle"]
     with pytest.raises(DatasetError, match="category id"):
         class_names_for(synth_root, [77])
+
+
+def test_fine_tuning_from_a_checkpoint_fetches_no_pretrained_weights(synth_root, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from csrseg import build_model
+    from csrseg.config import to_dict
+    from csrseg.engine.checkpoint import atomic_save
+    from csrseg.engine.trainer import train
+
+    cfg = tiny_config(max_iters=1, batch_size=4, epochs=1)
+    atomic_save(dict(model=build_model(cfg).state_dict(), config=to_dict(cfg)), tmp_path / "start.pt")
+    backbone = dataclasses.replace(cfg.model.backbone, weights="imagenet")  # offline: downloads are refused
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+    result = train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, val_split=None,
+                   init_weights=tmp_path / "start.pt")
+    assert result.iterations == 1 and torch.load(result.last, weights_only=True)["iteration"] == 1
