@@ -156,3 +156,28 @@ def test_max_per_img_limits_the_instances():
     with torch.no_grad():
         result = model.predict(torch.randn(1, 3, 64, 64), [(64, 64)], [(64, 64)])[0]
     assert len(result["scores"]) == 5  # threshold 0: no mask is empty
+
+
+def test_onnx_export_of_the_knet_pipeline_gives_the_same_instances(tmp_path):
+    import numpy as np
+
+    from csrseg.config import to_dict
+    from csrseg.engine.checkpoint import atomic_save
+    from csrseg.export import export_onnx
+    from csrseg.predict import OnnxPredictor, Predictor
+    from tests.conftest import match_instances
+
+    torch.manual_seed(0)
+    cfg = knet_tiny()
+    model = build_model(cfg)
+    weights = tmp_path / "knet.pt"
+    atomic_save(dict(model=model.state_dict(), config=to_dict(cfg), classes=["a", "b", "c", "d"], cat_ids=[1, 2, 3, 4]), weights)
+    predictor = Predictor(weights, device="cpu", score_thr=0.0)
+    path = export_onnx(predictor.model, predictor.cfg.input, tmp_path / "knet.onnx")
+    onnx_predictor = OnnxPredictor(path, score_thr=0.0)
+    rng = np.random.default_rng(0)
+    for shape in ((100, 150, 3), (90, 60, 3)):
+        image = rng.integers(0, 255, shape, dtype=np.uint8)
+        ours, theirs = predictor.predict(image), onnx_predictor.predict(image)
+        assert len(ours) > 10 and all(i.mask.shape == shape[:2] for i in ours + theirs)
+        match_instances(ours, theirs, min_iou=0.99, score_tol=1e-3)

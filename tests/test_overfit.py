@@ -1,6 +1,7 @@
 """The whole model learns: one image with three shapes, overfitted on the CPU."""
 
 import numpy as np
+import pytest
 import torch
 
 from csrseg import build_model, load_config
@@ -29,9 +30,10 @@ def _three_shapes(size=256):
     return pixels, np.stack(masks), np.array([s[0] for s in shapes])
 
 
-def test_overfits_one_image_with_three_shapes():
+@pytest.mark.parametrize("head", ["solov2", pytest.param("knet", marks=pytest.mark.slow)])
+def test_overfits_one_image_with_three_shapes(head):
     torch.manual_seed(0)
-    cfg = load_config("demo", ["model.num_classes=3"])
+    cfg = load_config("demo", ["model.num_classes=3", "model.backbone.weights=none", f"model.head.type={head}"])
     model = build_model(cfg)
     pixels, masks, labels = _three_shapes()
     image = normalize(torch.from_numpy(pixels).permute(2, 0, 1).float(), cfg.input)[None]
