@@ -5,4 +5,21 @@ from csrseg.models import CSRSeg, build_model
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRSeg", "Config", "build_model", "load_config", "__version__"]
+__all__ = ["CSRSeg", "Config", "Predictor", "build_model", "evaluate", "load_config", "train", "__version__"]
+
+
+def __getattr__(name: str):
+    # train / evaluate / Predictor pull in the data and training stack: imported on first use
+    if name == "train":
+        from csrseg.api import train
+
+        return train
+    if name == "evaluate":  # the module csrseg.evaluate, callable as csrseg.api.evaluate
+        import importlib
+
+        return importlib.import_module("csrseg.evaluate")
+    if name == "Predictor":
+        from csrseg.predict import Predictor
+
+        return Predictor
+    raise AttributeError(f"module 'csrseg' has no attribute {name!r}")

@@ -30,16 +30,29 @@ from csrseg.evaluate import METRICS
 from csrseg.info import count_params
 from csrseg.models import build_model
 
+# Overrides on the base config. Every row names the fusion neck, so that a base on K-Net's own neck
+# (the `knet` preset) is switched to the rows' necks too.
 VARIANTS: dict[int, dict[str, list[str]]] = {
     2: {
-        "FPN baseline": ["model.neck.reweight=false", "model.neck.upsample=nearest"],
-        "+ CSR": ["model.neck.reweight=true", "model.neck.upsample=nearest"],
-        "+ D2S": ["model.neck.reweight=false", "model.neck.upsample=d2s"],
-        "CSR + D2S": ["model.neck.reweight=true", "model.neck.upsample=d2s"],
+        "FPN baseline": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=nearest"],
+        "+ CSR": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=nearest"],
+        "+ D2S": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=d2s"],
+        "CSR + D2S": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s"],
     },
-    3: {f"CSR {c}": ["model.neck.reweight=true", "model.neck.upsample=d2s", f"model.neck.csr_channels={c}"]
+    3: {f"CSR {c}": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s",
+                     f"model.neck.csr_channels={c}"]
         for c in (128, 256, 512, 1024)},
 }
+
+
+def table_variants(table: int, base: Config) -> dict[str, list[str]]:
+    """The rows of ``table`` for ``base``. Under the K-Net head Table II's first row is K-Net itself
+    (its FPN on C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row); under the
+    SOLOv2 head it is the fusion neck with both switches off. Losses stay the base's in every row."""
+    rows = dict(VARIANTS[table])
+    if table == 2 and base.model.head.type == "knet":
+        rows["FPN baseline"] = ["model.neck.type=fpn_semantic"]
+    return rows
 
 PAPER = {  # the paper's numbers (COCO val, R50, 12 epochs) for the table footers
     2: {"FPN baseline": (34.1, 55.5, 35.7), "+ CSR": (34.9, 56.4, 36.7), "+ D2S": (34.8, 56.3, 36.4), "CSR + D2S": (35.4, 56.8, 36.9)},
@@ -91,7 +104,7 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
     check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
     out.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, list[dict]] = {}
-    for name, variant in VARIANTS[table].items():
+    for name, variant in table_variants(table, base_cfg).items():
         summaries[name] = []
         for seed in range(seeds):
             run_dir = out / _slug(name) / f"seed{seed}"

@@ -69,9 +69,11 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.overrides)
     model = build_model(without_pretrained(cfg))  # sizes and FLOPs do not need the weights
-    print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, CSR {'on' if cfg.model.neck.reweight else 'off'} "
-          f"width {cfg.model.neck.csr_channels}, upsample {cfg.model.neck.upsample}, {cfg.model.num_classes} classes; "
-          f"built with random weights)")
+    neck = cfg.model.neck
+    neck_text = ("K-Net's FPN + SemanticFPN" if neck.type == "fpn_semantic" else
+                 f"CSR {'on' if neck.reweight else 'off'} width {neck.csr_channels}, upsample {neck.upsample}")
+    print(f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, {neck_text}, {cfg.model.head.type} head, "
+          f"{cfg.model.num_classes} classes; built with random weights)")
     print(module_tree(model, depth=args.depth))
     info = model_info(model, args.height, args.width)
     print(info.table())
@@ -108,34 +110,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from functools import partial
+    from csrseg.api import evaluate
+    from csrseg.evaluate import format_detailed
 
-    from torch.utils.data import DataLoader
-
-    from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.data.sources import SplitFiles, resolve_dataset
-    from csrseg.evaluate import detailed_metrics, format_detailed, run_inference, write_results
-    from csrseg.predict import Predictor
-
-    predictor = Predictor(args.weights, device=args.device, score_thr=0.0)
-    sources = resolve_dataset(args.data, val_split=args.split, val_ann=args.ann)
-    split = "val" if args.ann else args.split
-    files = sources.get(split)
-    if args.images:
-        files = SplitFiles(files.annotations, Path(args.images))
-    logger.info("dataset: %s, images %s", files.annotations, files.images)
-    cfg = predictor.cfg
-    dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False), cat_ids=predictor.cat_ids)
-    loader = DataLoader(dataset, batch_size=args.batch, num_workers=args.workers,
-                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-    results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=True)
-    out = Path(args.out) if args.out else Path(args.weights).with_name(f"results_{args.split}.json")
-    write_results(results, out)
-    report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
-    metrics_path = out.with_name(f"{out.stem}.metrics.json")
-    metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    report = evaluate(args.weights, args.data, split=args.split, ann=args.ann, images=args.images, out=args.out,
+                      device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
-    print(f"{len(seen)} images, {len(results)} instances; COCO results JSON: {out}; metrics: {metrics_path}")
+    print(f"{report['images']} images of {report['annotations']}, {report['instances']} instances; "
+          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -156,6 +138,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
         predictor = OnnxPredictor(args.onnx, score_thr=args.score_thr)
     else:
         predictor = Predictor(args.weights, device=args.device, score_thr=args.score_thr, precision=args.precision)
+    if args.data:
+        from csrseg.data.sources import class_names_for
+
+        predictor.class_names = class_names_for(args.data, predictor.cat_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = expand_sources(args.sources)
     if not paths:
@@ -199,6 +185,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
     print(", ".join(done) + f", {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
           + f"; overlays and predictions.json in {out_dir}")
+
+
+def cmd_browse(args: argparse.Namespace) -> None:
+    from csrseg.browse import browse_dataset
+    from csrseg.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else _next_run_dir(Path("runs") / "browse" / "exp")
+    summary = browse_dataset(args.data, out, cfg.input, images=args.images, split=args.split)
+    print(summary.text())
+    print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -342,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
     p.add_argument("--video-stride", type=int, default=1, metavar="N", help="videos: predict every N-th frame")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")
@@ -349,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     _add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("browse", help="ground truth drawn on images, class counts and object sizes at the input size")
+    p.add_argument("data", help=DATA_HELP)
+    _add_config_args(p)
+    p.add_argument("--out", help="output folder (default runs/browse/exp[N])")
+    p.add_argument("--images", type=int, default=16, help="images to draw")
+    p.add_argument("--split", default="train")
+    p.set_defaults(func=cmd_browse)
 
     p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
     p.add_argument("format", choices=("yolo", "labelme", "via"))

@@ -40,8 +40,10 @@ class BackboneConfig:
     then unfreezes every stage and makes BatchNorm trainable, since a frozen random
     stem is never right).
     ``frozen_stages``: 0 freezes nothing, 1 the stem and stage 1 (detection
-    practice), up to 4. ``norm``: ``frozen_bn`` (BatchNorm in eval mode, no grad)
-    or ``bn`` (trainable, for training from scratch).
+    practice), up to 4. ``norm``: ``frozen_bn`` (BatchNorm in eval mode, no grad),
+    ``eval_bn`` (statistics frozen, scale and shift trained outside the frozen stages:
+    mmcv's ``norm_eval=True, requires_grad=True``, K-Net's setting, whose parameter
+    count the paper reports) or ``bn`` (trainable, for training from scratch).
     """
 
     arch: str = "resnet"
@@ -53,7 +55,9 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class NeckConfig:
-    """CSR + D2S neck (paper Fig. 1) and its ablation switches (Tables II, III).
+    """The neck: ``type`` ``fusion`` (CSR + D2S, paper Fig. 1, with its ablation switches,
+    Tables II, III) or ``fpn_semantic`` (K-Net's FPN on C2-C5 + SemanticFPN, Table II row 1,
+    which reads only ``channels`` and ``num_groups``).
 
     ``reweight``: Cross-Scale Reweighting on C5 (paper) or a plain lateral conv.
     ``upsample``: ``d2s`` (paper) or ``nearest`` (the FPN baseline).
@@ -63,6 +67,7 @@ class NeckConfig:
     brings with it, to tell D2S's learned upsampling from its GN + ReLU.
     """
 
+    type: str = "fusion"
     channels: int = 256
     csr_channels: int = 256
     reweight: bool = True
@@ -73,9 +78,41 @@ class NeckConfig:
 
 
 @dataclass(frozen=True)
-class HeadConfig:
-    """SOLOv2-style kernel head on the single stride-8 fused feature."""
+class KNetConfig:
+    """K-Net's head (``head.type=knet``): kernel head + iterative kernel-update stages.
 
+    Values are K-Net's det config (``knet_s3_r50_fpn``). ``cost_*`` weigh the Hungarian
+    matching cost (focal class, Dice, mask BCE); ``semantic_weight`` the auxiliary
+    semantic focal loss of the kernel head. ``assign_on_previous``: each stage is
+    matched on the previous stage's predictions (the kernel head's for stage 1), as
+    K-Net does; off, on its own.
+    """
+
+    num_proposals: int = 100
+    num_stages: int = 3
+    ffn_channels: int = 2048
+    num_heads: int = 8
+    num_groups: int = 32
+    kernel_init_std: float = 1.0
+    hard_mask_thr: float = 0.5
+    prior_prob: float = 0.01
+    cost_cls: float = 2.0
+    cost_dice: float = 4.0
+    cost_mask: float = 1.0
+    semantic_weight: float = 1.0
+    assign_on_previous: bool = True
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The head: ``type`` ``knet`` (the paper's, DESIGN.md) or ``solov2``.
+
+    The flat fields are the SOLOv2 head's (kernel branch, grids, targets); ``knet``
+    holds K-Net's.
+    """
+
+    type: str = "knet"
+    knet: KNetConfig = field(default_factory=KNetConfig)
     feat_channels: int = 256
     stacked_convs: int = 4
     kernel_dim: int = 256
@@ -103,6 +140,9 @@ class LossConfig:
     dice_weight: float = 2.0
     focal_weight: float = 3.0
     cls_type: str = "focal"  # "focal" (SOLOv2/K-Net practice) or "ce" (paper's wording)
+    # pixel-wise mask term weighted by focal_weight: "focal" (eq. 6) or "bce" (K-Net's original
+    # loss, with cls_weight 2, dice_weight 4, focal_weight 1: the `knet` preset)
+    mask_type: str = "focal"
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     # alpha of the pixel-wise mask focal loss; 0.25 (the classification value) under-weights
@@ -112,7 +152,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Inference post-processing; see :mod:`csrseg.models.postprocess`."""
+    """Inference post-processing (the SOLOv2 head reads all of it, K-Net only ``mask_thr`` and ``max_per_img``)."""
 
     score_thr: float = 0.1
     mask_thr: float = 0.5
@@ -255,6 +295,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     """Build dataclass ``cls`` from a (possibly partial) nested dict; unknown keys are errors."""
+    if cls is HeadConfig and "type" not in data and "num_grids" in data:
+        # written before heads had a type (checkpoints of then): every head was SOLOv2's
+        data = {**data, "type": "solov2"}
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names

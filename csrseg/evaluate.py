@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +206,16 @@ def format_detailed(report: dict) -> str:
         name = row["name"].replace("|", "\\|")
         lines.append(f"| {name} | {row['instances']} | " + " | ".join(values) + " |")
     return "\n".join(lines)
+
+
+class _CallableModule(types.ModuleType):
+    """``from csrseg import evaluate`` gives this module (a package's submodule wins over a function
+    of the same name), so the module itself calls :func:`csrseg.api.evaluate`."""
+
+    def __call__(self, *args, **kwargs) -> dict:
+        from csrseg.api import evaluate as evaluate_checkpoint
+
+        return evaluate_checkpoint(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

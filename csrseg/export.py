@@ -5,9 +5,9 @@ and returns the instances at that size: ``labels (n,)`` int64, ``scores (n,)``
 float32, ``masks (n, H, W)`` bool, ``boxes (n, 4)`` float32 (x0, y0, x1, y1).
 Class names and category ids travel in the model's metadata.
 
-The trace follows the same code as eager inference (:mod:`csrseg.models.postprocess`
-in its ``static`` form, which keeps shapes fixed until the final selection), so
-ONNX Runtime and PyTorch give the same instances.
+The trace follows the same code as eager inference (the head's ``postprocess`` in its
+``static`` form, which keeps shapes fixed until the final selection), whichever head
+the model has, so ONNX Runtime and PyTorch give the same instances.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from torch import Tensor, nn
 
 from csrseg.config import InputConfig, to_dict
 from csrseg.models import CSRSeg
-from csrseg.models.postprocess import postprocess
 
 
 def _size(value: Tensor) -> Tensor | int:
@@ -54,12 +53,10 @@ class ExportModel(nn.Module):
         div = cfg.size_divisor
         x = F.pad(x, (0, _size((div - new_w % div) % div), 0, _size((div - new_h % div) % div)))
         outputs = self.model(x)
-        (result,) = postprocess(
+        (result,) = self.model.postprocess(
             outputs,
             [(_size(new_h), _size(new_w))],
             [(_size(height.long()), _size(width.long()))],
-            self.model.cfg.head.grid_strides,
-            self.model.cfg.postprocess,
             static=True,
         )
         return result["labels"], result["scores"], result["masks"], result["boxes"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -9,9 +10,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_params(module: nn.Module) -> float:
-    """Parameters in millions."""
-    return sum(p.numel() for p in module.parameters()) / 1e6
+def count_params(module: nn.Module, trainable: bool = False) -> float:
+    """Parameters in millions; ``trainable``: only those that train (the paper's count, as mmcv's:
+    frozen stages and frozen BatchNorm excluded)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable) / 1e6
 
 
 @torch.no_grad()
@@ -31,10 +33,11 @@ class ModelInfo:
     params: dict[str, float]  # total / backbone / neck / head, millions
     gflops: float
     input_size: tuple[int, int]  # (H, W) before padding
+    trainable: dict[str, float] = dataclasses.field(default_factory=dict)  # the same parts, trainable only
 
     def table(self) -> str:
-        lines = ["| part | params (M) |", "|---|---|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in self.params.items()]
+        lines = ["| part | params (M) | trainable (M) |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.2f} | {self.trainable.get(k, v):.2f} |" for k, v in self.params.items()]
         h, w = self.input_size
         lines.append(f"\nGFLOPs at {w}x{h} (padded to 32): {self.gflops:.1f} ({self.gflops / 2:.1f} GMACs)")
         return "\n".join(lines)
@@ -42,12 +45,12 @@ class ModelInfo:
 
 def model_info(model: nn.Module, height: int = 800, width: int = 1333) -> ModelInfo:
     """Parameters of ``model`` (a :class:`csrseg.CSRSeg`) and its FLOPs at ``width x height``."""
-    params = {"total": count_params(model)}
-    for part in ("backbone", "neck", "head"):
-        params[part] = count_params(getattr(model, part))
+    parts = {"total": model, **{part: getattr(model, part) for part in ("backbone", "neck", "head")}}
+    params = {name: count_params(module) for name, module in parts.items()}
+    trainable = {name: count_params(module, trainable=True) for name, module in parts.items()}
     pad_h, pad_w = -(-height // 32) * 32, -(-width // 32) * 32
     images = torch.zeros(1, 3, pad_h, pad_w, device=next(model.parameters()).device)
-    return ModelInfo(params, count_flops(model, images), (height, width))
+    return ModelInfo(params, count_flops(model, images), (height, width), trainable)
 
 
 def module_tree(model: nn.Module, depth: int = 2) -> str:

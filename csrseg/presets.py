@@ -1,13 +1,20 @@
 """Named configurations: the paper's model, its ablation rows and the CPU demo.
 
-| name           | what                                             | paper |
-|----------------|--------------------------------------------------|-------|
-| paper          | R50, CSR 256 + D2S, 1333x800                     | Table I, II row 4 |
-| baseline       | R50, FPN neck (no CSR, nearest upsampling)       | Table II row 1 |
-| csr            | R50, CSR + nearest upsampling                    | Table II row 2 |
-| d2s            | R50, no CSR, D2S upsampling                      | Table II row 3 |
-| csr128 .. 1024 | paper config with CSR width 128/256/512/1024     | Table III |
-| demo           | R18 trained from scratch on the synthetic set    | (CPU demo) |
+K-Net head (the paper's network; R50 with K-Net's BatchNorm setting, ``eval_bn``):
+
+| name           | what                                                   | paper |
+|----------------|--------------------------------------------------------|-------|
+| paper          | R50, CSR 256 + D2S, K-Net head, 1333x800               | Table I, II row 4 |
+| knet           | K-Net exactly: FPN C2-C5 + SemanticFPN, its own losses | Table I K-Net, II row 1 |
+| csr            | CSR + nearest upsampling, K-Net head                   | Table II row 2 |
+| d2s            | no CSR, D2S upsampling, K-Net head                     | Table II row 3 |
+| fpn            | fusion neck with both switches off, K-Net head         | (control: neck vs switches) |
+| csr128 .. 1024 | paper config with CSR width 128/256/512/1024           | Table III |
+
+SOLOv2 head (the second head, ``-solov2``): ``paper-solov2``, ``baseline-solov2`` (fusion neck,
+no CSR, nearest upsampling), ``csr-solov2``, ``d2s-solov2``, ``csr128-solov2`` .. ``csr1024-solov2``.
+
+| demo           | R18 trained from scratch on the synthetic set, SOLOv2 head | (CPU demo) |
 """
 
 from __future__ import annotations
@@ -20,15 +27,25 @@ from csrseg.config import (
     ConfigError,
     HeadConfig,
     InputConfig,
+    LossConfig,
     ModelConfig,
     NeckConfig,
     PostprocessConfig,
     TrainConfig,
 )
 
+# K-Net's original loss weights (focal class 2, mask BCE 1, Dice 4) instead of eq. 6's 1, 2, 3
+KNET_LOSS = LossConfig(cls_weight=2.0, dice_weight=4.0, focal_weight=1.0, mask_type="bce")
 
-def _with_neck(name: str, **neck: object) -> Config:
-    return Config(name=name, model=ModelConfig(neck=NeckConfig(**neck)))
+
+def _knet_head(name: str, loss: LossConfig | None = None, **neck: object) -> Config:
+    """R50 + a neck + K-Net's head; BatchNorm as K-Net trains it (statistics frozen, affine trained)."""
+    model = ModelConfig(backbone=BackboneConfig(norm="eval_bn"), neck=NeckConfig(**neck), loss=loss or LossConfig())
+    return Config(name=name, model=model)
+
+
+def _solov2_head(name: str, **neck: object) -> Config:
+    return Config(name=name, model=ModelConfig(neck=NeckConfig(**neck), head=HeadConfig(type="solov2")))
 
 
 def _demo() -> Config:
@@ -50,6 +67,7 @@ def _demo() -> Config:
             backbone=BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"),
             neck=NeckConfig(channels=128, csr_channels=128, num_groups=16),
             head=HeadConfig(
+                type="solov2",
                 feat_channels=128,
                 kernel_dim=128,
                 stacked_convs=3,
@@ -76,19 +94,24 @@ def _demo() -> Config:
 
 
 PRESETS = {
-    "paper": lambda: Config(name="paper"),
-    "baseline": lambda: _with_neck("baseline", reweight=False, upsample="nearest"),
-    "csr": lambda: _with_neck("csr", reweight=True, upsample="nearest"),
-    "d2s": lambda: _with_neck("d2s", reweight=False, upsample="d2s"),
-    "csr128": lambda: _with_neck("csr128", csr_channels=128),
-    "csr256": lambda: _with_neck("csr256", csr_channels=256),
-    "csr512": lambda: _with_neck("csr512", csr_channels=512),
-    "csr1024": lambda: _with_neck("csr1024", csr_channels=1024),
+    "paper": lambda: _knet_head("paper"),
+    "knet": lambda: _knet_head("knet", KNET_LOSS, type="fpn_semantic"),
+    "csr": lambda: _knet_head("csr", reweight=True, upsample="nearest"),
+    "d2s": lambda: _knet_head("d2s", reweight=False, upsample="d2s"),
+    "fpn": lambda: _knet_head("fpn", reweight=False, upsample="nearest"),
+    **{f"csr{c}": (lambda c=c: _knet_head(f"csr{c}", csr_channels=c)) for c in (128, 256, 512, 1024)},
+    "paper-solov2": lambda: _solov2_head("paper-solov2"),
+    "baseline-solov2": lambda: _solov2_head("baseline-solov2", reweight=False, upsample="nearest"),
+    "csr-solov2": lambda: _solov2_head("csr-solov2", reweight=True, upsample="nearest"),
+    "d2s-solov2": lambda: _solov2_head("d2s-solov2", reweight=False, upsample="d2s"),
+    **{f"csr{c}-solov2": (lambda c=c: _solov2_head(f"csr{c}-solov2", csr_channels=c)) for c in (128, 256, 512, 1024)},
     "demo": _demo,
 }
 
-TABLE2 = ("baseline", "csr", "d2s", "paper")
+TABLE2 = ("knet", "csr", "d2s", "paper")
 TABLE3 = ("csr128", "csr256", "csr512", "csr1024")
+TABLE2_SOLOV2 = ("baseline-solov2", "csr-solov2", "d2s-solov2", "paper-solov2")
+TABLE3_SOLOV2 = ("csr128-solov2", "csr256-solov2", "csr512-solov2", "csr1024-solov2")
 
 
 def get_preset(name: str) -> Config:

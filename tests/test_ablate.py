@@ -2,17 +2,27 @@ import json
 
 import pytest
 
-from csrseg.ablate import VARIANTS, find_finished_run, run_ablation, variant_config
+from csrseg.ablate import VARIANTS, find_finished_run, run_ablation, table_variants, variant_config
 from csrseg.config import load_config, save_config
 from tests.conftest import tiny_config
 
 
 def test_variants_switch_the_neck_like_the_tables():
-    base = load_config("paper")
-    necks = {n: variant_config(base, v, 0, None).model.neck for n, v in VARIANTS[2].items()}
+    base = load_config("paper-solov2")
+    necks = {n: variant_config(base, v, 0, None).model.neck for n, v in table_variants(2, base).items()}
     assert [(n.reweight, n.upsample) for n in necks.values()] == [(False, "nearest"), (True, "nearest"), (False, "d2s"), (True, "d2s")]
     widths = [variant_config(base, v, 0, None).model.neck.csr_channels for v in VARIANTS[3].values()]
     assert widths == [128, 256, 512, 1024]
+
+
+@pytest.mark.parametrize("base_name", ["paper", "knet"])
+def test_knet_head_table2_starts_from_knet_itself(base_name):
+    base = load_config(base_name)
+    models = {n: variant_config(base, v, 0, None).model for n, v in table_variants(2, base).items()}
+    assert [m.neck.type for m in models.values()] == ["fpn_semantic", "fusion", "fusion", "fusion"]
+    assert [(m.neck.reweight, m.neck.upsample) for m in list(models.values())[1:]] == [(True, "nearest"), (False, "d2s"), (True, "d2s")]
+    assert {m.head.type for m in models.values()} == {"knet"}
+    assert {variant_config(base, v, 0, None).model.neck.type for v in table_variants(3, base).values()} == {"fusion"}
 
 
 def test_shorter_schedule_scales_the_milestones():

@@ -116,5 +116,24 @@ def test_offline_paper_training_is_one_line_with_the_cache_path_and_the_way_out(
 def test_without_pretrained_keeps_the_architecture_and_fetches_nothing():
     cfg = load_config("paper", ["model.backbone.depth=18"])
     model = build_model(without_pretrained(cfg))  # the autouse fixture refuses any download
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    # BatchNorm stays as the preset has it (the K-Net presets: statistics frozen), not trainable from scratch
+    assert model.backbone.cfg.norm == cfg.model.backbone.norm != "bn"
     assert not any(p.requires_grad for p in model.backbone.stem.parameters())
+
+
+def test_c2_is_returned_when_asked():
+    net = ResNetBackbone(BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"), return_c2=True)
+    feats = net(torch.randn(1, 3, 64, 96))
+    assert net.out_channels == (64, 128, 256, 512)
+    assert [tuple(f.shape[1:]) for f in feats] == [(64, 16, 24), (128, 8, 12), (256, 4, 6), (512, 2, 3)]
+
+
+def test_eval_bn_trains_scale_and_shift_but_keeps_the_statistics():
+    torch.manual_seed(0)
+    net = ResNetBackbone(BackboneConfig(depth=18, weights=None, frozen_stages=1, norm="eval_bn")).train()
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    before = net.layer2[0].bn1.running_mean.clone()
+    net(torch.randn(2, 3, 64, 64))
+    assert torch.equal(net.layer2[0].bn1.running_mean, before)
+    assert net.layer2[0].bn1.weight.requires_grad and not net.layer1[0].bn1.weight.requires_grad

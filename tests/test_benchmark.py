@@ -35,3 +35,10 @@ def test_peak_memory_sees_a_large_temporary_allocation():
         block = torch.ones(64 * 2**20)  # 256 MB, touched
         del block
     assert 200 < mem.mb < 400
+
+
+def test_necks_alone_are_timed_for_knet_and_paper():
+    from csrseg.benchmark import benchmark_necks
+
+    times = benchmark_necks(("knet", "paper"), (64, 96), torch.device("cpu"), runs=1, warmup=0)
+    assert set(times) == {"knet", "paper"} and all(t > 0 for t in times.values())

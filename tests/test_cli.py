@@ -13,7 +13,17 @@ def test_info_prints_parts_params_and_gflops(capsys):
     out = capsys.readouterr().out
     for part in ("| total |", "| backbone |", "| neck |", "| head |", "GFLOPs at 128x128"):
         assert part in out
-    assert "FusionNeck" in out and "KernelHead" in out
+    assert "FusionNeck" in out and "SOLOv2Head" in out
+    assert "| part | params (M) | trainable (M) |" in out
+
+
+def test_info_counts_knets_trainable_parameters_apart_from_frozen_ones(capsys):
+    assert main(["info", "--config", "knet", "--height", "64", "--width", "64", "--depth", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "KNetHead" in out and "FPNSemanticNeck" in out
+    total_row = next(line for line in out.splitlines() if line.startswith("| total |"))
+    total, trainable = (float(v) for v in total_row.strip(" |").split("|")[1:])
+    assert trainable == 37.26 and total > trainable  # stem and stage 1 frozen
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 import pytest
 
 from csrseg.config import Config, ConfigError, from_dict, load_config, save_config, to_dict
-from csrseg.presets import PRESETS, TABLE2, TABLE3
+from csrseg.presets import PRESETS, TABLE2, TABLE2_SOLOV2, TABLE3, TABLE3_SOLOV2
 
 
 def test_paper_preset_has_the_papers_values():
@@ -14,9 +14,26 @@ def test_paper_preset_has_the_papers_values():
 
 
 def test_table_presets_switch_only_the_neck():
-    switches = {name: (load_config(name).model.neck.reweight, load_config(name).model.neck.upsample) for name in TABLE2}
-    assert switches == {"baseline": (False, "nearest"), "csr": (True, "nearest"), "d2s": (False, "d2s"), "paper": (True, "d2s")}
+    switches = {name: (load_config(name).model.neck.reweight, load_config(name).model.neck.upsample) for name in TABLE2[1:]}
+    assert switches == {"csr": (True, "nearest"), "d2s": (False, "d2s"), "paper": (True, "d2s")}
+    assert load_config(TABLE2[0]).model.neck.type == "fpn_semantic"  # Table II row 1 is K-Net itself
     assert [load_config(n).model.neck.csr_channels for n in TABLE3] == [128, 256, 512, 1024]
+    assert {load_config(n).model.head.type for n in TABLE2 + TABLE3} == {"knet"}
+    solo = {n: load_config(n).model for n in TABLE2_SOLOV2 + TABLE3_SOLOV2}
+    assert {m.head.type for m in solo.values()} == {"solov2"}
+    assert (solo["baseline-solov2"].neck.reweight, solo["baseline-solov2"].neck.upsample) == (False, "nearest")
+
+
+def test_knet_preset_uses_knets_own_losses_and_the_paper_eq6():
+    knet, paper = load_config("knet").model.loss, load_config("paper").model.loss
+    assert (knet.cls_weight, knet.dice_weight, knet.focal_weight, knet.mask_type) == (2, 4, 1, "bce")
+    assert (paper.cls_weight, paper.dice_weight, paper.focal_weight, paper.mask_type) == (1, 2, 3, "focal")
+
+
+def test_checkpoint_config_without_head_type_is_a_solov2_head():
+    data = to_dict(load_config("paper-solov2"))
+    del data["model"]["head"]["type"], data["model"]["head"]["knet"]
+    assert from_dict(Config, data).model.head.type == "solov2"
 
 
 def test_overrides_are_typed_and_nested():
@@ -37,7 +54,7 @@ def test_yaml_round_trip_and_base(tmp_path):
     path = tmp_path / "c.yaml"
     save_config(cfg, path)
     assert load_config(str(path)) == cfg
-    (tmp_path / "b.yaml").write_text("base: baseline\nmodel:\n  neck:\n    csr_channels: 64\n")
+    (tmp_path / "b.yaml").write_text("base: baseline-solov2\nmodel:\n  neck:\n    csr_channels: 64\n")
     based = load_config(str(tmp_path / "b.yaml"))
     assert based.model.neck.upsample == "nearest" and based.model.neck.csr_channels == 64
 

@@ -8,7 +8,7 @@ from csrseg import build_model
 from csrseg.config import to_dict
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.export import checkpoint_metadata, export_onnx
-from csrseg.models.postprocess import boxes_from_masks
+from csrseg.models.heads.common import boxes_from_masks
 from csrseg.predict import OnnxPredictor, Predictor
 from tests.conftest import match_instances, tiny_config
 
@@ -89,10 +89,7 @@ def test_static_and_eager_postprocessing_agree(exported):
     with torch.no_grad():
         outputs = predictor.model(images)
         eager = predictor.model.postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]])[0]
-        from csrseg.models.postprocess import postprocess
-
-        static = postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]],
-                             predictor.cfg.model.head.grid_strides, predictor.cfg.model.postprocess, static=True)[0]
+        static = predictor.model.postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]], static=True)[0]
     assert torch.equal(eager["labels"], static["labels"]) and torch.allclose(eager["scores"], static["scores"])
     assert torch.equal(eager["masks"], static["masks"])
 

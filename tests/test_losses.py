@@ -3,8 +3,9 @@ import math
 import torch
 
 from csrseg.config import HeadConfig, LossConfig
-from csrseg.models.head import HeadOutput
-from csrseg.models.losses import SOLOLoss, dice_loss
+from csrseg.models.heads.common import dice_loss
+from csrseg.models.heads.solov2.head import HeadOutput
+from csrseg.models.heads.solov2.loss import SOLOLoss
 
 HEAD = HeadConfig(num_grids=(4,), scale_ranges=((1, 1000),), grid_strides=(8,), kernel_dim=2)
 

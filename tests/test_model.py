@@ -5,7 +5,7 @@ from csrseg import build_model, load_config
 from csrseg.config import without_pretrained
 from csrseg.data.transforms import collate
 from csrseg.info import model_info
-from csrseg.presets import TABLE2
+from csrseg.presets import TABLE2, TABLE3
 
 
 @pytest.mark.parametrize("name", TABLE2)
@@ -17,6 +17,19 @@ def test_table2_variants_with_r50_on_an_odd_input(name):
     assert images.shape[-2:] == (448, 640)
     with torch.no_grad():
         out = model(images)
+    assert len(out.stage_masks) == 4 and len(out.stage_cls) == 3  # kernel head + 3 update stages
+    assert all(m.shape == (1, 100, 56, 80) for m in out.stage_masks)
+    assert all(c.shape == (1, 100, 80) for c in out.stage_cls) and out.sem_logits.shape == (1, 80, 56, 80)
+    with torch.no_grad():
+        results = model.postprocess(out, [(417, 623)], [(834, 1246)])
+    assert results[0]["masks"].shape[1:] == (834, 1246) and len(results[0]["scores"]) <= 100
+
+
+def test_solov2_preset_with_r50_on_an_odd_input():
+    cfg = without_pretrained(load_config("paper-solov2"))
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 448, 640))
     assert out.mask_feats.shape == (1, 256, 56, 80)
     for s, logits, kernels in zip(cfg.model.head.num_grids, out.cls_logits, out.kernels):
         assert logits.shape == (1, 80, s, s) and kernels.shape == (1, 256, s, s)
@@ -26,7 +39,7 @@ def test_table2_variants_with_r50_on_an_odd_input(name):
 
 
 def test_r18_backbone_shapes_and_unpadded_input_is_refused():
-    cfg = without_pretrained(load_config("paper", ["model.backbone.depth=18", "model.num_classes=5"]))
+    cfg = load_config("paper-solov2", ["model.backbone.depth=18", "model.num_classes=5", "model.backbone.weights=none"])
     model = build_model(cfg).eval()
     with torch.no_grad():
         out = model(torch.randn(2, 3, 416, 640))
@@ -37,7 +50,7 @@ def test_r18_backbone_shapes_and_unpadded_input_is_refused():
 
 
 def test_parameter_counts_order_like_table3():
-    counts = [model_info(build_model(without_pretrained(load_config(n))), 64, 64).params["total"] for n in ("csr128", "csr256", "csr512", "csr1024")]
+    counts = [model_info(build_model(without_pretrained(load_config(n))), 64, 64).params["total"] for n in TABLE3]
     assert counts == sorted(counts) and counts[1] - counts[0] > 0.3
 
 

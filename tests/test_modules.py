@@ -1,5 +1,6 @@
 """CSR (eqs. 1-5) and D2S as stand-alone modules."""
 
+import pytest
 import torch
 
 from csrseg.modules import CrossScaleReweighting, DepthToSpace
@@ -67,3 +68,25 @@ def test_d2s_rejects_channels_not_divisible_by_scale_squared():
 
     with pytest.raises(ValueError, match="divisible"):
         DepthToSpace(30, 16)
+
+
+def test_d2s_on_any_width_picks_a_group_count_that_divides_the_output():
+    from csrseg.modules.d2s import group_count
+
+    d2s = DepthToSpace(96, 48)  # 32 groups do not divide 48 channels
+    assert d2s.num_groups == 24 and d2s.norm.num_groups == 24
+    assert d2s(torch.randn(2, 96, 5, 7)).shape == (2, 48, 10, 14)
+    assert DepthToSpace(256, 256).num_groups == 32  # the paper's setting is untouched
+    assert [group_count(c, 32) for c in (80, 7, 16)] == [20, 7, 16]
+
+
+def test_d2s_and_csr_refuse_impossible_widths_in_one_line():
+    from csrseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"in_channels=10 is not divisible by scale²=4"):
+        DepthToSpace(10, 16)
+    with pytest.raises(ConfigError, match="hidden=0"):
+        CrossScaleReweighting((64, 32, 16), 40, hidden=0)
+    csr = CrossScaleReweighting((96, 48, 24), 40, hidden=20)  # odd counts are fine
+    feats = [torch.randn(1, c, s, s) for c, s in ((96, 8), (48, 4), (24, 2))]
+    assert csr(feats, torch.randn(1, 40, 2, 2)).shape == (1, 40, 2, 2)

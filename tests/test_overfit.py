@@ -31,9 +31,11 @@ def _three_shapes(size=256):
 
 
 @pytest.mark.numerics
-def test_overfits_one_image_with_three_shapes():
+@pytest.mark.parametrize("head", ["solov2", pytest.param("knet", marks=pytest.mark.slow)])
+def test_overfits_one_image_with_three_shapes(head):
     torch.manual_seed(0)
-    cfg = load_config("demo", ["model.num_classes=3", "model.backbone.arch=resnet", "model.backbone.depth=18"])
+    cfg = load_config("demo", ["model.num_classes=3", "model.backbone.weights=none", f"model.head.type={head}",
+                               "model.backbone.arch=resnet", "model.backbone.depth=18"])  # whatever the demo uses
     model = build_model(cfg)
     pixels, masks, labels = _three_shapes()
     image = normalize(torch.from_numpy(pixels).permute(2, 0, 1).float(), cfg.input)[None]

@@ -3,8 +3,8 @@ import math
 import torch
 
 from csrseg.config import PostprocessConfig
-from csrseg.models.head import HeadOutput
-from csrseg.models.postprocess import matrix_nms, points_nms, postprocess
+from csrseg.models.heads.solov2.head import HeadOutput
+from csrseg.models.heads.solov2.postprocess import matrix_nms, points_nms, postprocess
 
 
 def _loop_matrix_nms(masks, labels, scores, sigma):

@@ -94,6 +94,7 @@ def _start(args, root, env_extra=None):
 
 
 @pytest.mark.slow
+@pytest.mark.numerics
 def test_sigterm_writes_last_at_that_iteration_and_resume_matches_an_uninterrupted_run(synth_root, tmp_path):
     cfg = tiny_config(epochs=1, batch_size=2, warmup_iters=2, lr=1e-3)  # 6 iterations
     cfg_path = tmp_path / "tiny.yaml"

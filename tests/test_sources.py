@@ -53,6 +53,14 @@ def test_roboflow_export_pairs_each_json_with_its_folder(synth_root, tmp_path):
         sources.get("test")
 
 
+def test_one_roboflow_split_folder_is_its_split(synth_root, tmp_path):
+    root = _roboflow(synth_root, tmp_path / "rf")
+    sources = resolve_dataset(root / "valid")
+    assert sources.get("val").annotations == root / "valid" / "_annotations.coco.json"
+    with pytest.raises(DatasetError, match="no 'train' split"):
+        sources.get("train")
+
+
 def test_cvat_export_finds_images_folder_and_default_subset_is_train(synth_root, tmp_path):
     root = _cvat(synth_root, tmp_path / "cvat")
     sources = resolve_dataset(root)
@@ -132,3 +140,34 @@ def test_cli_trains_on_a_roboflow_export_and_says_so_first(synth_root, tmp_path,
     assert messages[0].startswith("dataset: Roboflow COCO export") and "_annotations.coco.json" in messages[0]
     assert any("without annotations given no output class" in m and "'shapes'" in m for m in messages)
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_predict_takes_class_names_from_a_dataset(synth_root, tmp_path):
+    from csrseg.data.sources import class_names_for
+
+    data = tmp_path / "data.yaml"
+    data.write_text(f"train: {{annotations: {synth_root}/annotations/instances_train.json, images: {synth_root}/train}}\n"
+                    "names: {2: Rechteck, 4: Stern}\n")
+    assert class_names_for(data, [4, 2]) == ["Stern", "Rechteck"]
+    assert class_names_for(synth_root, [1, 3]) == ["circle", "triangle"]
+    with pytest.raises(DatasetError, match="category id"):
+        class_names_for(synth_root, [77])
+
+
+def test_fine_tuning_from_a_checkpoint_fetches_no_pretrained_weights(synth_root, tmp_path):
+    import dataclasses
+
+    import torch
+
+    from csrseg import build_model
+    from csrseg.config import to_dict
+    from csrseg.engine.checkpoint import atomic_save
+    from csrseg.engine.trainer import train
+
+    cfg = tiny_config(max_iters=1, batch_size=4, epochs=1)
+    atomic_save(dict(model=build_model(cfg).state_dict(), config=to_dict(cfg)), tmp_path / "start.pt")
+    backbone = dataclasses.replace(cfg.model.backbone, weights="imagenet")  # offline: downloads are refused
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+    result = train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, val_split=None,
+                   init_weights=tmp_path / "start.pt")
+    assert result.iterations == 1 and torch.load(result.last, weights_only=True)["iteration"] == 1

@@ -1,7 +1,8 @@
 import torch
 
 from csrseg.config import HeadConfig
-from csrseg.models.targets import assign_targets, binary_rescale, center_cells, instance_geometry
+from csrseg.models.heads.common import binary_rescale
+from csrseg.models.heads.solov2.targets import assign_targets, center_cells, instance_geometry
 
 CFG = HeadConfig(num_grids=(8, 4), scale_ranges=((1, 64), (32, 512)), grid_strides=(8, 8))
 

@@ -8,11 +8,14 @@ import sys
 import pytest
 import torch
 
-from csrseg.config import save_config
+from csrseg.config import merge, parse_overrides, save_config
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.trainer import train
 from tests.conftest import tiny_config
+
+KNET_TINY = ["model.head.type=knet", "model.head.knet.num_proposals=20", "model.head.knet.ffn_channels=64",
+             "model.head.knet.num_groups=8"]
 
 
 def _weights_close(a, b, atol=1e-5):
@@ -44,8 +47,11 @@ def test_training_writes_a_complete_run_folder(synth_root, tmp_path):
     assert sum('"type": "train"' in r for r in rows) == 6 and sum('"type": "eval"' in r for r in rows) == 2
 
 
-def test_resume_of_a_finished_run_changes_nothing(synth_root, tmp_path):
+@pytest.mark.parametrize("head", ["solov2", "knet"])
+def test_resume_of_a_finished_run_changes_nothing(synth_root, tmp_path, head):
     cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=2)
+    if head == "knet":
+        cfg = merge(cfg, parse_overrides(KNET_TINY))
     train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False)
     before = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     result = train(cfg, synth_root, tmp_path / "run", resume=True, device="cpu", progress=False)
@@ -60,12 +66,13 @@ def _free_port():
 
 
 @pytest.mark.numerics
-def test_ddp_two_processes_match_one_process(synth_root, tmp_path):
+@pytest.mark.parametrize("head", ["solov2", "knet"])
+def test_ddp_two_processes_match_one_process(synth_root, tmp_path, head):
     # frozen BN: with trainable BN each process would normalise by its own half-batch statistics
     cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=1, max_iters=2, lr=1e-3)
     cfg_path = tmp_path / "tiny.yaml"
     save_config(cfg, cfg_path)
-    overrides = ["model.backbone.norm=frozen_bn"]
+    overrides = ["model.backbone.norm=frozen_bn"] + (KNET_TINY if head == "knet" else [])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
            "-m", "csrseg.cli", "train", "--config", str(cfg_path), "--data", str(synth_root), "--out",

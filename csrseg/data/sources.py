@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from csrseg.data.coco import CocoIndex, DatasetError
+from csrseg.data.coco import CocoIndex, DatasetError, load_coco_json, with_classes
 
 LAYOUTS = {
     "root": "COCO ROOT layout",
@@ -120,6 +120,9 @@ def resolve_dataset(
             raise DatasetError(f"{path}: dataset folder not found")
         elif any((path / name / ROBOFLOW_FILE).is_file() for name in ROBOFLOW_SPLITS):
             sources = _from_roboflow(path)
+        elif (path / ROBOFLOW_FILE).is_file():  # one split folder of a Roboflow export
+            files = SplitFiles(path / ROBOFLOW_FILE, path)
+            sources = DatasetSources("roboflow", path, {ROBOFLOW_SPLITS.get(path.name, "train"): files, path.name: files})
         elif (path / "annotations").is_dir():
             sources = _from_annotations_folder(path, train_split, val_split)
         else:
@@ -130,7 +133,8 @@ def resolve_dataset(
     return _apply_explicit(sources, train_ann, train_images, val_ann, val_images)
 
 
-def _apply_explicit(sources: DatasetSources, train_ann, train_images, val_ann, val_images) -> DatasetSources:
+def _apply_explicit(sources: DatasetSources, train_ann: str | Path | None, train_images: str | Path | None,
+                    val_ann: str | Path | None, val_images: str | Path | None) -> DatasetSources:
     splits = dict(sources.splits)
     for role, ann, images in (("train", train_ann, train_images), ("val", val_ann, val_images)):
         if ann is None and images is None:
@@ -227,3 +231,14 @@ def _from_annotations_folder(root: Path, train_split: str, val_split: str) -> Da
     if layout == "cvat" and "train" not in splits and len(found) == 1:  # CVAT's single "default" subset
         splits["train"] = next(iter(found.values()))
     return DatasetSources(layout, root, splits)
+
+
+def class_names_for(data: str | Path, cat_ids: list[int]) -> list[str]:
+    """Display names of the categories ``cat_ids`` (a checkpoint's classes) as the dataset ``data``
+    names them: for overlays of a model whose checkpoint carries no names."""
+    sources = resolve_dataset(data)
+    split = next((s for s in ("train", "val", "test") if s in sources.splits), None)
+    if split is None:
+        raise DatasetError(f"{data}: no split to read class names from")
+    index = with_classes(load_coco_json(sources.get(split).annotations), cat_ids)
+    return sources.class_names(index)

@@ -206,9 +206,10 @@ def train(
         logger.warning("%s: %d %s", train_ds.index.path, count, what)
 
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    logger.info(describe_weights(cfg.model.backbone))
-    # a resumed run's weights all come from last.pt: no pretrained weights to fetch
-    model = build_model(without_pretrained(cfg) if resume and last_path.is_file() else cfg).to(env.device)
+    # a resumed or fine-tuned run's weights come from a checkpoint: no pretrained weights to fetch
+    from_checkpoint = last_path if resume and last_path.is_file() else init_weights
+    logger.info(f"backbone: weights from {from_checkpoint}" if from_checkpoint else describe_weights(cfg.model.backbone))
+    model = build_model(without_pretrained(cfg) if from_checkpoint else cfg).to(env.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if env.device.type == "cpu":

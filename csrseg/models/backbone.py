@@ -1,4 +1,4 @@
-"""ResNet backbone returning C3, C4, C5 (strides 8, 16, 32)."""
+"""ResNet backbone returning C3, C4, C5 (strides 8, 16, 32), and C2 (stride 4) when asked."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from csrseg.config import BackboneConfig, ConfigError
 from csrseg.errors import CsrsegError
 
 CHANNELS = {18: (128, 256, 512), 34: (128, 256, 512), 50: (512, 1024, 2048), 101: (512, 1024, 2048)}
+C2_CHANNELS = {18: 64, 34: 64, 50: 256, 101: 256}
 
 
 class WeightsError(CsrsegError, RuntimeError):
@@ -79,15 +80,16 @@ class ResNetBackbone(nn.Module):
 
     ``forward(images)``: ``(B, 3, H, W)`` -> ``[C3, C4, C5]`` with shapes
     ``(B, c3, H/8, W/8)``, ``(B, c4, H/16, W/16)``, ``(B, c5, H/32, W/32)``
-    (``self.out_channels``: 512/1024/2048 for R50, 128/256/512 for R18).
+    (``self.out_channels``: 512/1024/2048 for R50, 128/256/512 for R18). With
+    ``return_c2`` (K-Net's FPN neck) ``[C2, C3, C4, C5]``, C2 ``(B, c2, H/4, W/4)``.
     """
 
-    def __init__(self, cfg: BackboneConfig) -> None:
+    def __init__(self, cfg: BackboneConfig, return_c2: bool = False) -> None:
         super().__init__()
         if cfg.depth not in CHANNELS:
             raise ConfigError(f"backbone depth {cfg.depth} not supported; choose from {sorted(CHANNELS)}")
-        if cfg.norm not in ("frozen_bn", "bn"):
-            raise ConfigError(f"backbone norm {cfg.norm!r} not supported; choose frozen_bn or bn")
+        if cfg.norm not in ("frozen_bn", "eval_bn", "bn"):
+            raise ConfigError(f"backbone norm {cfg.norm!r} not supported; choose frozen_bn, eval_bn or bn")
         if not 0 <= cfg.frozen_stages <= 4:
             raise ConfigError(f"backbone frozen_stages={cfg.frozen_stages} must be in 0..4")
         self.cfg = cfg
@@ -98,7 +100,8 @@ class ResNetBackbone(nn.Module):
             load_resnet_weights(net, state, source=cfg.weights)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.out_channels = CHANNELS[cfg.depth]
+        self.return_c2 = return_c2
+        self.out_channels = ((C2_CHANNELS[cfg.depth],) if return_c2 else ()) + CHANNELS[cfg.depth]
         self._freeze()
 
     def _frozen_modules(self) -> list[nn.Module]:
@@ -115,6 +118,10 @@ class ResNetBackbone(nn.Module):
         # Frozen stages keep their BatchNorm statistics even when the rest trains.
         for module in self._frozen_modules():
             module.eval()
+        if self.cfg.norm == "eval_bn":  # statistics stay the pretrained ones; scale and shift train
+            for module in self.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
         return self
 
     def forward(self, images: Tensor) -> list[Tensor]:
@@ -122,7 +129,7 @@ class ResNetBackbone(nn.Module):
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
-        return [c3, c4, c5]
+        return [c2, c3, c4, c5] if self.return_c2 else [c3, c4, c5]
 
 
 def load_resnet_weights(net: nn.Module, state: dict[str, Tensor], source: str) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from csrseg.config import ConfigError
+
 
 class CrossScaleReweighting(nn.Module):
     """Channel weights for one feature map computed from several feature maps.
@@ -36,6 +38,9 @@ class CrossScaleReweighting(nn.Module):
 
     def __init__(self, in_channels: Sequence[int], out_channels: int = 256, hidden: int = 256) -> None:
         super().__init__()
+        if not in_channels or min(in_channels) < 1 or out_channels < 1 or hidden < 1:
+            raise ConfigError(f"CSR: in_channels={tuple(in_channels)}, out_channels={out_channels} and "
+                              f"hidden={hidden} must be positive (any counts work, none needs to divide another)")
         self.in_channels = tuple(in_channels)
         self.out_channels = out_channels
         # eq. 4: one W0 per level, B_i -> c

@@ -10,18 +10,36 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from csrseg.config import ConfigError
+
+
+def group_count(channels: int, max_groups: int) -> int:
+    """The largest number of GroupNorm groups that divides ``channels`` and is at most ``max_groups``.
+
+    32 groups for 256 channels (the paper's setting); 24 for 48, 16 for 80, 1 for a prime count:
+    a block never dies inside ``nn.GroupNorm`` on an unusual width.
+    """
+    return max(g for g in range(1, min(channels, max_groups) + 1) if channels % g == 0)
+
 
 class DepthToSpace(nn.Module):
     """Upsample ``(B, in_channels, h, w)`` to ``(B, out_channels, scale·h, scale·w)``.
 
-    ``in_channels`` must be divisible by ``scale**2``; ``num_groups`` (GroupNorm) must
-    divide ``out_channels`` (``num_groups=0`` drops the norm).
+    ``in_channels`` must be divisible by ``scale**2`` (refused otherwise, naming it).
+    GroupNorm uses ``num_groups`` groups, or, when that does not divide ``out_channels``,
+    the largest count below it that does (:func:`group_count`; ``self.num_groups`` says
+    which); ``num_groups=0`` drops the norm.
     """
 
     def __init__(self, in_channels: int = 256, out_channels: int = 256, scale: int = 2, num_groups: int = 32) -> None:
         super().__init__()
+        if scale < 1 or in_channels < 1 or out_channels < 1 or num_groups < 0:
+            raise ConfigError(f"D2S: in_channels={in_channels}, out_channels={out_channels} and scale={scale} "
+                              f"must be positive, num_groups={num_groups} not negative")
         if in_channels % (scale * scale):
-            raise ValueError(f"D2S: in_channels={in_channels} is not divisible by scale²={scale * scale}")
+            raise ConfigError(f"D2S: in_channels={in_channels} is not divisible by scale²={scale * scale}")
+        self.num_groups = group_count(out_channels, num_groups) if num_groups else 0
+        num_groups = self.num_groups
         mid = in_channels // (scale * scale)
         self.shuffle = nn.PixelShuffle(scale)
         self.depthwise = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)

@@ -1,4 +1,4 @@
-"""Kernel head (SOLOv2-style) on the single fused feature (paper Fig. 1, right).
+"""SOLOv2-style kernel head on the single fused feature (``model.head.type=solov2``).
 
 Kernel branch: the fused feature is resized to S x S for every grid S, two
 normalised coordinate channels are appended, ``stacked_convs`` x (conv3x3, GN,
@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError, HeadConfig
+from csrseg.config import ConfigError, HeadConfig, LossConfig, PostprocessConfig
+from csrseg.models.heads.solov2.loss import SOLOLoss
+from csrseg.models.heads.solov2.postprocess import postprocess
 
 
 class HeadOutput(NamedTuple):
@@ -53,10 +55,14 @@ def conv_stack(in_channels: int, channels: int, depth: int, num_groups: int) -> 
     return nn.Sequential(*layers)
 
 
-class KernelHead(nn.Module):
-    """``forward(fused)``: ``(B, C, H/8, W/8)`` -> :class:`HeadOutput`."""
+class SOLOv2Head(nn.Module):
+    """``forward(fused)``: ``(B, C, H/8, W/8)`` -> :class:`HeadOutput`; :meth:`loss`, :meth:`postprocess`.
 
-    def __init__(self, in_channels: int, num_classes: int, cfg: HeadConfig) -> None:
+    ``fused`` may also be a (localisation, semantic) pair from K-Net's neck; the first is used.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, cfg: HeadConfig,
+                 loss_cfg: LossConfig | None = None, post_cfg: PostprocessConfig | None = None) -> None:
         super().__init__()
         if len(cfg.num_grids) != len(cfg.scale_ranges) or len(cfg.num_grids) != len(cfg.grid_strides):
             raise ConfigError("head.num_grids, head.scale_ranges and head.grid_strides must have the same length")
@@ -75,6 +81,8 @@ class KernelHead(nn.Module):
             nn.ReLU(inplace=True),
         )
         self._init_weights()
+        self.criterion = SOLOLoss(num_classes, cfg, loss_cfg or LossConfig())
+        self.post_cfg = post_cfg or PostprocessConfig()
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -85,7 +93,9 @@ class KernelHead(nn.Module):
         # Focal-loss prior: every cell starts at probability prior_prob for every class.
         nn.init.constant_(self.cls_out.bias, -math.log((1 - self.cfg.prior_prob) / self.cfg.prior_prob))
 
-    def forward(self, fused: Tensor) -> HeadOutput:
+    def forward(self, fused: Tensor | tuple[Tensor, Tensor]) -> HeadOutput:
+        if isinstance(fused, (tuple, list)):
+            fused = fused[0]
         cls_logits, kernels = [], []
         for size in self.cfg.num_grids:
             grid_feat = F.interpolate(fused, size=(size, size), mode="bilinear", align_corners=False)
@@ -95,3 +105,12 @@ class KernelHead(nn.Module):
         mask_in = torch.cat([fused, coord_channels(fused)], dim=1)
         mask_feats = self.mask_out(self.mask_convs(mask_in))  # (B, E, H/8, W/8)
         return HeadOutput(cls_logits, kernels, mask_feats)
+
+    def loss(self, outputs: HeadOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
+        """Eq. 6 losses (:class:`SOLOLoss`); ``gt_masks[b]`` is ``(N_b, H, W)`` at the padded input size."""
+        return self.criterion(outputs, gt_labels, gt_masks)
+
+    def postprocess(self, outputs: HeadOutput, input_sizes: list[tuple[int, int]],
+                    orig_sizes: list[tuple[int, int]], static: bool = False) -> list[dict[str, Tensor]]:
+        """Instances per image (Matrix NMS); ``static`` keeps shapes fixed for ONNX export."""
+        return postprocess(outputs, input_sizes, orig_sizes, self.cfg.grid_strides, self.post_cfg, static)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csrseg.config import HeadConfig
+from csrseg.models.heads.common import binary_rescale
 
 
 @dataclass
@@ -51,20 +52,6 @@ def instance_geometry(masks: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     x0 = torch.where(col_any, xs, torch.full_like(xs, width)).min(1).values
     x1 = torch.where(col_any, xs, torch.full_like(xs, -1)).max(1).values
     return cy, cx, (y1 - y0 + 1).clamp(min=0), (x1 - x0 + 1).clamp(min=0)
-
-
-def binary_rescale(masks: Tensor, stride: int = 8) -> Tensor:
-    """``(N, H, W)`` binary masks -> ``(N, H/stride, W/stride)`` binary float targets.
-
-    A target pixel is on when at least half of it is covered (SOLOv2 rescales its masks
-    to binary ones). An instance thinner than a target pixel would get an empty target
-    and teach its cell an empty mask, so it keeps its best-covered pixel(s) instead.
-    """
-    cover = F.avg_pool2d(masks[:, None].float(), stride)[:, 0]
-    binary = cover >= 0.5
-    peak = cover.flatten(1).amax(dim=1)[:, None, None]
-    lost = (~binary.flatten(1).any(dim=1))[:, None, None] & (peak > 0)
-    return (binary | (lost & (cover == peak))).float()
 
 
 def center_cells(cy: float, cx: float, half_h: float, half_w: float, pad_h: int, pad_w: int, grid: int) -> tuple[int, int, int, int]:

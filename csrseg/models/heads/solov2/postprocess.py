@@ -9,12 +9,17 @@ image size; boxes derived from the masks (SOLOv2's order, DESIGN.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from csrseg.config import PostprocessConfig
-from csrseg.models.head import HeadOutput
+from csrseg.models.heads.common import drop_empty, upsample_masks
+
+if TYPE_CHECKING:
+    from csrseg.models.heads.solov2.head import HeadOutput
 
 
 def points_nms(scores: Tensor) -> Tensor:
@@ -114,11 +119,8 @@ def postprocess_image(
     keep = scores > cfg.update_thr
     soft, scores, labels = soft[keep], scores[keep], labels[keep]
 
-    masks = upsample_masks(soft.reshape(-1, h, w), input_size, orig_size, cfg.mask_thr, chunk=0 if static else 16)
-    # a mask can vanish when a small original size is sampled from it: no instance without pixels
-    nonempty = masks.flatten(1).any(dim=1)
-    masks, scores, labels = masks[nonempty], scores[nonempty], labels[nonempty]
-    return dict(labels=labels, scores=scores, masks=masks, boxes=boxes_from_masks(masks))
+    masks = upsample_masks(soft.reshape(-1, h, w), 8, input_size, orig_size, cfg.mask_thr, chunk=0 if static else 16)
+    return drop_empty(dict(labels=labels, scores=scores, masks=masks))
 
 
 def mask_stats(kernels: Tensor, feats: Tensor, threshold: float, chunk: int = 256) -> tuple[Tensor, Tensor]:
@@ -138,50 +140,6 @@ def mask_stats(kernels: Tensor, feats: Tensor, threshold: float, chunk: int = 25
         empty = feats.new_zeros(0)
         return empty, empty
     return torch.cat(areas), torch.cat(maskness)
-
-
-def boxes_from_masks(masks: Tensor) -> Tensor:
-    """``(n, H, W)`` bool -> ``(n, 4)`` inclusive ``x0, y0, x1, y1``; zeros for an empty mask.
-
-    Vectorised (torchvision's ``masks_to_boxes`` loops over masks, which ONNX tracing cannot follow).
-    """
-    _, height, width = masks.shape
-    rows = masks.any(dim=2)  # (n, H)
-    cols = masks.any(dim=1)  # (n, W)
-    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
-    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
-    big = float(max(height, width))
-    y0 = torch.where(rows, ys, torch.full_like(ys, big)).amin(dim=1)
-    y1 = torch.where(rows, ys, torch.full_like(ys, -1.0)).amax(dim=1)
-    x0 = torch.where(cols, xs, torch.full_like(xs, big)).amin(dim=1)
-    x1 = torch.where(cols, xs, torch.full_like(xs, -1.0)).amax(dim=1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1)
-    empty = ~rows.any(dim=1)
-    return torch.where(empty[:, None], torch.zeros_like(boxes), boxes)
-
-
-def upsample_masks(
-    soft: Tensor, input_size: tuple[int, int], orig_size: tuple[int, int], threshold: float, chunk: int = 16
-) -> Tensor:
-    """Stride-8 probabilities ``(n, h, w)`` -> binary masks ``(n, H0, W0)``.
-
-    Upsampled x8 to the padded input, cropped to the unpadded ``input_size``, resized
-    to ``orig_size``; done ``chunk`` masks at a time (0: all at once) so 100 full-size
-    float masks need not sit in memory together.
-    """
-    n, h, w = soft.shape
-    if chunk <= 0:
-        return _upsample(soft, h, w, input_size, orig_size) > threshold
-    out = torch.zeros((n, *orig_size), dtype=torch.bool, device=soft.device)
-    for start in range(0, n, chunk):
-        out[start : start + chunk] = _upsample(soft[start : start + chunk], h, w, input_size, orig_size) > threshold
-    return out
-
-
-def _upsample(soft: Tensor, h: int, w: int, input_size, orig_size) -> Tensor:
-    part = F.interpolate(soft[:, None], size=(h * 8, w * 8), mode="bilinear", align_corners=False)
-    part = part[..., : input_size[0], : input_size[1]]
-    return F.interpolate(part, size=(orig_size[0], orig_size[1]), mode="bilinear", align_corners=False)[:, 0]
 
 
 def postprocess(

@@ -16,33 +16,19 @@ parameter, so DDP finds no unused parameters.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
 from csrseg.config import ConfigError, HeadConfig, LossConfig
-from csrseg.models.head import HeadOutput
-from csrseg.models.targets import GridTargets, assign_targets
+from csrseg.models.heads.common import dice_loss, global_sum
+from csrseg.models.heads.solov2.targets import GridTargets, assign_targets
 
-
-def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Per-mask Dice loss (SOLOv2 form). ``(P, h, w)`` logits and targets -> ``(P,)``."""
-    probs = torch.sigmoid(logits).flatten(1)
-    targets = targets.flatten(1)
-    inter = (probs * targets).sum(1)
-    denom = (probs * probs).sum(1) + (targets * targets).sum(1) + 1e-6
-    return 1 - 2 * inter / denom
-
-
-def global_sum(value: float, device: torch.device) -> tuple[float, int]:
-    """Sum of ``value`` over all processes, and the world size (1 without DDP)."""
-    if dist.is_available() and dist.is_initialized():
-        t = torch.tensor([float(value)], device=device)
-        dist.all_reduce(t)
-        return float(t.item()), dist.get_world_size()
-    return float(value), 1
+if TYPE_CHECKING:
+    from csrseg.models.heads.solov2.head import HeadOutput
 
 
 class SOLOLoss(nn.Module):

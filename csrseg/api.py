@@ -1,0 +1,90 @@
+"""The Python API: ``from csrseg import train, evaluate, Predictor``.
+
+The same steps as ``csrseg train`` / ``csrseg eval``, as functions that return values::
+
+    from csrseg import train, evaluate, Predictor
+    run = train("my_data.yaml", config="demo", out="runs/mine", epochs=12)
+    report = evaluate(run.best, "my_data.yaml")           # mask + box AP, per class
+    for inst in Predictor(run.best).predict("photo.jpg"):
+        print(inst.class_name, inst.score)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from functools import partial
+from pathlib import Path
+
+from csrseg.config import Config, load_config
+from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
+from csrseg.engine.trainer import TrainResult
+from csrseg.engine.trainer import train as _train
+
+logger = logging.getLogger("csrseg")
+
+
+def _free_run_dir(base: Path) -> Path:
+    """``base``, or ``base2``, ``base3`` ... if it already exists (nothing is overwritten)."""
+    if not base.exists():
+        return base
+    i = 2
+    while base.with_name(f"{base.name}{i}").exists():
+        i += 1
+    return base.with_name(f"{base.name}{i}")
+
+
+def train(data: str | Path | DatasetSources, config: str | Config = "paper", out: str | Path | None = None,
+          overrides: list[str] | tuple[str, ...] = (), epochs: int | None = None, device: str | None = None,
+          **options) -> TrainResult:
+    """Train on ``data`` (a dataset folder or YAML in any layout, see :mod:`csrseg.data.sources`).
+
+    ``config``: a preset name, a YAML file or a :class:`Config`; ``overrides``: ``key.sub=value``
+    strings; ``epochs`` shortens or lengthens the schedule; ``options`` go to
+    :func:`csrseg.engine.trainer.train` (``val_split``, ``init_weights``, ``resume`` ...).
+    Returns the run folder, the ``last``/``best`` checkpoints and the final metrics.
+    """
+    cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    run_dir = Path(out) if out else _free_run_dir(Path("runs") / "train" / cfg.name)
+    return _train(cfg, data, run_dir, device=device, **options)
+
+
+def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
+             ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
+             device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False) -> dict:
+    """Mask and box AP, overall and per class, of checkpoint ``weights`` on a split of ``data``
+    (or on the annotation file ``ann``); see :func:`csrseg.evaluate.detailed_metrics`.
+
+    Writes the COCO results JSON (``out``, default ``results_<split>.json`` beside the weights) and
+    the report beside it (``<results>.metrics.json``); the report also holds both paths.
+    """
+    from torch.utils.data import DataLoader
+
+    from csrseg.data import CocoInstances, Transform, collate
+    from csrseg.evaluate import detailed_metrics, run_inference, write_results
+    from csrseg.predict import Predictor
+
+    predictor = Predictor(weights, device=device, score_thr=0.0)
+    if isinstance(data, DatasetSources):
+        sources = data
+    else:
+        sources = resolve_dataset(data, val_split=split, val_ann=ann)
+    files = sources.get("val" if ann else split)
+    if images:
+        files = SplitFiles(files.annotations, Path(images))
+    logger.info("dataset: %s (images %s)", files.annotations, files.images)
+    cfg = predictor.cfg
+    dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False), cat_ids=predictor.cat_ids)
+    loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
+                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+    results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
+    results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
+    write_results(results, results_path)
+    report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
+    metrics_path = results_path.with_name(f"{results_path.stem}.metrics.json")
+    metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    return dict(report, annotations=str(files.annotations), images=len(seen), instances=len(results),
+                results=str(results_path), metrics=str(metrics_path))

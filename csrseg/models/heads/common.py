@@ -1,0 +1,97 @@
+"""Pieces both heads use: Dice loss, binary mask targets, cross-process sums, mask upsampling, boxes."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Per-mask Dice loss ``1 - 2Σab / (Σa² + Σb²)`` (SOLOv2 form). ``(P, ...)`` logits and targets -> ``(P,)``."""
+    probs = torch.sigmoid(logits).flatten(1)
+    targets = targets.flatten(1)
+    inter = (probs * targets).sum(1)
+    denom = (probs * probs).sum(1) + (targets * targets).sum(1) + 1e-6
+    return 1 - 2 * inter / denom
+
+
+def binary_rescale(masks: Tensor, stride: int = 8) -> Tensor:
+    """``(N, H, W)`` binary masks -> ``(N, H/stride, W/stride)`` binary float targets.
+
+    A target pixel is on when at least half of it is covered (SOLOv2 rescales its masks
+    to binary ones). An instance thinner than a target pixel would get an empty target
+    and teach its cell an empty mask, so it keeps its best-covered pixel(s) instead.
+    """
+    cover = F.avg_pool2d(masks[:, None].float(), stride)[:, 0]
+    binary = cover >= 0.5
+    peak = cover.flatten(1).amax(dim=1)[:, None, None]
+    lost = (~binary.flatten(1).any(dim=1))[:, None, None] & (peak > 0)
+    return (binary | (lost & (cover == peak))).float()
+
+
+def global_sum(value: float, device: torch.device) -> tuple[float, int]:
+    """Sum of ``value`` over all processes, and the world size (1 without DDP).
+
+    Losses are normalised by such global counts and scaled by the world size, so that the
+    gradient DDP averages equals that of one process holding the whole batch.
+    """
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([float(value)], device=device)
+        dist.all_reduce(t)
+        return float(t.item()), dist.get_world_size()
+    return float(value), 1
+
+
+def boxes_from_masks(masks: Tensor) -> Tensor:
+    """``(n, H, W)`` bool -> ``(n, 4)`` inclusive ``x0, y0, x1, y1``; zeros for an empty mask.
+
+    Vectorised (torchvision's ``masks_to_boxes`` loops over masks, which ONNX tracing cannot follow).
+    """
+    _, height, width = masks.shape
+    rows = masks.any(dim=2)  # (n, H)
+    cols = masks.any(dim=1)  # (n, W)
+    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
+    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
+    big = float(max(height, width))
+    y0 = torch.where(rows, ys, torch.full_like(ys, big)).amin(dim=1)
+    y1 = torch.where(rows, ys, torch.full_like(ys, -1.0)).amax(dim=1)
+    x0 = torch.where(cols, xs, torch.full_like(xs, big)).amin(dim=1)
+    x1 = torch.where(cols, xs, torch.full_like(xs, -1.0)).amax(dim=1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    empty = ~rows.any(dim=1)
+    return torch.where(empty[:, None], torch.zeros_like(boxes), boxes)
+
+
+def upsample_masks(
+    soft: Tensor, stride: int, input_size: tuple[int, int], orig_size: tuple[int, int], threshold: float, chunk: int = 16
+) -> Tensor:
+    """Probabilities ``(n, h, w)`` at ``stride`` of the padded input -> binary masks ``(n, H0, W0)``.
+
+    Upsampled to the padded input ``(h * stride, w * stride)``, cropped to the unpadded
+    ``input_size``, resized to ``orig_size``; done ``chunk`` masks at a time (0: all at once)
+    so 100 full-size float masks need not sit in memory together.
+    """
+    n = soft.shape[0]
+    if chunk <= 0:
+        return _upsample(soft, stride, input_size, orig_size) > threshold
+    out = torch.zeros((n, *orig_size), dtype=torch.bool, device=soft.device)
+    for start in range(0, n, chunk):
+        out[start : start + chunk] = _upsample(soft[start : start + chunk], stride, input_size, orig_size) > threshold
+    return out
+
+
+def _upsample(soft: Tensor, stride: int, input_size, orig_size) -> Tensor:
+    h, w = soft.shape[-2:]
+    part = F.interpolate(soft[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    part = part[..., : input_size[0], : input_size[1]]
+    return F.interpolate(part, size=(orig_size[0], orig_size[1]), mode="bilinear", align_corners=False)[:, 0]
+
+
+def drop_empty(result: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop instances whose mask lost all its pixels (a small original size sampled from it); add boxes."""
+    nonempty = result["masks"].flatten(1).any(dim=1)
+    masks = result["masks"][nonempty]
+    return dict(labels=result["labels"][nonempty], scores=result["scores"][nonempty], masks=masks,
+                boxes=boxes_from_masks(masks))

@@ -1,0 +1,175 @@
+"""K-Net's head (``model.head.type=knet``, the paper's; DESIGN.md, K-Net's det config).
+
+::
+
+    F (C, H/8) -> loc 1x1 conv-GN-ReLU -> init_kernels (1x1, C -> N) = initial mask logits
+               -> seg 1x1 conv-GN-ReLU -> 1x1 C -> K = auxiliary semantic logits
+    kernels_0 = init_kernels' weights + loc+seg features pooled under each binary initial mask
+    stage s = 1..S:  F_s = 1x1(F);  pooled = Σ_hw [sigmoid(mask) > 0.5] · F_s
+                     kernels = KernelUpdator(pooled, kernels) -> self-attention + LN -> FFN + LN
+                     class logits = Linear(ReLU(LN(Linear(kernels))))          (B, N, K)
+                     masks = (Linear(ReLU(LN(Linear(kernels))))) · F_s        (B, N, H/8, W/8)
+
+``forward`` returns every stage's masks and classes (all are supervised); the last
+stage's are the prediction. With K-Net's own neck ``fused`` is its (localisation,
+semantic) pair; with the fusion neck both branches read the one fused feature.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from csrseg.config import KNetConfig, LossConfig, PostprocessConfig
+from csrseg.models.heads.knet.loss import KNetLoss
+from csrseg.models.heads.knet.postprocess import postprocess
+
+
+class KNetOutput(NamedTuple):
+    """Raw K-Net predictions for a batch.
+
+    ``stage_masks[s]``: ``(B, N, H/8, W/8)`` mask logits, ``s = 0`` the kernel head's, then one
+    per update stage; ``stage_cls[s]``: ``(B, N, K)`` class logits of update stage ``s + 1``;
+    ``sem_logits``: ``(B, K, H/8, W/8)`` auxiliary semantic logits.
+    """
+
+    stage_masks: list[Tensor]
+    stage_cls: list[Tensor]
+    sem_logits: Tensor
+
+
+def pool_under_masks(mask_logits: Tensor, feats: Tensor, threshold: float) -> Tensor:
+    """Sum of ``(B, C, h, w)`` features under each binary ``sigmoid(mask) > threshold`` -> ``(B, N, C)``."""
+    binary = (mask_logits.sigmoid() > threshold).to(feats.dtype)
+    return torch.einsum("bnhw,bchw->bnc", binary, feats)
+
+
+def linear_ln_relu(channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(channels, channels, bias=False), nn.LayerNorm(channels), nn.ReLU(inplace=True))
+
+
+class KernelUpdator(nn.Module):
+    """K-Net's gated kernel update: ``forward(pooled (B, N, C), kernels (B, N, C)) -> (B, N, C)``.
+
+    Both inputs are projected to (in, out) halves; their product gates how much of the
+    pooled feature (``update_gate``) and of the old kernel (``input_gate``) the new one takes,
+    each gate a sigmoid of a LayerNorm'd projection; then Linear-LN-ReLU.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.dynamic_layer = nn.Linear(channels, 2 * channels)  # from the pooled feature
+        self.input_layer = nn.Linear(channels, 2 * channels)  # from the current kernel
+        self.input_gate = nn.Linear(channels, channels)
+        self.update_gate = nn.Linear(channels, channels)
+        self.input_gate_norm = nn.LayerNorm(channels)
+        self.update_gate_norm = nn.LayerNorm(channels)
+        self.pooled_norm = nn.LayerNorm(channels)
+        self.kernel_norm = nn.LayerNorm(channels)
+        self.out = nn.Sequential(nn.Linear(channels, channels), nn.LayerNorm(channels), nn.ReLU(inplace=True))
+
+    def forward(self, pooled: Tensor, kernels: Tensor) -> Tensor:
+        c = self.channels
+        dyn = self.dynamic_layer(pooled)
+        param_in, param_out = dyn[..., :c], dyn[..., c:]
+        inp = self.input_layer(kernels)
+        input_in, input_out = inp[..., :c], inp[..., c:]
+        gate_feats = input_in * param_in
+        input_gate = self.input_gate_norm(self.input_gate(gate_feats)).sigmoid()
+        update_gate = self.update_gate_norm(self.update_gate(gate_feats)).sigmoid()
+        updated = update_gate * self.pooled_norm(param_out) + input_gate * self.kernel_norm(input_out)
+        return self.out(updated)
+
+
+class KernelUpdateStage(nn.Module):
+    """One K-Net stage: ``forward(feats, kernels, masks) -> (cls (B, N, K), masks (B, N, h, w), kernels)``.
+
+    ``feats``: ``(B, C, h, w)``; ``kernels``: ``(B, N, C)``; ``masks``: ``(B, N, h, w)`` logits of
+    the previous stage.
+    """
+
+    def __init__(self, channels: int, num_classes: int, cfg: KNetConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.feat_transform = nn.Conv2d(channels, channels, 1)
+        self.updator = KernelUpdator(channels)
+        self.attention = nn.MultiheadAttention(channels, cfg.num_heads, batch_first=True)
+        self.attention_norm = nn.LayerNorm(channels)
+        self.ffn = nn.Sequential(
+            nn.Linear(channels, cfg.ffn_channels), nn.ReLU(inplace=True), nn.Linear(cfg.ffn_channels, channels)
+        )
+        self.ffn_norm = nn.LayerNorm(channels)
+        self.cls_branch = linear_ln_relu(channels)
+        self.cls_out = nn.Linear(channels, num_classes)
+        self.mask_branch = linear_ln_relu(channels)
+        self.mask_out = nn.Linear(channels, channels)
+        for param in self.parameters():  # K-Net: xavier for every matrix, defaults for norms and biases
+            if param.dim() > 1:
+                nn.init.xavier_uniform_(param)
+        nn.init.constant_(self.cls_out.bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
+
+    def forward(self, feats: Tensor, kernels: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        feats = self.feat_transform(feats)
+        pooled = pool_under_masks(masks, feats, self.cfg.hard_mask_thr)  # (B, N, C)
+        kernels = self.updator(pooled, kernels)
+        kernels = self.attention_norm(kernels + self.attention(kernels, kernels, kernels, need_weights=False)[0])
+        kernels = self.ffn_norm(kernels + self.ffn(kernels))
+        cls_logits = self.cls_out(self.cls_branch(kernels))
+        mask_kernels = self.mask_out(self.mask_branch(kernels))
+        masks = torch.einsum("bnc,bchw->bnhw", mask_kernels, feats)  # dynamic 1x1 conv
+        return cls_logits, masks, kernels
+
+
+class KNetHead(nn.Module):
+    """``forward(fused)`` -> :class:`KNetOutput`; :meth:`loss` (eq. 6 per stage), :meth:`postprocess` (no NMS).
+
+    ``fused``: ``(B, C, H/8, W/8)``, or K-Net's neck's (localisation, semantic) pair of them.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, cfg: KNetConfig,
+                 loss_cfg: LossConfig | None = None, post_cfg: PostprocessConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        ch, g = in_channels, cfg.num_groups
+        self.loc_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
+        self.seg_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
+        self.init_kernels = nn.Conv2d(ch, cfg.num_proposals, 1, bias=False)
+        self.sem_out = nn.Conv2d(ch, num_classes, 1)
+        self.stages = nn.ModuleList(KernelUpdateStage(ch, num_classes, cfg) for _ in range(cfg.num_stages))
+        for conv in (self.loc_conv[0], self.seg_conv[0], self.sem_out):
+            nn.init.normal_(conv.weight, std=0.01)
+        nn.init.constant_(self.sem_out.bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
+        nn.init.normal_(self.init_kernels.weight, std=cfg.kernel_init_std)
+        self.criterion = KNetLoss(num_classes, cfg, loss_cfg or LossConfig())
+        self.post_cfg = post_cfg or PostprocessConfig()
+
+    def forward(self, fused: Tensor | tuple[Tensor, Tensor]) -> KNetOutput:
+        loc_in, sem_in = fused if isinstance(fused, (tuple, list)) else (fused, fused)
+        loc = self.loc_conv(loc_in)  # (B, C, h, w)
+        sem = self.seg_conv(sem_in)
+        masks = self.init_kernels(loc)  # (B, N, h, w)
+        sem_logits = self.sem_out(sem)  # (B, K, h, w)
+        feats = loc + sem
+        b = feats.shape[0]
+        kernels = self.init_kernels.weight[:, :, 0, 0][None].expand(b, -1, -1)  # (B, N, C)
+        kernels = kernels + pool_under_masks(masks, feats, self.cfg.hard_mask_thr)
+        stage_masks, stage_cls = [masks], []
+        for stage in self.stages:
+            cls_logits, masks, kernels = stage(feats, kernels, masks)
+            stage_masks.append(masks)
+            stage_cls.append(cls_logits)
+        return KNetOutput(stage_masks, stage_cls, sem_logits)
+
+    def loss(self, outputs: KNetOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
+        """Eq. 6 losses of the kernel head and every stage, plus the semantic loss (:class:`KNetLoss`)."""
+        return self.criterion(outputs, gt_labels, gt_masks)
+
+    def postprocess(self, outputs: KNetOutput, input_sizes: list[tuple[int, int]],
+                    orig_sizes: list[tuple[int, int]], static: bool = False) -> list[dict[str, Tensor]]:
+        """The last stage's top ``max_per_img`` (proposal, class) pairs with their masks; no NMS."""
+        return postprocess(outputs, input_sizes, orig_sizes, self.post_cfg, static)

@@ -1,0 +1,47 @@
+"""K-Net inference: no NMS. The last stage's class scores, top ``max_per_img`` over the N x K
+(proposal, class) pairs, each pair's mask > ``mask_thr`` at the original image size.
+
+The masks follow K-Net's path: logits upsampled x2 to stride 4, sigmoid, upsampled to the
+padded input, cropped to the resized image, resized to the original. ``score_thr`` and the
+Matrix NMS settings of :class:`PostprocessConfig` are the SOLOv2 head's and are not read.
+Every step is a fixed-size tensor operation (topk over the flattened scores, gather,
+interpolate, threshold) until empty masks are dropped, so the same code is what ONNX traces.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch.nn.functional as F
+from torch import Tensor
+
+from csrseg.config import PostprocessConfig
+from csrseg.models.heads.common import drop_empty, upsample_masks
+
+if TYPE_CHECKING:
+    from csrseg.models.heads.knet.head import KNetOutput
+
+
+def postprocess(
+    outputs: KNetOutput,
+    input_sizes: list[tuple[int, int]],
+    orig_sizes: list[tuple[int, int]],
+    cfg: PostprocessConfig,
+    static: bool = False,
+) -> list[dict[str, Tensor]]:
+    """One dict per image: ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)``.
+
+    ``static``: upsample all masks at once (the traced form); eager does it 16 at a time.
+    """
+    scores_all = outputs.stage_cls[-1].float().sigmoid()  # (B, N, K)
+    masks_all = outputs.stage_masks[-1].float()  # (B, N, h, w) at stride 8
+    num_classes = scores_all.shape[-1]
+    results = []
+    for i in range(scores_all.shape[0]):
+        flat = scores_all[i].flatten()
+        top = flat.topk(min(cfg.max_per_img, flat.numel()))  # sorted
+        proposals, labels = top.indices // num_classes, top.indices % num_classes
+        logits = F.interpolate(masks_all[i][proposals][None], scale_factor=2.0, mode="bilinear", align_corners=False)[0]
+        masks = upsample_masks(logits.sigmoid(), 4, input_sizes[i], orig_sizes[i], cfg.mask_thr, chunk=0 if static else 16)
+        results.append(drop_empty(dict(labels=labels, scores=top.values, masks=masks)))
+    return results
