@@ -1,5 +1,7 @@
 """ONNX export: the whole pipeline in the graph, the same instances as PyTorch."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -90,8 +92,15 @@ def test_static_and_eager_postprocessing_agree(exported):
         outputs = predictor.model(images)
         eager = predictor.model.postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]])[0]
         static = predictor.model.postprocess(outputs, [targets[0]["input_size"]], [targets[0]["orig_size"]], static=True)[0]
-    assert torch.equal(eager["labels"], static["labels"]) and torch.allclose(eager["scores"], static["scores"])
-    assert torch.equal(eager["masks"], static["masks"])
+    # the static path multiplies every cell's kernel, the eager one only the candidates': matrix
+    # products of other shapes may round differently, so near-equal scores may swap places
+    def instances(result):
+        return [SimpleNamespace(label=int(lab), score=float(sc), mask=m.numpy())
+                for lab, sc, m in zip(result["labels"], result["scores"], result["masks"])]
+
+    assert len(eager["scores"]) > 3
+    for a, b in match_instances(instances(eager), instances(static), min_iou=1.0, score_tol=1e-5):
+        assert (a.mask == b.mask).all()
 
 
 def test_boxes_from_masks_matches_torchvision():

@@ -97,7 +97,7 @@ class ResNetBackbone(nn.Module):
         net = getattr(torchvision.models, f"resnet{cfg.depth}")(weights=None, norm_layer=norm_layer)
         if cfg.weights not in (None, "", "none", "None"):
             state = imagenet_state_dict(cfg.depth) if cfg.weights == "imagenet" else read_state_dict(cfg.weights)
-            load_resnet_weights(net, state, source=cfg.weights)
+            load_backbone_weights(net, state, source=cfg.weights)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.return_c2 = return_c2
@@ -132,11 +132,12 @@ class ResNetBackbone(nn.Module):
         return [c2, c3, c4, c5] if self.return_c2 else [c3, c4, c5]
 
 
-def load_resnet_weights(net: nn.Module, state: dict[str, Tensor], source: str) -> None:
-    """Copy ``state`` into a torchvision ResNet; the classifier (``fc.*``) is optional."""
+def load_backbone_weights(net: nn.Module, state: dict[str, Tensor], source: str, name: str = "this ResNet") -> None:
+    """Copy ``state`` into a torchvision backbone ``name``; the classifier (``fc.*``, ``classifier.*``) is optional."""
     state = {k.removeprefix("backbone.body.").removeprefix("backbone."): v for k, v in state.items()}
-    state = {k: v for k, v in state.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    head = ("fc.", "classifier.")  # ImageNet classifiers (ResNet, RegNet / MobileNetV3): not used
+    state = {k: v for k, v in state.items() if not k.startswith(head) and not k.endswith("num_batches_tracked")}
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(head) and not k.endswith("num_batches_tracked")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
@@ -149,5 +150,5 @@ def load_resnet_weights(net: nn.Module, state: dict[str, Tensor], source: str) -
         if wrong:
             k = wrong[0]
             parts.append(f"shape mismatch {len(wrong)} (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
-        raise WeightsError(f"{source}: not weights of this ResNet: " + "; ".join(parts))
+        raise WeightsError(f"{source}: not weights of {name}: " + "; ".join(parts))
     net.load_state_dict(state, strict=False)

@@ -14,7 +14,7 @@ import torchvision
 from torch import Tensor, nn
 
 from csrseg.config import BackboneConfig, ConfigError
-from csrseg.models.backbone import WeightsError, imagenet_state_dict, read_state_dict
+from csrseg.models.backbone import imagenet_state_dict, load_backbone_weights, read_state_dict
 
 #: feature indices of C3, C4, C5 (strides 8, 16, 32) inside ``mobilenet_v3_*().features``
 _MOBILENET_TAPS = {"mobilenet_v3_large": (6, 12, 16), "mobilenet_v3_small": (3, 8, 12)}
@@ -45,9 +45,9 @@ class LightBackbone(nn.Module):
             feats = net.features
             self.stages = nn.ModuleList([feats[: c3 + 1], feats[c3 + 1 : c4 + 1], feats[c4 + 1 : c5 + 1]])
         if cfg.weights == "imagenet":
-            _load(net, imagenet_state_dict(0, cfg.arch), "imagenet", cfg.arch)
+            load_backbone_weights(net, imagenet_state_dict(0, cfg.arch), "imagenet", name=cfg.arch)
         elif cfg.weights and cfg.weights.lower() != "none":
-            _load(net, read_state_dict(cfg.weights), cfg.weights, cfg.arch)
+            load_backbone_weights(net, read_state_dict(cfg.weights), cfg.weights, name=cfg.arch)
         self.out_channels = tuple(_out_channels(stage) for stage in self.stages)
 
     def forward(self, images: Tensor) -> list[Tensor]:
@@ -63,14 +63,3 @@ def _out_channels(stage: nn.Module) -> int:
     convs = [m for m in stage.modules() if isinstance(m, nn.Conv2d)]
     return convs[-1].out_channels
 
-
-def _load(net: nn.Module, state: dict[str, Tensor], source: str, arch: str) -> None:
-    """Copy a torchvision state dict into ``net``; the classifier (``fc``/``classifier``) is optional."""
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith(("fc.", "classifier."))}
-    missing = sorted(k for k in own if k not in state)
-    wrong = sorted(k for k in own if k in state and state[k].shape != own[k].shape)
-    if missing or wrong:
-        key = (missing or wrong)[0]
-        raise WeightsError(f"{source}: not weights of {arch} ({len(missing)} tensors missing, "
-                           f"{len(wrong)} of another shape, e.g. {key})")
-    net.load_state_dict({k: state[k] for k in own}, strict=False)
