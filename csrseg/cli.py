@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 from csrseg.engine.preempt import TrainingInterrupted
@@ -171,20 +172,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
     clips, frames = 0, 0
     for path in videos:
         try:
+            # each frame's instances become RLE records at once: dense masks of a long clip would fill memory
             results = predict_video(predictor, path, out_dir / f"{path.stem}.mp4", stride=args.video_stride,
-                                    batch=args.batch)
+                                    batch=args.batch, convert=partial(_frame_records, str(path)))
         except VideoReadError as exc:
             print(f"skipped: {exc}", file=sys.stderr)
             skipped += 1
             continue
         clips, frames = clips + 1, frames + len(results)
-        for index, instances in results:
-            records += instance_records(str(path), instances, frame=index)
+        for _, rows in results:
+            records += rows
 
     (out_dir / "predictions.json").write_text(json.dumps(records))
     done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
     print(", ".join(done) + f", {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
           + f"; overlays and predictions.json in {out_dir}")
+
+
+def _frame_records(file_name: str, index: int, instances: list) -> list[dict]:
+    from csrseg.predict import instance_records
+
+    return instance_records(file_name, instances, frame=index)
 
 
 def cmd_browse(args: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -88,10 +88,12 @@ def iter_frames(capture: Any, stride: int = 1) -> Iterator[tuple[int, np.ndarray
 
 
 def predict_video(predictor: FramePredictor, path: str | Path, out_path: str | Path, stride: int = 1,
-                  batch: int = 1) -> list[tuple[int, list[Any]]]:
+                  batch: int = 1, convert: Callable[[int, list[Any]], Any] | None = None) -> list[tuple[int, Any]]:
     """Predict on every ``stride``-th frame of ``path``; write the overlaid clip to ``out_path``.
 
-    Returns ``[(frame index, instances), ...]``. The output file is written next to its
+    Returns ``[(frame index, instances), ...]``, or ``[(frame index, convert(index, instances)), ...]``:
+    for long clips, ``convert`` keeps what is needed (e.g. RLE records) instead of every frame's
+    dense ``(H, W)`` masks, so memory does not grow with the clip. The output file is written next to its
     final name and renamed when complete, so an interrupted run never leaves a clip that
     looks finished.
     """
@@ -114,7 +116,7 @@ def predict_video(predictor: FramePredictor, path: str | Path, out_path: str | P
             overlay = draw_instances(frame, [i.mask for i in instances], [i.label for i in instances],
                                      [i.score for i in instances], predictor.class_names)
             writer.write(np.ascontiguousarray(np.asarray(overlay)[..., ::-1]))
-            results.append((index, instances))
+            results.append((index, convert(index, instances) if convert else instances))
 
     try:
         pending: list[tuple[int, np.ndarray]] = []
