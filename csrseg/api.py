@@ -19,20 +19,11 @@ from pathlib import Path
 
 from csrseg.config import Config, load_config
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
+from csrseg.engine.rundir import next_run_dir
 from csrseg.engine.trainer import TrainResult
 from csrseg.engine.trainer import train as _train
 
 logger = logging.getLogger("csrseg")
-
-
-def _free_run_dir(base: Path) -> Path:
-    """``base``, or ``base2``, ``base3`` ... if it already exists (nothing is overwritten)."""
-    if not base.exists():
-        return base
-    i = 2
-    while base.with_name(f"{base.name}{i}").exists():
-        i += 1
-    return base.with_name(f"{base.name}{i}")
 
 
 def train(data: str | Path | DatasetSources, config: str | Config = "paper", out: str | Path | None = None,
@@ -48,7 +39,7 @@ def train(data: str | Path | DatasetSources, config: str | Config = "paper", out
     cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
     if epochs is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
-    run_dir = Path(out) if out else _free_run_dir(Path("runs") / "train" / cfg.name)
+    run_dir = Path(out) if out else next_run_dir(Path("runs") / "train" / cfg.name)
     return _train(cfg, data, run_dir, device=device, **options)
 
 

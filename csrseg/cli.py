@@ -14,20 +14,10 @@ from functools import partial
 from pathlib import Path
 
 from csrseg.engine.preempt import TrainingInterrupted
-from csrseg.engine.rundir import check_outputs
+from csrseg.engine.rundir import check_outputs, next_run_dir
 from csrseg.errors import CsrsegError
 
 logger = logging.getLogger("csrseg")
-
-
-def _next_run_dir(base: Path) -> Path:
-    """``base``, or ``base2``, ``base3`` ... if it already exists (nothing is overwritten)."""
-    if not base.exists():
-        return base
-    i = 2
-    while base.with_name(f"{base.name}{i}").exists():
-        i += 1
-    return base.with_name(f"{base.name}{i}")
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
@@ -97,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config, args.overrides)
     else:
         cfg = load_config(args.config, args.overrides)
-        run_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "train" / cfg.name)
+        run_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "train" / cfg.name)
     result = train(cfg, _sources(args), run_dir, resume=bool(args.resume), device=args.device,
                    train_split=args.train_split, val_split=None if args.no_val else args.val_split,
                    init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval,
@@ -131,7 +121,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if args.video_stride < 1:
         raise CsrsegError(f"--video-stride {args.video_stride}: must be at least 1")
-    out_dir = Path(args.out) if args.out else _next_run_dir(Path("runs") / "predict" / "exp")
+    out_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "predict" / "exp")
     check_outputs(out_dir, ["predictions.json"], args.exist_ok)
     if args.onnx:
         from csrseg.predict import OnnxPredictor
@@ -200,7 +190,7 @@ def cmd_browse(args: argparse.Namespace) -> None:
     from csrseg.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else _next_run_dir(Path("runs") / "browse" / "exp")
+    out = Path(args.out) if args.out else next_run_dir(Path("runs") / "browse" / "exp")
     summary = browse_dataset(args.data, out, cfg.input, images=args.images, split=args.split)
     print(summary.text())
     print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
@@ -284,7 +274,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from csrseg.demo import run_demo
 
-    report = run_demo(Path(args.out) if args.out else _next_run_dir(Path("runs") / "demo"), quick=args.quick,
+    report = run_demo(Path(args.out) if args.out else next_run_dir(Path("runs") / "demo"), quick=args.quick,
                       images=args.images, device=args.device, overrides=args.overrides, exist_ok=args.exist_ok)
     print(report)
 

@@ -18,6 +18,17 @@ from csrseg.errors import CsrsegError
 TRAIN_OUTPUTS = ("last.pt", "best.pt", "val_results.json", "log.jsonl")
 
 
+def next_run_dir(base: Path) -> Path:
+    """``base``, or ``base2``, ``base3`` ... if it already exists: the fresh folder a verb without
+    ``--out`` writes to."""
+    if not base.exists():
+        return base
+    i = 2
+    while base.with_name(f"{base.name}{i}").exists():
+        i += 1
+    return base.with_name(f"{base.name}{i}")
+
+
 class OutputExistsError(CsrsegError, FileExistsError):
     """The output folder or file already holds results of another run."""
 
