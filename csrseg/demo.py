@@ -22,6 +22,7 @@ from csrseg.data.synth import make_synthetic_dataset
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs
 from csrseg.engine.trainer import amp_settings, train
 from csrseg.evaluate import format_table
+from csrseg.models.backbone import backbone_name
 from csrseg.predict import Predictor
 from csrseg.visualize import draw_instances
 
@@ -38,7 +39,7 @@ def plan(cfg: Config, images: int, device: str) -> str:
     if cfg.train.max_iters:
         iterations = min(iterations, cfg.train.max_iters)
     dev = torch.device(device)
-    use_amp, dtype = amp_settings(cfg.train.amp, dev)
+    use_amp, _ = amp_settings(cfg.train.amp, dev)
     if dev.type == "cuda":
         where = torch.cuda.get_device_name(dev)
         precision = "fp16 autocast" if use_amp else "fp32 (train.amp=false)"
@@ -50,12 +51,10 @@ def plan(cfg: Config, images: int, device: str) -> str:
             precision = "fp32 (no native bf16 on this CPU: emulated bf16 would be slower)"
         else:
             precision = "fp32 (train.amp=false)"
-    bb = cfg.model.backbone
-    backbone = f"ResNet-{bb.depth}" if bb.arch == "resnet" else bb.arch
     return (f"demo plan: {images} synthetic images ({train_images} train / {images - train_images} val), "
             f"{iterations} iterations at batch {cfg.train.batch_size} ({cfg.train.epochs} epochs), "
-            f"{cfg.input.short_side} px, {backbone} from scratch + CSR/D2S neck + {cfg.model.head.feat_channels}-wide "
-            f"SOLOv2-style head; {precision}; on {where}")
+            f"{cfg.input.short_side} px, {backbone_name(cfg.model.backbone)} + {cfg.model.neck.type} neck + "
+            f"{cfg.model.head.type} head; {precision}; on {where}")
 
 
 def run_demo(out: str | Path, quick: bool = False, images: int | None = None, device: str = "cpu",

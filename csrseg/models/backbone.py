@@ -71,8 +71,12 @@ def describe_weights(cfg: BackboneConfig) -> str:
     else:
         source = f"weights from {cfg.weights}"
     frozen = f"stem + {cfg.frozen_stages} stage(s) frozen" if cfg.frozen_stages else "nothing frozen"
-    name = f"ResNet-{cfg.depth}" if cfg.arch == "resnet" else cfg.arch
-    return f"backbone: {name}, {source}, {frozen}, norm {cfg.norm}"
+    return f"backbone: {backbone_name(cfg)}, {source}, {frozen}, norm {cfg.norm}"
+
+
+def backbone_name(cfg: BackboneConfig) -> str:
+    """``ResNet-50``, ``regnet_x_400mf``, ...: the backbone as the logs and the demo plan name it."""
+    return f"ResNet-{cfg.depth}" if cfg.arch == "resnet" else cfg.arch
 
 
 class ResNetBackbone(nn.Module):
