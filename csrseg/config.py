@@ -73,6 +73,7 @@ class NeckConfig:
     reweight: bool = True
     upsample: str = "d2s"
     fuse: str = "sum"
+    # GroupNorm groups, at most: a width this does not divide gets the largest count that does
     num_groups: int = 32
     output_norm: bool = False
 
@@ -92,7 +93,7 @@ class KNetConfig:
     num_stages: int = 3
     ffn_channels: int = 2048
     num_heads: int = 8
-    num_groups: int = 32
+    num_groups: int = 32  # at most; the largest count dividing the width is used
     kernel_init_std: float = 1.0
     hard_mask_thr: float = 0.5
     prior_prob: float = 0.01
@@ -128,7 +129,7 @@ class HeadConfig:
     # stride-4 pixels (stride / 4 of our stride-8 pixels) to be kept at inference.
     grid_strides: tuple[int, ...] = (8, 8, 16, 32, 32)
     center_sigma: float = 0.2
-    num_groups: int = 32
+    num_groups: int = 32  # at most; the largest count dividing the width is used
     prior_prob: float = 0.01
 
 

@@ -66,3 +66,23 @@ def test_output_norm_with_d2s_is_refused():
 
     with pytest.raises(ConfigError, match="output_norm"):
         FusionNeck(C, NeckConfig(channels=32, upsample="d2s", num_groups=8, output_norm=True))
+
+
+@pytest.mark.parametrize("head", ["knet", "solov2"])
+@pytest.mark.parametrize("neck", ["fusion", "fpn_semantic"])
+def test_a_width_that_32_groups_do_not_divide_builds_and_runs(head, neck):
+    """48 channels with the default 32 GroupNorm groups: every norm takes 24 groups instead of dying."""
+    from csrseg.config import load_config
+    from csrseg.models import build_model
+
+    cfg = load_config("demo", [f"model.head.type={head}", f"model.neck.type={neck}", "model.neck.channels=48",
+                               "model.neck.csr_channels=48", "model.neck.num_groups=32", "model.head.feat_channels=48",
+                               "model.head.kernel_dim=48", "model.head.num_groups=32", "model.head.knet.num_groups=32",
+                               "model.head.knet.ffn_channels=64", "model.head.knet.num_heads=4"])
+    model = build_model(cfg).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels % m.num_groups == 0 for m in norms)
+    assert {m.num_groups for m in norms if m.num_channels == 48} == {24}
+    with torch.no_grad():
+        (result,) = model.postprocess(model(torch.randn(1, 3, 64, 64)), [(64, 64)], [(64, 64)])
+    assert result["masks"].shape[-2:] == (64, 64)

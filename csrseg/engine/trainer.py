@@ -355,7 +355,9 @@ def train(
                     log.write(dict(type="eval", epoch=epoch, iter=iteration, **metrics))
                     log.plot(run_dir / "results.png")
                     write_results(results, run_dir / "val_results.json")
-                    logger.info("epoch %d: mask AP %.1f (AP50 %.1f, AP75 %.1f)", epoch, metrics["AP"], metrics["AP50"], metrics["AP75"])
+                    # a run stopped by max_iters inside an epoch is named by its iteration, not "epoch 0"
+                    where = f"epoch {epoch}" if step_in_epoch == 0 else f"iteration {iteration} (epoch {epoch + 1}, partial)"
+                    logger.info("%s: mask AP %.1f (AP50 %.1f, AP75 %.1f)", where, metrics["AP"], metrics["AP50"], metrics["AP75"])
                     if metrics["AP"] > best_ap:
                         best_ap = metrics["AP"]
                         atomic_save(dict(model=raw_model.state_dict(), config=to_dict(cfg), classes=train_ds.class_names,

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from csrseg.config import ConfigError, NeckConfig
 from csrseg.modules import CrossScaleReweighting, DepthToSpace
+from csrseg.modules.d2s import group_count
 
 
 class NearestUp(nn.Module):
@@ -57,7 +58,7 @@ class FusionNeck(nn.Module):
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1)
             if cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
                 self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
-                                                 nn.GroupNorm(cfg.num_groups, ch), nn.ReLU(inplace=True))
+                                                 nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         c3, c4, c5 = features

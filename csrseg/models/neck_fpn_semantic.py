@@ -23,12 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csrseg.config import NeckConfig
+from csrseg.modules.d2s import group_count
 
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel: int, num_groups: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
-        nn.GroupNorm(num_groups, out_channels),
+        nn.GroupNorm(group_count(out_channels, num_groups), out_channels),
         nn.ReLU(inplace=True),
     )
 

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from csrseg.config import KNetConfig, LossConfig, PostprocessConfig
+from csrseg.modules.d2s import group_count
 from csrseg.models.heads.knet.loss import KNetLoss
 from csrseg.models.heads.knet.postprocess import postprocess
 
@@ -135,7 +136,7 @@ class KNetHead(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        ch, g = in_channels, cfg.num_groups
+        ch, g = in_channels, group_count(in_channels, cfg.num_groups)  # a count that divides the width
         self.loc_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
         self.seg_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
         self.init_kernels = nn.Conv2d(ch, cfg.num_proposals, 1, bias=False)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from csrseg.config import ConfigError, HeadConfig, LossConfig, PostprocessConfig
 from csrseg.models.heads.solov2.loss import SOLOLoss
 from csrseg.models.heads.solov2.postprocess import postprocess
+from csrseg.modules.d2s import group_count
 
 
 class HeadOutput(NamedTuple):
@@ -49,7 +50,7 @@ def conv_stack(in_channels: int, channels: int, depth: int, num_groups: int) -> 
     for i in range(depth):
         layers += [
             nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=False),
-            nn.GroupNorm(num_groups, channels),
+            nn.GroupNorm(group_count(channels, num_groups), channels),
             nn.ReLU(inplace=True),
         ]
     return nn.Sequential(*layers)
@@ -77,7 +78,7 @@ class SOLOv2Head(nn.Module):
         # SOLOv2's conv_pred: the 1x1 to E is a conv-GN-ReLU like the convs before it
         self.mask_out = nn.Sequential(
             nn.Conv2d(ch, cfg.kernel_dim, 1, bias=False),
-            nn.GroupNorm(cfg.num_groups, cfg.kernel_dim),
+            nn.GroupNorm(group_count(cfg.kernel_dim, cfg.num_groups), cfg.kernel_dim),
             nn.ReLU(inplace=True),
         )
         self._init_weights()
