@@ -7,15 +7,18 @@ its options. Errors in the user's input print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from csrseg.engine.preempt import TrainingInterrupted
 from csrseg.engine.rundir import check_outputs, next_run_dir
 from csrseg.errors import CsrsegError
+
+if TYPE_CHECKING:
+    from csrseg.predict import OnnxPredictor, Predictor, RecordWriter
 
 logger = logging.getLogger("csrseg")
 
@@ -112,10 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from csrseg.data.io import ImageReadError
-    from csrseg.predict import Predictor, as_rgb_array, expand_sources, instance_records
-    from csrseg.video import VideoReadError, is_video, predict_video
-    from csrseg.visualize import draw_instances
+    from csrseg.predict import Predictor, RecordWriter, expand_sources
+    from csrseg.video import is_video
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
@@ -140,7 +141,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
     images = [p for p in paths if not is_video(p)]
     videos = [p for p in paths if is_video(p)]
 
-    records, skipped, count = [], 0, 0
+    records = RecordWriter(out_dir / "predictions.json")
+    try:
+        skipped, count, clips, frames = _predict_sources(args, predictor, images, videos, out_dir, records)
+    except BaseException:
+        records.discard()
+        raise
+    records.close()
+    done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
+    print(", ".join(done) + f", {records.count} instances" + (f", {skipped} skipped" if skipped else "")
+          + f"; overlays and predictions.json in {out_dir}")
+
+
+def _predict_sources(args: argparse.Namespace, predictor: Predictor | OnnxPredictor, images: list[Path], videos: list[Path],
+                     out_dir: Path, records: RecordWriter) -> tuple[int, int, int, int]:
+    """Overlays for every image and video into ``out_dir``, rows into ``records``; returns the counts."""
+    from csrseg.data.io import ImageReadError
+    from csrseg.predict import as_rgb_array, instance_records
+    from csrseg.video import VideoReadError, predict_video
+    from csrseg.visualize import draw_instances
+
+    skipped, count = 0, 0
     for start in range(0, len(images), args.batch):
         chunk, arrays = [], []
         for path in images[start : start + args.batch]:
@@ -157,7 +178,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                                      [i.score for i in instances], predictor.class_names)
             overlay.save(out_dir / f"{path.stem}.jpg", quality=92)
             count += 1
-            records += instance_records(str(path), instances)
+            records.write(instance_records(str(path), instances))
 
     clips, frames = 0, 0
     for path in videos:
@@ -171,12 +192,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
             continue
         clips, frames = clips + 1, frames + len(results)
         for _, rows in results:
-            records += rows
-
-    (out_dir / "predictions.json").write_text(json.dumps(records))
-    done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
-    print(", ".join(done) + f", {len(records)} instances" + (f", {skipped} skipped" if skipped else "")
-          + f"; overlays and predictions.json in {out_dir}")
+            records.write(rows)
+    return skipped, count, clips, frames
 
 
 def _frame_records(file_name: str, index: int, instances: list) -> list[dict]:

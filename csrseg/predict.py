@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,36 @@ def instance_records(file_name: str, instances: list[Instance], **extra: object)
                          score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
                          segmentation=encode_mask(inst.mask)))
     return rows
+
+
+class RecordWriter:
+    """Writes result rows to a JSON array as they come, so memory stays flat over long runs.
+
+    The array goes to a hidden temporary file beside ``path``, renamed onto ``path`` only when
+    every row is written: an interrupted run never leaves a truncated ``predictions.json``.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.count = 0
+        self._file = self.tmp.open("w")
+        self._file.write("[")
+
+    def write(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._file.write((",\n" if self.count else "\n") + json.dumps(row))
+            self.count += 1
+
+    def close(self) -> Path:
+        self._file.write("\n]\n")
+        self._file.close()
+        self.tmp.replace(self.path)
+        return self.path
+
+    def discard(self) -> None:
+        self._file.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def expand_sources(sources: list[str]) -> list[Path]:

@@ -78,3 +78,30 @@ def test_cli_export_then_predict_with_onnx(tmp_path, weights):
     assert (tmp_path / "o" / "x.jpg").is_file()
     assert main(["export", str(tmp_path / "w.safetensors"), "--weights", str(weights), "--format", "safetensors"]) == 0
     assert Predictor(tmp_path / "w.safetensors", device="cpu").class_names[0] == "circle"
+
+
+def test_record_writer_streams_a_valid_array_and_an_interrupted_one_leaves_the_old_file(tmp_path):
+    import json
+
+    from csrseg.predict import RecordWriter
+
+    path = tmp_path / "predictions.json"
+    writer = RecordWriter(path)
+    writer.write([{"file_name": "a.png", "score": 0.5}])
+    writer.write([])
+    writer.write([{"file_name": "b.png", "score": 0.25}, {"file_name": "b.png", "score": 0.125}])
+    assert not path.exists()  # only the finished array replaces predictions.json
+    writer.close()
+    assert json.loads(path.read_text()) == [{"file_name": "a.png", "score": 0.5}, {"file_name": "b.png", "score": 0.25},
+                                            {"file_name": "b.png", "score": 0.125}]
+    assert writer.count == 3
+
+    broken = RecordWriter(path)
+    broken.write([{"file_name": "c.png", "score": 1.0}])
+    broken.discard()
+    assert json.loads(path.read_text())[0]["file_name"] == "a.png"
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.json"]
+
+    empty = RecordWriter(tmp_path / "empty.json")
+    empty.close()
+    assert json.loads((tmp_path / "empty.json").read_text()) == []
