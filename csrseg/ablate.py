@@ -9,8 +9,15 @@ resumes from its ``last.pt``). A run whose resolved config, data and seed equal 
 of a finished run in this sweep or a sibling sweep (``OUT/../*``) is not trained
 again: Table III's CSR width equal to the base config's is Table II's CSR + D2S.
 
+Under the K-Net head Table II adds a control row (the fusion neck with both switches off) between
+K-Net and the CSR/D2S rows. The table comes with what a reader needs to trust it
+(:mod:`csrseg.ablate_stats`): AP per seed, paired differences per seed with a paired t-test,
+whether each row's AP curve has flattened, and the speed of every row measured side by side in
+one process after training (whole model and neck alone).
+
 Layout: ``OUT/<variant>/seed<k>/`` (a normal run folder + ``run.json``, what it trains, and ``summary.json``),
-``OUT/table<N>.md`` and ``OUT/table<N>.png``.
+``OUT/table<N>.md``, ``OUT/table<N>.png`` (final AP per row), ``OUT/table<N>_curves.png`` (AP at every
+evaluation) and ``OUT/speed.json``.
 """
 
 from __future__ import annotations
@@ -21,8 +28,7 @@ import re
 import statistics
 from pathlib import Path
 
-import torch
-
+from csrseg.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
 from csrseg.config import Config, load_config, merge, parse_overrides, to_dict, without_pretrained
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
 from csrseg.errors import CsrsegError
@@ -45,14 +51,29 @@ VARIANTS: dict[int, dict[str, list[str]]] = {
 }
 
 
+# Table II's extra row under the K-Net head: our fusion neck with both switches off (the `fpn` preset)
+CONTROL = "fusion, no CSR/D2S (control)"
+
+
 def table_variants(table: int, base: Config) -> dict[str, list[str]]:
     """The rows of ``table`` for ``base``. Under the K-Net head Table II's first row is K-Net itself
-    (its FPN on C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row); under the
-    SOLOv2 head it is the fusion neck with both switches off. Losses stay the base's in every row."""
+    (its FPN on C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row), followed by
+    the control row (the fusion neck with both switches off); under the SOLOv2 head the first row is
+    that fusion neck. Losses stay the base's in every row."""
     rows = dict(VARIANTS[table])
     if table == 2 and base.model.head.type == "knet":
-        rows["FPN baseline"] = ["model.neck.type=fpn_semantic"]
+        rows = {"FPN baseline": ["model.neck.type=fpn_semantic"], CONTROL: VARIANTS[2]["FPN baseline"],
+                **{k: v for k, v in rows.items() if k != "FPN baseline"}}
     return rows
+
+
+def comparisons(names: list[str]) -> list[tuple[str, str]]:
+    """(row, reference) pairs to test: every row against the first; with the control row present,
+    every fusion-neck row against the control too (that separates the switches from the neck change)."""
+    pairs = [(name, names[0]) for name in names[1:]]
+    if CONTROL in names:
+        pairs += [(name, CONTROL) for name in names if name not in (names[0], CONTROL)]
+    return pairs
 
 PAPER = {  # the paper's numbers (COCO val, R50, 12 epochs) for the table footers
     2: {"FPN baseline": (34.1, 55.5, 35.7), "+ CSR": (34.9, 56.4, 36.7), "+ D2S": (34.8, 56.3, 36.4), "CSR + D2S": (35.4, 56.8, 36.9)},
@@ -74,16 +95,6 @@ def variant_config(base: Config, variant: list[str], seed: int, epochs: int | No
         # scale the lr steps with a shortened schedule (the paper's 8 and 11 of 12)
         train = dataclasses.replace(train, milestones=tuple(max(1, round(m * epochs / cfg.train.epochs)) for m in cfg.train.milestones))
     return dataclasses.replace(cfg, train=train)
-
-
-def images_per_second(cfg: Config, runs: int = 5) -> float:
-    """CPU images/s of ``cfg``'s model at ``max_size x short_side`` (batch 1, post-processing included)."""
-    from csrseg.benchmark import benchmark_ours, synthetic_image
-
-    # the input the config trains at: 1333x800 for the paper's configs (its FPS column), 256x256 for demo
-    image = synthetic_image(cfg.input.short_side, cfg.input.max_size)
-    row = benchmark_ours(cfg, image, torch.device("cpu"), runs=runs, warmup=1)
-    return row.fps
 
 
 def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
@@ -113,11 +124,11 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
             run = dict(data=str(Path(data).resolve()), config=to_dict(cfg))
             previous = _same_run(run_dir, run, exist_ok)
             if previous == "finished":
-                summaries[name].append(json.loads(summary_path.read_text()))
+                summaries[name].append(_with_curve(json.loads(summary_path.read_text()), run_dir))
                 continue
             summary = find_finished_run(out, seed, run)
             if summary is not None:
-                summary = dict(summary, variant=name)
+                summary = _with_curve(dict(summary, variant=name), Path(summary["reused_from"]))
             else:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 (run_dir / RUN_FILE).write_text(json.dumps(run, indent=1))
@@ -125,23 +136,38 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
                 result = train(cfg, data, run_dir, resume=previous == "unfinished", device=device, progress=progress,
                                exist_ok=True)
                 summary = dict(variant=name, seed=seed, metrics=result.metrics, iterations=result.iterations,
-                               params=count_params(build_model(without_pretrained(cfg))), run=run)
+                               params=count_params(build_model(without_pretrained(cfg))), run=run,
+                               curve=eval_curve(run_dir))
             run_dir.mkdir(parents=True, exist_ok=True)
             summary_path.write_text(json.dumps(summary, indent=1))
             summaries[name].append(summary)
-        cfg = variant_config(base_cfg, variant, 0, epochs)
-        speed_path = out / _slug(name) / "speed.json"
-        if not speed_path.is_file():
-            speed_path.write_text(json.dumps(dict(images_per_second=images_per_second(cfg))))
-        for summary in summaries[name]:
-            summary["fps"] = json.loads(speed_path.read_text())["images_per_second"]
 
-    text = format_ablation(summaries, table, base_cfg.name, seeds)
+    cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in table_variants(table, base_cfg).items()}
+    speed = sweep_speed(out, cfgs)
+    text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
     (out / f"table{table}.md").write_text(text + "\n")
-    iterations = _iterations(summaries)
-    plot_ablation(summaries, out / f"table{table}.png",
-                  f"Table {table} ({base_cfg.name}, {iterations} iterations, {seeds} seeds)")
+    title = f"Table {table} ({base_cfg.name}, {_iterations(summaries)} iterations, {seeds} seeds)"
+    plot_ablation(summaries, out / f"table{table}.png", title)
+    plot_curves(summaries, out / f"table{table}_curves.png", title)
     return text
+
+
+def _with_curve(summary: dict, run_dir: Path) -> dict:
+    """A summary with its AP curve (summaries written before curves were recorded lack one)."""
+    return summary if summary.get("curve") else dict(summary, curve=eval_curve(run_dir))
+
+
+def sweep_speed(out: Path, cfgs: dict[str, Config]) -> dict[str, dict]:
+    """Speed of every row, measured side by side in this process once all rows are trained
+    (``OUT/speed.json``; measured again only when a row's config changed)."""
+    path = out / "speed.json"
+    recorded = _read_json(path)
+    configs = {name: to_dict(cfg) for name, cfg in cfgs.items()}
+    if all(recorded.get(name, {}).get("config") == configs[name] for name in cfgs):
+        return recorded
+    speed = {name: dict(row, config=configs[name]) for name, row in speed_side_by_side(cfgs).items()}
+    path.write_text(json.dumps(speed, indent=1))
+    return speed
 
 
 def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
@@ -200,12 +226,14 @@ def _iterations(summaries: dict[str, list[dict]]) -> str:
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
-def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, seeds: int) -> str:
-    head = ["variant", *METRICS, "params (M)", "images/s (CPU)"]
+def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, seeds: int,
+                    speed: dict[str, dict]) -> str:
+    head = ["variant", *METRICS, "params (M)", "images/s (CPU)", "neck (ms)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, runs in summaries.items():
         cells = [_mean_std([r["metrics"].get(m, 0.0) for r in runs]) for m in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['params']:.2f} | {runs[0]['fps']:.2f} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['params']:.2f} | "
+                     f"{speed[name]['images_per_second']:.2f} | {speed[name]['neck_ms']:.1f} |")
     lines.append("")
     lines.append(f"Base config `{base}`, {_iterations(summaries)} training iterations per run, {seeds} seed(s) each, "
                  "mean ± sample std over seeds. The paper (COCO val, "
@@ -215,6 +243,17 @@ def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, see
     lines.append("AP per seed: " + "; ".join(
         f"{name} " + " / ".join(f"{r['metrics'].get('AP', 0.0):.1f}" for r in sorted(runs, key=lambda r: r["seed"]))
         for name, runs in summaries.items()) + ".")
+    size = next(iter(speed.values()))["size"]
+    lines.append("")
+    lines.append(f"Speed: one process, all rows taking turns, batch 1 at {size[1]}×{size[0]}, post-processing included "
+                 "(images/s), and the neck alone on the same backbone features (ms); medians over rounds.")
+    lines.append("")
+    lines.append("Paired differences (same seed, same data order; a paired t-test over seeds, p < 0.05 counts as "
+                 "larger than the seed noise):")
+    lines.append("")
+    lines.append(format_paired([paired(summaries, row, ref) for row, ref in comparisons(list(summaries))]))
+    lines.append("")
+    lines.append("Has each AP curve flattened? " + flatness(summaries))
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from csrseg.ablate import VARIANTS, find_finished_run, run_ablation, table_variants, variant_config
+from csrseg.ablate import CONTROL, VARIANTS, comparisons, find_finished_run, run_ablation, table_variants, variant_config
+from csrseg.ablate_stats import flatness, paired
 from csrseg.config import load_config, save_config
 from tests.conftest import tiny_config
 
@@ -19,8 +20,13 @@ def test_variants_switch_the_neck_like_the_tables():
 def test_knet_head_table2_starts_from_knet_itself(base_name):
     base = load_config(base_name)
     models = {n: variant_config(base, v, 0, None).model for n, v in table_variants(2, base).items()}
-    assert [m.neck.type for m in models.values()] == ["fpn_semantic", "fusion", "fusion", "fusion"]
-    assert [(m.neck.reweight, m.neck.upsample) for m in list(models.values())[1:]] == [(True, "nearest"), (False, "d2s"), (True, "d2s")]
+    assert [m.neck.type for m in models.values()] == ["fpn_semantic", "fusion", "fusion", "fusion", "fusion"]
+    # the control (the `fpn` preset's neck), then + CSR, + D2S, CSR + D2S
+    assert [(m.neck.reweight, m.neck.upsample) for m in list(models.values())[1:]] == [
+        (False, "nearest"), (True, "nearest"), (False, "d2s"), (True, "d2s")]
+    assert list(models)[1] == CONTROL
+    for name, preset in zip(list(models)[1:], ("fpn", "csr", "d2s", "paper")):
+        assert models[name].neck == load_config(preset).model.neck  # the rows are the presets
     assert {m.head.type for m in models.values()} == {"knet"}
     assert {variant_config(base, v, 0, None).model.neck.type for v in table_variants(3, base).values()} == {"fusion"}
 
@@ -35,12 +41,21 @@ def test_sweep_writes_table_and_resumes_without_redoing(synth_root, tmp_path):
     save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
     out = tmp_path / "sweep"
     text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
-    lines = [l for l in text.splitlines() if l.startswith("| ") and "±" in l]
+    lines = [l for l in text.split("\n\n")[0].splitlines() if l.startswith("| ") and "±" in l]  # the main table
     assert [l.split(" | ")[0] for l in lines] == ["| FPN baseline", "| + CSR", "| + D2S", "| CSR + D2S"]
     assert (out / "table2.md").read_text().strip() == text.strip() and (out / "table2.png").is_file()
     seed_aps = [json.loads((out / "csr" / f"seed{k}" / "summary.json").read_text())["metrics"]["AP"] for k in (0, 1)]
     assert f"+ CSR {seed_aps[0]:.1f} / {seed_aps[1]:.1f};" in text  # the per-seed line, in seed order
     assert "1 training iterations per run" in text  # max_iters=1: the budget is stated with the table
+    assert (out / "table2_curves.png").is_file()
+    speed = json.loads((out / "speed.json").read_text())
+    assert set(speed) == {"FPN baseline", "+ CSR", "+ D2S", "CSR + D2S"}
+    assert all(row["images_per_second"] > 0 and row["neck_ms"] > 0 for row in speed.values())
+    # every row against the first, with its per-seed differences in seed order
+    d2s_aps = [json.loads((out / "d2s" / f"seed{k}" / "summary.json").read_text())["metrics"]["AP"] for k in (0, 1)]
+    base_aps = [json.loads((out / "fpn_baseline" / f"seed{k}" / "summary.json").read_text())["metrics"]["AP"] for k in (0, 1)]
+    row = next(l for l in text.splitlines() if l.startswith("| + D2S − FPN baseline |"))
+    assert " / ".join(f"{a - b:+.1f}" for a, b in zip(d2s_aps, base_aps)) in row
     kept = out / "csr" / "seed0" / "summary.json"
     redo = out / "csr_d2s" / "seed1" / "summary.json"
     kept_mtime = kept.stat().st_mtime_ns
@@ -75,3 +90,36 @@ def test_table3_reuses_the_identical_table2_run(synth_root, tmp_path):
     other = dict(source["run"], data=str(tmp_path / "elsewhere"))
     assert find_finished_run(sweeps / "table3", 0, other) is None
     assert find_finished_run(sweeps / "table3", 1, source["run"]) is None
+
+
+def _runs(aps, curves=None):
+    return [dict(seed=k, metrics=dict(AP=ap), curve=(curves or {}).get(k, [])) for k, ap in enumerate(aps)]
+
+
+def test_paired_differences_take_out_what_the_seed_does_to_both_rows():
+    # seeds move both rows together by up to 6 AP; the row is ahead by 1.0-1.2 on every seed
+    summaries = {"base": _runs([30.0, 36.0, 33.0]), "row": _runs([31.0, 37.2, 34.1]), "noisy": _runs([33.0, 33.0, 34.0])}
+    better = paired(summaries, "row", "base")
+    assert better.diffs == pytest.approx((1.0, 1.2, 1.1)) and better.mean == pytest.approx(1.1)
+    assert better.p_value < 0.01 and better.verdict.startswith("exceeds the seed noise (better")
+    # +3, -3, +1: the mean moves by a third of a point, far inside what the seeds do
+    noisy = paired(summaries, "noisy", "base")
+    assert noisy.p_value > 0.5 and noisy.verdict == "within the seed noise"
+    # only the seeds both rows have are paired
+    summaries["short"] = _runs([29.0])
+    assert paired(summaries, "short", "base").verdict == "one seed: no noise estimate"
+
+
+def test_a_curve_counts_as_flat_only_when_its_last_interval_adds_little():
+    climbing = {0: [(100, 10.0), (200, 20.0), (300, 26.0)], 1: [(100, 11.0), (200, 21.0), (300, 27.0)]}
+    flat = {0: [(100, 10.0), (200, 25.0), (300, 25.2)], 1: [(100, 11.0), (200, 26.0), (300, 26.2)]}
+    text = flatness({"a": _runs([26.0, 27.0], climbing), "b": _runs([25.2, 26.2], flat)})
+    assert "a: still climbing (last interval +6.0 AP" in text and "b: flat (last interval +0.2 AP" in text
+
+
+def test_comparisons_include_the_control_when_the_table_has_one():
+    names = list(table_variants(2, load_config("paper")))
+    pairs = comparisons(names)
+    assert ("CSR + D2S", "FPN baseline") in pairs and ("CSR + D2S", CONTROL) in pairs
+    assert (CONTROL, "FPN baseline") in pairs and (CONTROL, CONTROL) not in pairs
+    assert comparisons(["a", "b"]) == [("b", "a")]
