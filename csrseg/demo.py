@@ -72,9 +72,11 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, de
     logger.info(plan(cfg, images, device))
     result = train(cfg, data, out / "train", device=device, exist_ok=exist_ok)
 
-    weights = result.best or result.last
+    # The final weights, not best.pt: best.pt is picked by its AP on this same val split, which would
+    # make the reported number an optimistic choice made by looking at the results.
+    weights = result.last
     predictor = Predictor(weights, device=device, score_thr=0.3)
-    metrics = predictor.metrics or result.metrics  # those of the weights we hand out
+    metrics = result.metrics or predictor.metrics  # the final evaluation, of the weights we hand out
     overlay_dir = out / "overlays"
     overlay_dir.mkdir(parents=True, exist_ok=True)
     val_images = sorted((data / "val").glob("*.png"))[:num_overlays]

@@ -56,3 +56,5 @@ def test_quick_demo_writes_everything_it_announces(tmp_path, capsys):
         assert (run / path).is_file(), path
     assert len(list((run / "overlays").glob("*.jpg"))) >= 2
     assert "| AP | AP50 |" in out and str(run / "overlays") in out
+    # the reported AP is the final weights' (best.pt is chosen on this same val split)
+    assert "mask AP of last.pt" in out and f"weights:      {run / 'train' / 'last.pt'}" in out
