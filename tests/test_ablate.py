@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -123,3 +124,20 @@ def test_comparisons_include_the_control_when_the_table_has_one():
     assert ("CSR + D2S", "FPN baseline") in pairs and ("CSR + D2S", CONTROL) in pairs
     assert (CONTROL, "FPN baseline") in pairs and (CONTROL, CONTROL) not in pairs
     assert comparisons(["a", "b"]) == [("b", "a")]
+
+
+def test_knet_head_sweep_trains_every_table2_row_including_knet_itself_and_the_control(synth_root, tmp_path):
+    cfg_path = tmp_path / "tiny_knet.yaml"
+    cfg = tiny_config(epochs=1, max_iters=1, batch_size=4)
+    knet = dataclasses.replace(cfg.model.head.knet, num_proposals=10, ffn_channels=32, num_groups=8, num_heads=4)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=dataclasses.replace(cfg.model.head, type="knet", knet=knet)))
+    save_config(cfg, cfg_path)
+    out = tmp_path / "sweep"
+    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False)
+    table = text.split("\n\n")[0]
+    assert [l.split(" | ")[0] for l in table.splitlines()[2:]] == ["| FPN baseline", f"| {CONTROL}", "| + CSR", "| + D2S", "| CSR + D2S"]
+    for row in ("fpn_baseline", "fusion_no_csr_d2s_control", "csr_d2s"):
+        run = json.loads((out / row / "seed0" / "run.json").read_text())
+        assert run["config"]["model"]["head"]["type"] == "knet"
+    assert json.loads((out / "fpn_baseline" / "seed0" / "run.json").read_text())["config"]["model"]["neck"]["type"] == "fpn_semantic"
+    assert "one seed: no noise estimate" in text  # one seed: the table says there is nothing to test against
