@@ -86,3 +86,13 @@ def test_a_width_that_32_groups_do_not_divide_builds_and_runs(head, neck):
     with torch.no_grad():
         (result,) = model.postprocess(model(torch.randn(1, 3, 64, 64)), [(64, 64)], [(64, 64)])
     assert result["masks"].shape[-2:] == (64, 64)
+
+
+def test_knet_attention_heads_that_do_not_divide_the_width_are_refused_in_one_line():
+    from csrseg.config import ConfigError, load_config
+    from csrseg.models import build_model
+
+    cfg = load_config("demo", ["model.head.type=knet", "model.neck.channels=48", "model.neck.csr_channels=48",
+                               "model.head.knet.num_heads=5"])
+    with pytest.raises(ConfigError, match=r"model.head.knet.num_heads=5 must divide .*neck.channels=48.*e.g. 4"):
+        build_model(cfg)

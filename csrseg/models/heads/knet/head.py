@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from csrseg.config import KNetConfig, LossConfig, PostprocessConfig
+from csrseg.config import ConfigError, KNetConfig, LossConfig, PostprocessConfig
 from csrseg.modules.d2s import group_count
 from csrseg.models.heads.knet.loss import KNetLoss
 from csrseg.models.heads.knet.postprocess import postprocess
@@ -95,6 +95,9 @@ class KernelUpdateStage(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, cfg: KNetConfig) -> None:
         super().__init__()
+        if cfg.num_heads < 1 or channels % cfg.num_heads:
+            raise ConfigError(f"model.head.knet.num_heads={cfg.num_heads} must divide the kernel width "
+                              f"(model.neck.channels={channels}), e.g. {group_count(channels, cfg.num_heads or 1)}")
         self.cfg = cfg
         self.feat_transform = nn.Conv2d(channels, channels, 1)
         self.updator = KernelUpdator(channels)
