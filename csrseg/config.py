@@ -130,6 +130,11 @@ class HeadConfig:
     grid_strides: tuple[int, ...] = (8, 8, 16, 32, 32)
     center_sigma: float = 0.2
     num_groups: int = 32  # at most; the largest count dividing the width is used
+    # stride-8 mask targets: "binary" (SOLOv2 rescales masks to binary ones) or "soft" (the share
+    # of each stride-8 pixel an instance covers, in [0, 1])
+    mask_targets: str = "binary"
+    # SOLOv2's conv_pred: the mask branch's 1x1 to E followed by GN + ReLU; false: a plain 1x1 conv
+    mask_out_norm: bool = True
     prior_prob: float = 0.01
 
 

@@ -79,3 +79,18 @@ def test_solov2_mask_branch_ends_in_group_norm_and_relu():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
     assert out.mask_feats.min() >= 0 and out.mask_feats.max() > 0
+
+
+def test_mask_branch_output_is_solov2s_conv_gn_relu_or_a_plain_conv():
+    from csrseg.config import ConfigError, load_config
+    from csrseg.models import build_model
+
+    solov2 = build_model(load_config("demo")).head.mask_out
+    plain = build_model(load_config("demo", ["model.head.mask_out_norm=false"])).head.mask_out
+    assert [type(m).__name__ for m in solov2] == ["Conv2d", "GroupNorm", "ReLU"]
+    assert [type(m).__name__ for m in plain] == ["Conv2d"] and plain[0].bias is not None
+    x = torch.randn(1, 128, 4, 4)
+    with torch.no_grad():
+        assert (solov2(x) >= 0).all() and (plain(x) < 0).any()  # only SOLOv2's ends in a ReLU
+    with pytest.raises(ConfigError, match="model.head.mask_targets='hard'"):
+        build_model(load_config("demo", ["model.head.mask_targets=hard"]))

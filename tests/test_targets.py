@@ -75,3 +75,17 @@ def test_masks_are_downsampled_to_stride_8_and_batch_indices_kept():
     assert level.masks.shape[1:] == (16, 16)
     assert (level.pos_batch == 0).all()
     assert (level.labels[1] == 3).all()  # image without instances: all background
+
+
+def test_soft_targets_keep_each_stride8_pixels_covered_share_binary_ones_round_it():
+    import dataclasses
+
+    # 12 px square at (4, 4)-(15, 15): stride-8 pixel (0, 0) is covered on 4x4 of its 8x8 pixels,
+    # (0, 1) and (1, 0) on 4x8, (1, 1) on 8x8
+    mask = _square(4, 4, 12)[None]
+    expected_soft = torch.tensor([[0.25, 0.5], [0.5, 1.0]])
+    soft = assign_targets([torch.tensor([0])], [mask], (128, 128), 3, dataclasses.replace(CFG, mask_targets="soft"))
+    binary = assign_targets([torch.tensor([0])], [mask], (128, 128), 3, CFG)
+    assert torch.equal(soft[0].masks[0, :2, :2], expected_soft)
+    assert torch.equal(binary[0].masks[0, :2, :2], torch.tensor([[0.0, 1.0], [1.0, 1.0]]))  # >= half covered
+    assert soft[0].masks[0, 2:].sum() == 0 and soft[0].masks[0, :, 2:].sum() == 0

@@ -75,12 +75,16 @@ class SOLOv2Head(nn.Module):
         self.cls_convs = conv_stack(in_channels, ch, cfg.stacked_convs, cfg.num_groups)
         self.cls_out = nn.Conv2d(ch, num_classes, 3, padding=1)
         self.mask_convs = conv_stack(in_channels + 2, ch, cfg.stacked_convs, cfg.num_groups)
-        # SOLOv2's conv_pred: the 1x1 to E is a conv-GN-ReLU like the convs before it
-        self.mask_out = nn.Sequential(
-            nn.Conv2d(ch, cfg.kernel_dim, 1, bias=False),
-            nn.GroupNorm(group_count(cfg.kernel_dim, cfg.num_groups), cfg.kernel_dim),
-            nn.ReLU(inplace=True),
-        )
+        if cfg.mask_targets not in ("binary", "soft"):
+            raise ConfigError(f"model.head.mask_targets={cfg.mask_targets!r}: choose binary or soft")
+        if cfg.mask_out_norm:  # SOLOv2's conv_pred: the 1x1 to E is a conv-GN-ReLU like the convs before it
+            self.mask_out = nn.Sequential(
+                nn.Conv2d(ch, cfg.kernel_dim, 1, bias=False),
+                nn.GroupNorm(group_count(cfg.kernel_dim, cfg.num_groups), cfg.kernel_dim),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.mask_out = nn.Sequential(nn.Conv2d(ch, cfg.kernel_dim, 1))
         self._init_weights()
         self.criterion = SOLOLoss(num_classes, cfg, loss_cfg or LossConfig())
         self.post_cfg = post_cfg or PostprocessConfig()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from csrseg.config import HeadConfig
@@ -26,7 +27,8 @@ class GridTargets:
     ``labels``: ``(B, S, S)`` class index or ``num_classes`` for background.
     ``pos_batch``: ``(P,)`` image index of each positive cell.
     ``pos_cell``: ``(P,)`` flat cell index ``i * S + j`` of each positive cell.
-    ``masks``: ``(P, H/8, W/8)`` binary float target mask (:func:`binary_rescale`).
+    ``masks``: ``(P, H/8, W/8)`` binary float target mask (:func:`binary_rescale`), or each stride-8
+    pixel's covered share with ``mask_targets="soft"``.
     """
 
     labels: Tensor
@@ -85,7 +87,10 @@ def assign_targets(
     per_level: list[dict[str, list]] = [dict(labels=[], batch=[], cell=[], masks=[]) for _ in cfg.num_grids]
     for b, (labels, masks) in enumerate(zip(gt_labels, gt_masks)):
         if masks.numel():
-            small = binary_rescale(masks)  # (N, H/8, W/8)
+            if cfg.mask_targets == "soft":
+                small = F.avg_pool2d(masks[:, None].float(), 8)[:, 0]  # (N, H/8, W/8) coverage in [0, 1]
+            else:
+                small = binary_rescale(masks)  # (N, H/8, W/8)
             cy, cx, box_h, box_w = instance_geometry(masks)
             scale = (box_h * box_w).sqrt()
             order = torch.argsort(box_h * box_w, descending=True).tolist()  # small instances assigned last
