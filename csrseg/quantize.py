@@ -105,6 +105,41 @@ def network_nodes(model: onnx.ModelProto) -> list[str]:
             and len(node.input) > 1 and node.input[1] in weights]
 
 
+def _outer_names(node: onnx.NodeProto) -> set[str]:
+    """Every tensor ``node`` reads: its inputs and what its subgraphs (an ``If``'s branches) take
+    from the enclosing graph."""
+    names = set(node.input)
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            inner = {out for n in attr.g.node for out in n.output} | {i.name for i in attr.g.initializer}
+            inner |= {i.name for i in attr.g.input}
+            names |= {name for n in attr.g.node for name in _outer_names(n)} - inner
+    return names - {""}
+
+
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    """Put ``graph``'s nodes in an order where each comes after what it reads, subgraph reads
+    included: the quantizer's own sort ignores what an ``If`` branch reads from outside (the
+    post-processing's resize-or-not branch), and ``onnx.checker`` then rejects the model."""
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    needs = {id(n): _outer_names(n) for n in pending}
+    while pending:
+        rest = []
+        for node in pending:
+            if needs[id(node)] <= known:
+                ordered.append(node)
+                known.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise ValueError(f"quantized graph has a cycle or an undefined input at node {rest[0].name}")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 @dataclass
 class QuantizeReport:
     path: Path
@@ -141,6 +176,7 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calib_paths: list
             calibrate_method=CalibrationMethod.MinMax, extra_options={"CalibStridedMinMax": 1},
         )
         result = onnx.load(str(quantized))
+    _sort_nodes(result.graph)
     del result.metadata_props[:]
     for prop in source.metadata_props:
         entry = result.metadata_props.add()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -101,8 +103,7 @@ def _upsample(soft: Tensor, stride: int, input_size, orig_size, threshold: float
     return _crop_resize_threshold(padded, sizes, threshold)
 
 
-@torch.jit.script
-def _crop_resize_threshold(padded: Tensor, sizes: Tensor, threshold: float) -> Tensor:
+def _crop_resize_threshold_eager(padded: Tensor, sizes: Tensor, threshold: float) -> Tensor:
     """``(n, 1, Hp, Wp)`` probabilities -> ``(n, H0, W0)`` bool: crop to ``sizes[:2]`` (the unpadded
     input), resize to ``sizes[2:]`` (the original image), threshold.
 
@@ -116,6 +117,13 @@ def _crop_resize_threshold(padded: Tensor, sizes: Tensor, threshold: float) -> T
         return (padded[:, 0] > threshold)[:, :in_h, :in_w]
     part = padded[:, :, :in_h, :in_w]
     return torch.nn.functional.interpolate(part, size=[out_h, out_w], mode="bilinear", align_corners=False)[:, 0] > threshold
+
+
+with warnings.catch_warnings():
+    # TorchScript is deprecated, but the ONNX export (torch.onnx, dynamo=False) traces, and only a
+    # scripted function keeps a branch in a traced graph
+    warnings.simplefilter("ignore", FutureWarning)
+    _crop_resize_threshold = torch.jit.script(_crop_resize_threshold_eager)
 
 
 def drop_empty(result: dict[str, Tensor]) -> dict[str, Tensor]:
