@@ -357,6 +357,13 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): K-Net's FPN + SemanticFPN {necks['knet'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['knet'] / necks['paper']:.2f}× faster).")
-    text += "\nAll models run on random weights (speed does not depend on them; nothing is downloaded)."
+    if weights is not None:
+        text += (f"\nRows of {Path(weights).name}: its own input size and thresholds (a trained model's load), INT8 "
+                 f"calibrated on {calib_images} train images, mask AP on the val split of {data}; every other row "
+                 "runs on random weights (speed does not depend on them; nothing is downloaded).")
+    else:
+        text += ("\nAll models run on random weights (speed does not depend on them; nothing is downloaded); "
+                 "the INT8 row is calibrated on random images. `--weights CKPT --data DATA` adds a checkpoint's "
+                 "ONNX fp32 and INT8 rows with their mask AP.")
     return text
 

@@ -116,13 +116,13 @@ def to_instances(labels: list[int], scores: list[float], masks: np.ndarray, boxe
     ]
 
 
-def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None = None, arena: bool = False):
-    """An onnxruntime ``InferenceSession`` for a model written by ``csrseg export``.
+def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None = None, arena: bool = True):
+    """An onnxruntime ``InferenceSession`` for a model written by ``csrseg export``: all graph
+    optimisations; ``threads``: intra-op threads (0: onnxruntime's choice, one per core).
 
-    All graph optimisations; ``threads``: intra-op threads (0: onnxruntime's choice, one per core).
-    ``arena=False``: no CPU memory arena. The arena keeps every block it ever handed out and
-    grows in powers of two, so its footprint is the largest run's peak rounded up; without it
-    freed tensors go back to the allocator (measured in benchmarks/RESULTS.md, issue 14).
+    ``arena``: onnxruntime's CPU memory arena (its default). Measured at 1333x800 (RESULTS.md,
+    issue 14) the arena's peak was at or below the peak without it; without it, memory goes
+    back to the system between runs instead of staying with the session.
     """
     import onnxruntime as ort
 

@@ -113,10 +113,13 @@ def _crop_resize_threshold_eager(padded: Tensor, sizes: Tensor, threshold: float
     Scripted (not traced) so that the export keeps both branches.
     """
     in_h, in_w, out_h, out_w = int(sizes[0]), int(sizes[1]), int(sizes[2]), int(sizes[3])
+    # threshold before dropping the (size 1) channel axis, and drop it with a reshape: indexing it
+    # (``[:, 0]``) copies the tensor in ONNX, and a scripted ``squeeze`` exports as yet another If
     if in_h == out_h and in_w == out_w:
-        return (padded[:, 0] > threshold)[:, :in_h, :in_w]
+        return (padded > threshold).flatten(0, 1)[:, :in_h, :in_w]
     part = padded[:, :, :in_h, :in_w]
-    return torch.nn.functional.interpolate(part, size=[out_h, out_w], mode="bilinear", align_corners=False)[:, 0] > threshold
+    resized = torch.nn.functional.interpolate(part, size=[out_h, out_w], mode="bilinear", align_corners=False)
+    return (resized > threshold).flatten(0, 1)
 
 
 with warnings.catch_warnings():
