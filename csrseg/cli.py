@@ -106,8 +106,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
-    report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images, out=args.out,
-                      device=args.device, batch=args.batch, workers=args.workers, progress=True)
+    report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
+                      out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['instances']} instances; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
