@@ -46,19 +46,22 @@ def train(data: str | Path | DatasetSources, config: str | Config = "paper", out
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False) -> dict:
-    """Mask and box AP, overall and per class, of checkpoint ``weights`` on a split of ``data``
-    (or on the annotation file ``ann``); see :func:`csrseg.evaluate.detailed_metrics`.
+    """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
+    annotation file ``ann``); see :func:`csrseg.evaluate.detailed_metrics`.
 
+    ``weights``: a checkpoint, a ``.safetensors`` file, or an ``.onnx`` model written by ``csrseg
+    export`` (fp32 or INT8; run by onnxruntime on the original images, its classes from its metadata).
     Writes the COCO results JSON (``out``, default ``results_<split>.json`` beside the weights) and
     the report beside it (``<results>.metrics.json``); the report also holds both paths.
     """
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.evaluate import detailed_metrics, run_inference, write_results
-    from csrseg.predict import Predictor
+    from csrseg.evaluate import detailed_metrics, run_inference, run_onnx_inference, write_results
+    from csrseg.predict import OnnxPredictor, Predictor
 
-    predictor = Predictor(weights, device=device, score_thr=0.0)
+    is_onnx = Path(weights).suffix.lower() == ".onnx"
+    predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)
     if isinstance(data, DatasetSources):
         sources = data
     else:
@@ -67,11 +70,16 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     if images:
         files = SplitFiles(files.annotations, Path(images))
     logger.info("dataset: %s (images %s)", files.annotations, files.images)
-    cfg = predictor.cfg
-    dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False), cat_ids=predictor.cat_ids)
-    loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
-                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-    results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
+    if is_onnx:  # the graph resizes and normalises: it gets the images as they are
+        dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
+        results, seen = run_onnx_inference(predictor, dataset, progress=progress)
+    else:
+        cfg = predictor.cfg
+        dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
+                                cat_ids=predictor.cat_ids)
+        loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
+                            collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+        results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))

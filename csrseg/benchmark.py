@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,6 +39,8 @@ class Row:
     params: float  # millions
     gflops: float  # network FLOPs of one image (post-processing not counted)
     peak_mb: float
+    ap: float | None = None  # mask AP of a trained checkpoint, where one was given
+    note: str = ""  # in the AP column where there is no AP (e.g. "random weights: speed only")
 
     @property
     def fps(self) -> float:
@@ -67,13 +70,13 @@ def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5) -> float:
     return 2 * n**3 / seconds / 1e9
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak memory rise of the code run inside, in MB."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def __enter__(self) -> "_PeakMemory":
+    def __enter__(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
@@ -122,9 +125,10 @@ def full_load(cfg: Config) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, postprocess=post))
 
 
-def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs: int, warmup: int,
-                   precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
-    """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
+def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
+              channels_last: bool = False) -> tuple[Callable[[], object], CSRSeg]:
+    """One inference of ``cfg``'s model (random weights, full load) on ``image`` ``(3, H, W)`` (0-255):
+    normalise, pad, network, post-processing; and the model."""
     cfg = full_load(cfg)
     model = build_model(without_pretrained(cfg)).to(device).eval()
     if channels_last:
@@ -142,14 +146,23 @@ def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs:
             outputs = model(batch)
         return model.postprocess(outputs, [size], [size])
 
-    with _PeakMemory(device) as mem:
+    return step, model
+
+
+def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs: int, warmup: int,
+                   precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
+    """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
+    step, model = ours_step(cfg, image, device, precision, channels_last)
+    size = tuple(image.shape[-2:])
+    with PeakMemory(device) as mem:
         seconds = median_time(step, runs, warmup, device)
     padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device)
     return Row(name or cfg.name, size, seconds, count_params(model), count_flops(model, padded), mem.mb)
 
 
-def benchmark_maskrcnn(image: torch.Tensor, device: torch.device, runs: int, warmup: int) -> Row:
-    """torchvision's ``maskrcnn_resnet50_fpn``, random weights, 81 classes, all 100 detections kept."""
+def maskrcnn_step(image: torch.Tensor, device: torch.device) -> tuple[Callable[[], object], nn.Module]:
+    """One inference of torchvision's ``maskrcnn_resnet50_fpn`` (random weights, 81 classes, all 100
+    detections kept) on ``image`` ``(3, H, W)`` (0-255); and the model."""
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     size = tuple(image.shape[-2:])
@@ -162,11 +175,17 @@ def benchmark_maskrcnn(image: torch.Tensor, device: torch.device, runs: int, war
     def step() -> object:
         return model(inputs)
 
-    with _PeakMemory(device) as mem:
+    return step, model
+
+
+def benchmark_maskrcnn(image: torch.Tensor, device: torch.device, runs: int, warmup: int) -> Row:
+    """torchvision's ``maskrcnn_resnet50_fpn``, random weights, 81 classes, all 100 detections kept."""
+    step, model = maskrcnn_step(image, device)
+    with PeakMemory(device) as mem:
         seconds = median_time(step, runs, warmup, device)
     with torch.no_grad():
         flops = count_flops(_MaskRCNNNetwork(model), image[None].to(device) / 255)
-    return Row("Mask R-CNN R50-FPN (torchvision)", size, seconds, count_params(model), flops, mem.mb)
+    return Row("Mask R-CNN R50-FPN (torchvision)", tuple(image.shape[-2:]), seconds, count_params(model), flops, mem.mb)
 
 
 class _MaskRCNNNetwork(nn.Module):
@@ -180,24 +199,81 @@ class _MaskRCNNNetwork(nn.Module):
         return self.model(list(images))
 
 
-def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp_dir: Path) -> Row:
-    """Our model exported by :func:`csrseg.export.export_onnx`, run by ONNX Runtime on the CPU."""
-    import onnxruntime as ort
-
+def onnx_file(cfg: Config, size: tuple[int, int], out: Path, int8: bool = False, model: CSRSeg | None = None,
+              calib: list | None = None) -> Path:
+    """``model`` (default: ``cfg``'s with random weights) exported by :func:`csrseg.export.export_onnx`,
+    its input resize set to ``size`` (H, W) so the graph sees the pixels the eager entries see (the
+    config's own resize would turn a 640x640 image into 800x800: 1.56x the work, which is what made
+    ONNX look slower than eager at 640x640 in issue 4). ``int8``: quantized with
+    :func:`csrseg.quantize.quantize_onnx`, calibrated on ``calib`` (default: 4 random images)."""
     from csrseg.export import export_onnx
 
-    cfg = full_load(cfg)
-    model = build_model(without_pretrained(cfg)).eval()
-    path = export_onnx(model, cfg.input, tmp_dir / f"{cfg.name}.onnx", sample_size=tuple(image.shape[-2:]))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    input_cfg = dataclasses.replace(cfg.input, short_side=min(size), max_size=max(size))
+    model = model if model is not None else build_model(without_pretrained(cfg)).eval()
+    path = export_onnx(model, input_cfg, out.with_suffix(".fp32.onnx") if int8 else out, sample_size=size)
+    if not int8:
+        return path
+    from csrseg.quantize import quantize_onnx
+
+    if calib is None:
+        rng = np.random.default_rng(0)
+        calib = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)]
+    return quantize_onnx(path, out, calib).path
+
+
+def onnx_step(path: Path, image: torch.Tensor) -> Callable[[], object]:
+    """One inference of the ONNX model at ``path`` on ``image`` ``(3, H, W)`` (0-255), through the
+    session settings :class:`csrseg.predict.OnnxPredictor` uses, on torch's thread count."""
+    from csrseg.predict import onnx_session
+
+    session = onnx_session(path, threads=torch.get_num_threads())
     feed = {"image": image.round().clamp(0, 255).to(torch.uint8)[None].numpy()}
-    with _PeakMemory(torch.device("cpu")) as mem:
-        seconds = median_time(lambda: session.run(None, feed), runs, warmup, torch.device("cpu"))
-    padded = torch.zeros(1, 3, -(-image.shape[-2] // 32) * 32, -(-image.shape[-1] // 32) * 32)
-    return Row(f"{cfg.name} (ONNX Runtime)", tuple(image.shape[-2:]), seconds, count_params(model),
-               count_flops(model, padded), mem.mb)
+    return lambda: session.run(None, feed)
+
+
+def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp_dir: Path, int8: bool = False,
+                   name: str | None = None, note: str = "") -> Row:
+    """Our model exported by :func:`csrseg.export.export_onnx` (``int8``: and quantized), run by ONNX
+    Runtime on the CPU."""
+    cfg = full_load(cfg)
+    size = tuple(image.shape[-2:])
+    model = build_model(without_pretrained(cfg)).eval()
+    path = onnx_file(cfg, size, tmp_dir / f"{cfg.name}{'_int8' if int8 else ''}.onnx", int8=int8, model=model)
+    step = onnx_step(path, image)
+    with PeakMemory(torch.device("cpu")) as mem:
+        seconds = median_time(step, runs, warmup, torch.device("cpu"))
+    padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32)
+    return Row(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", size, seconds, count_params(model),
+               count_flops(model, padded), mem.mb, note=note)
+
+
+def checkpoint_rows(weights: str | Path, data: str | Path, sizes: list[tuple[int, int]], runs: int, warmup: int,
+                    tmp_dir: Path, calib_images: int = 64) -> list[Row]:
+    """A trained checkpoint as ONNX fp32 and INT8 (calibrated on ``data``'s train split): mask AP on
+    ``data``'s val split (:func:`csrseg.api.evaluate`, the model's own input size and thresholds)
+    and images/s on the benchmark image of each size (its own thresholds: a trained model's load)."""
+    from csrseg.api import evaluate
+    from csrseg.export import checkpoint_metadata, export_onnx
+    from csrseg.predict import Predictor
+    from csrseg.quantize import calibration_images, quantize_onnx
+
+    calib = calibration_images(data, calib_images)
+    predictor = Predictor(weights, device="cpu", score_thr=0.0)
+    model, cfg = predictor.model, predictor.cfg
+    meta = checkpoint_metadata(cfg, predictor.class_names, predictor.cat_ids)
+    fp32 = export_onnx(model, cfg.input, tmp_dir / "checkpoint.onnx", meta)
+    int8 = quantize_onnx(fp32, tmp_dir / "checkpoint_int8.onnx", calib).path
+    rows = []
+    for path, kind in ((fp32, "ONNX fp32"), (int8, "ONNX INT8")):
+        ap = evaluate(path, data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"]
+        for size in sizes:
+            image = synthetic_image(*size)
+            step = onnx_step(path, image)
+            with PeakMemory(torch.device("cpu")) as mem:
+                seconds = median_time(step, runs, warmup, torch.device("cpu"))
+            rows.append(Row(f"{Path(weights).name} ({cfg.name}), {kind}", size, seconds, count_params(model),
+                            float("nan"), mem.mb, ap=ap))
+    return rows
 
 
 def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch.device, runs: int, warmup: int) -> dict[str, float]:
@@ -218,27 +294,37 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 
 def format_rows(rows: list[Row], reference: str, matmul: float, device_name: str) -> str:
-    """Markdown table; ratios are to the ``reference`` entry of the same size."""
+    """Markdown table; ratios are to the ``reference`` entry of the same size. A mask AP column is
+    added when a row has an AP or a note."""
+    with_ap = any(row.ap is not None or row.note for row in rows)
     lines = [
         f"Device: {device_name}; fp32 matmul: {matmul:.0f} GFLOP/s (measured in the same process).",
         "",
-        "| model | input (W×H) | images/s | × Mask R-CNN | params (M) | GFLOPs | peak mem (MB) | share of matmul peak |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | input (W×H) | images/s | × Mask R-CNN | params (M) | GFLOPs | peak mem (MB) | share of matmul peak |"
+        + (" mask AP |" if with_ap else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if with_ap else ""),
     ]
     for row in rows:
         ref = next((r for r in rows if r.name == reference and r.size == row.size), None)
         ratio = f"{row.fps / ref.fps:.2f}" if ref else "-"
-        share = row.gflops * row.fps / matmul
-        lines.append(f"| {row.name} | {row.size[1]}×{row.size[0]} | {row.fps:.3f} | {ratio} | {row.params:.2f} | "
-                     f"{row.gflops:.0f} | {row.peak_mb:.0f} | {share:.0%} |")
+        share = f"{row.gflops * row.fps / matmul:.0%}" if row.gflops == row.gflops else "-"
+        gflops = f"{row.gflops:.0f}" if row.gflops == row.gflops else "-"
+        line = (f"| {row.name} | {row.size[1]}×{row.size[0]} | {row.fps:.3f} | {ratio} | {row.params:.2f} | "
+                f"{gflops} | {row.peak_mb:.0f} | {share} |")
+        if with_ap:
+            line += f" {row.ap:.1f} |" if row.ap is not None else f" {row.note or '-'} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
 def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, device: str = "cpu",
-                  fast_paths: bool = True, tmp_dir: Path | None = None) -> str:
+                  fast_paths: bool = True, tmp_dir: Path | None = None, weights: str | Path | None = None,
+                  data: str | Path | None = None, calib_images: int = 64) -> str:
     """The whole comparison as markdown: per size, our ``paper`` and ``knet`` configs (the paper's speed
     claim is against K-Net: Table II row 1), Mask R-CNN,
-    and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime on CPU); then the necks alone."""
+    and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime fp32 and INT8 on CPU); then
+    the necks alone. ``weights`` + ``data``: the checkpoint's ONNX fp32 and INT8 rows with mask AP on
+    ``data``'s val split (:func:`checkpoint_rows`); without them the INT8 row is speed only."""
     import tempfile
 
     dev = torch.device(device)
@@ -259,6 +345,10 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                 rows.append(benchmark_ours(paper, image, dev, runs, warmup, channels_last=True, name="paper, channels-last"))
                 if dev.type == "cpu":
                     rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp)))
+                    rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp), int8=True,
+                                               note="random weights: speed only"))
+        if weights is not None and dev.type == "cpu":
+            rows += checkpoint_rows(weights, data, sizes, runs, warmup, Path(tmp_dir or tmp), calib_images)
     necks = benchmark_necks(("knet", "paper"), sizes[0], dev, runs * 4, warmup)
     text = format_rows(rows, "Mask R-CNN R50-FPN (torchvision)", matmul, device_name)
     if fast_paths and half == "bf16" and not native_bf16():
@@ -267,6 +357,13 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): K-Net's FPN + SemanticFPN {necks['knet'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['knet'] / necks['paper']:.2f}× faster).")
-    text += "\nAll models run on random weights (speed does not depend on them; nothing is downloaded)."
+    if weights is not None:
+        text += (f"\nRows of {Path(weights).name}: its own input size and thresholds (a trained model's load), INT8 "
+                 f"calibrated on {calib_images} train images, mask AP on the val split of {data}; every other row "
+                 "runs on random weights (speed does not depend on them; nothing is downloaded).")
+    else:
+        text += ("\nAll models run on random weights (speed does not depend on them; nothing is downloaded); "
+                 "the INT8 row is calibrated on random images. `--weights CKPT --data DATA` adds a checkpoint's "
+                 "ONNX fp32 and INT8 rows with their mask AP.")
     return text
 

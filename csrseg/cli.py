@@ -107,8 +107,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from csrseg.api import evaluate
     from csrseg.evaluate import format_detailed
 
-    report = evaluate(args.weights, args.data, split=args.split, ann=args.ann, images=args.images, out=args.out,
-                      device=args.device, batch=args.batch, workers=args.workers, progress=True)
+    if bool(args.weights) == bool(args.onnx):
+        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
+                      out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['instances']} instances; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
@@ -250,10 +252,31 @@ def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.predict import Predictor
 
     out = Path(args.out)
+    if args.int8 and args.format != "onnx":
+        raise CsrsegError("--int8 quantizes an ONNX model: it cannot go with --format safetensors")
+    if args.int8 != bool(args.calib):
+        raise CsrsegError("--int8 needs --calib DATA (images to calibrate on)" if args.int8 else
+                          "--calib is for --int8 only")
     check_outputs(out.parent, [out.name], args.exist_ok, "pass --exist-ok to replace it or choose another file")
+    calib = None
+    if args.int8:  # every input checked before the minutes of export and calibration
+        from csrseg.quantize import calibration_images
+
+        calib = calibration_images(args.calib, args.calib_images)
     predictor = Predictor(args.weights, device="cpu", score_thr=0.0)
     meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
-    if args.format == "onnx":
+    if args.int8:
+        import tempfile
+
+        from csrseg.quantize import quantize_onnx
+
+        with tempfile.TemporaryDirectory(prefix="csrseg-export-") as tmp:
+            fp32 = export_onnx(predictor.model, predictor.cfg.input, Path(tmp) / "fp32.onnx", meta, opset=args.opset)
+            report = quantize_onnx(fp32, out, calib)
+        print(f"INT8 ONNX model (QDQ, {report.quantized} conv/matrix ops quantized, {report.kept_fp32} left in fp32, "
+              f"calibrated on {report.images} images of {args.calib}) written to {report.path}; "
+              f"run it with: csrseg predict --onnx {report.path} IMAGES")
+    elif args.format == "onnx":
         path = export_onnx(predictor.model, predictor.cfg.input, args.out, meta, opset=args.opset)
         print(f"ONNX model (opset {args.opset}, checked with onnx.checker) written to {path}; "
               f"run it with: csrseg predict --onnx {path} IMAGES")
@@ -272,7 +295,10 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         except ValueError:
             raise CsrsegError(f"--sizes {text!r}: expected WIDTHxHEIGHT, e.g. 1333x800") from None
         sizes.append((height, width))
-    report = run_benchmark(sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast)
+    if bool(args.weights) != bool(args.data):
+        raise CsrsegError("--weights and --data go together: the checkpoint's AP is measured on the data's val split")
+    report = run_benchmark(sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast,
+                           weights=args.weights, data=args.data, calib_images=args.calib_images)
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")
@@ -336,13 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exist_ok(p, "replace the run already in --out (its checkpoints and log are deleted)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="COCO mask AP of a checkpoint")
-    p.add_argument("--weights", required=True)
+    p = sub.add_parser("eval", help="COCO mask AP of a checkpoint or an exported ONNX model")
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="an ONNX model written by csrseg export (fp32 or --int8), run by onnxruntime")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--split", default="val", help="split to score: val, test, or a split's own name")
     p.add_argument("--ann", help="annotation file to score (instead of --data's split)")
     p.add_argument("--images", help="image folder, if not the split's own (e.g. test2017 for test-dev)")
-    p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights)")
+    p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights or model)")
     p.add_argument("--device")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
@@ -387,6 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", required=True)
     p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", action="store_true",
+                   help="ONNX with the network quantized to INT8 (static, QDQ, per-channel); post-processing stays fp32")
+    p.add_argument("--calib", metavar="DATA", help="--int8: dataset whose train split (else val) calibrates: " + DATA_HELP)
+    p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--int8: calibration images (default 64)")
     _add_exist_ok(p, "replace the output file if it exists")
     p.set_defaults(func=cmd_export)
 
@@ -396,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-fast", action="store_true", help="skip the bf16/fp16, channels-last and ONNX entries")
+    p.add_argument("--weights", help="a trained checkpoint: adds its ONNX fp32 and INT8 rows with mask AP (needs --data)")
+    p.add_argument("--data", help="--weights: dataset whose val split gives the AP and train split calibrates INT8")
+    p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--weights: INT8 calibration images")
     p.add_argument("--out", help="also write the markdown table to this file")
     p.set_defaults(func=cmd_benchmark)
 

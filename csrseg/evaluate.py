@@ -112,6 +112,19 @@ def run_inference(model: torch.nn.Module, loader: DataLoader, cat_ids: list[int]
     return results, seen
 
 
+def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of an :class:`csrseg.predict.OnnxPredictor` over a :class:`csrseg.data.CocoInstances`
+    (whose raw images it reads: the graph does its own resize) and the ids of the images seen."""
+    from tqdm import tqdm
+
+    results, seen = [], []
+    for idx in tqdm(range(len(dataset)), desc="eval (onnx)", disable=not progress, leave=False):
+        image, _, _, info = dataset.load(idx)
+        seen.append(int(info["id"]))
+        results.extend(predictions_to_coco(info["id"], predictor.run(image), dataset.cat_ids))
+    return results, seen
+
+
 def format_table(metrics: dict[str, float]) -> str:
     """Markdown table of the six COCO mask metrics."""
     head = "| " + " | ".join(METRICS) + " |"

@@ -1,6 +1,6 @@
 import torch
 
-from csrseg.benchmark import Row, _PeakMemory, format_rows, median_time
+from csrseg.benchmark import Row, PeakMemory, format_rows, median_time
 
 
 def test_table_ratios_are_to_the_reference_of_the_same_size():
@@ -31,7 +31,7 @@ def test_median_time_ignores_warmup_and_takes_the_median():
 
 
 def test_peak_memory_sees_a_large_temporary_allocation():
-    with _PeakMemory(torch.device("cpu")) as mem:
+    with PeakMemory(torch.device("cpu")) as mem:
         block = torch.ones(64 * 2**20)  # 256 MB, touched
         del block
     assert 200 < mem.mb < 400
@@ -42,3 +42,24 @@ def test_necks_alone_are_timed_for_knet_and_paper():
 
     times = benchmark_necks(("knet", "paper"), (64, 96), torch.device("cpu"), runs=1, warmup=0)
     assert set(times) == {"knet", "paper"} and all(t > 0 for t in times.values())
+
+
+def test_table_has_an_ap_column_when_a_row_has_an_ap_or_a_note():
+    rows = [
+        Row("ref", (800, 1333), 2.0, 44.0, 270.0, 100.0),
+        Row("int8", (800, 1333), 0.5, 33.0, 300.0, 80.0, note="random weights: speed only"),
+        Row("ckpt int8", (800, 1333), 0.5, 33.0, float("nan"), 80.0, ap=31.25),
+    ]
+    lines = format_rows(rows, "ref", matmul=600.0, device_name="test cpu").splitlines()
+    assert lines[2].endswith("| mask AP |")
+    assert lines[4].startswith("| ref |") and lines[4].endswith("| - |")
+    assert lines[5].endswith("| random weights: speed only |") and "| 4.00 |" in lines[5]
+    assert lines[6].endswith("| - | 31.2 |")  # no FLOPs counted for a checkpoint row: no share either
+
+
+def test_benchmark_weights_without_data_is_a_one_line_error(capsys):
+    from csrseg.cli import main
+
+    assert main(["benchmark", "--weights", "w.pt"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--weights and --data go together" in err

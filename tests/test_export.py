@@ -32,7 +32,9 @@ def _checkpoint(tmp_path, cls_bias):
 
 def _images():
     rng = np.random.default_rng(0)
-    return [rng.integers(0, 255, (100, 150, 3), dtype=np.uint8), rng.integers(0, 255, (90, 60, 3), dtype=np.uint8)]
+    # the last one is already at the input size (128 px long side): no resize, the graph's other branch
+    return [rng.integers(0, 255, (100, 150, 3), dtype=np.uint8), rng.integers(0, 255, (90, 60, 3), dtype=np.uint8),
+            rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +81,23 @@ def test_exported_graph_passes_the_checker_and_has_dynamic_size(exported):
     dims = model.graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_param or d.dim_value for d in dims] == [1, 3, "height", "width"]
     assert model.opset_import[0].version >= 17
+
+
+def test_exported_masks_are_reduced_in_bytes_and_resized_only_when_needed(exported):
+    import onnx
+
+    # torch exports ``any`` as Cast(int64) + ReduceSum: 8 bytes a pixel over 100 full-size masks,
+    # which was most of the ONNX post-processing's time and its memory peak (issue 14)
+    _, path = exported
+    graph = onnx.load(str(path)).graph
+    produced_by = {out: node for node in graph.node for out in node.output}
+    byte_max = [node for node in graph.node if node.op_type == "ReduceMax"
+                and produced_by[node.input[0]].op_type == "Cast"
+                and produced_by[node.input[0]].attribute[0].i == onnx.TensorProto.UINT8]
+    assert len(byte_max) >= 2  # rows and columns of the masks: boxes and empty masks
+    # the resize to the original size is a branch: skipped when the image needed no resize
+    branches = [node for node in graph.node if node.op_type == "If"]
+    assert branches and any(n.op_type == "Resize" for b in branches for g in b.attribute for n in g.g.node)
 
 
 @pytest.mark.numerics

@@ -190,12 +190,13 @@ class CocoInstances(Dataset):
 
     Each sample: ``image (3, H, W)`` normalised, ``masks (N, H, W)`` uint8,
     ``labels (N,)`` int64 contiguous, ``image_id``, ``orig_size (H0, W0)`` and
-    ``input_size (H, W)`` (before padding). Crowd instances are left out.
+    ``input_size (H, W)`` (before padding). Crowd instances are left out. ``transform=None``: for
+    :meth:`load` alone (raw images, e.g. for an ONNX model that resizes in its graph).
     Randomness (flip, scale) comes from ``(seed, epoch, index)``, so an epoch is the
     same whatever the worker count and after a resume.
     """
 
-    def __init__(self, ann_file: str | Path, image_dir: str | Path, transform: Transform, seed: int = 0,
+    def __init__(self, ann_file: str | Path, image_dir: str | Path, transform: Transform | None, seed: int = 0,
                  check_files: bool = True, cat_ids: list[int] | None = None,
                  same_categories_as: CocoIndex | None = None) -> None:
         self.index = load_coco_json(ann_file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -44,16 +46,26 @@ def global_sum(value: float, device: torch.device) -> tuple[float, int]:
     return float(value), 1
 
 
+def any_along(masks: Tensor, dim: int) -> Tensor:
+    """``masks.any(dim)`` for bool masks. Traced for ONNX it becomes a uint8 max (1 byte a pixel):
+    torch exports ``any`` as a cast to int64 and a sum, 8 bytes a pixel, which made these
+    reductions over 100 full-size masks the ONNX path's largest post-processing cost and memory peak."""
+    return masks.to(torch.uint8).amax(dim=dim) > 0 if torch.jit.is_tracing() else masks.any(dim=dim)
+
+
 def boxes_from_masks(masks: Tensor) -> Tensor:
     """``(n, H, W)`` bool -> ``(n, 4)`` inclusive ``x0, y0, x1, y1``; zeros for an empty mask.
 
     Vectorised (torchvision's ``masks_to_boxes`` loops over masks, which ONNX tracing cannot follow).
     """
-    _, height, width = masks.shape
-    rows = masks.any(dim=2)  # (n, H)
-    cols = masks.any(dim=1)  # (n, W)
-    ys = torch.arange(height, device=masks.device, dtype=torch.float32)
-    xs = torch.arange(width, device=masks.device, dtype=torch.float32)
+    return _boxes(any_along(masks, 2), any_along(masks, 1))
+
+
+def _boxes(rows: Tensor, cols: Tensor) -> Tensor:
+    """Boxes from which rows ``(n, H)`` and columns ``(n, W)`` of each mask hold a pixel."""
+    height, width = rows.shape[1], cols.shape[1]
+    ys = torch.arange(height, device=rows.device, dtype=torch.float32)
+    xs = torch.arange(width, device=rows.device, dtype=torch.float32)
     big = float(max(height, width))
     y0 = torch.where(rows, ys, torch.full_like(ys, big)).amin(dim=1)
     y1 = torch.where(rows, ys, torch.full_like(ys, -1.0)).amax(dim=1)
@@ -75,23 +87,56 @@ def upsample_masks(
     """
     n = soft.shape[0]
     if chunk <= 0:
-        return _upsample(soft, stride, input_size, orig_size) > threshold
+        return _upsample(soft, stride, input_size, orig_size, threshold)
     out = torch.zeros((n, *orig_size), dtype=torch.bool, device=soft.device)
     for start in range(0, n, chunk):
-        out[start : start + chunk] = _upsample(soft[start : start + chunk], stride, input_size, orig_size) > threshold
+        out[start : start + chunk] = _upsample(soft[start : start + chunk], stride, input_size, orig_size, threshold)
     return out
 
 
-def _upsample(soft: Tensor, stride: int, input_size, orig_size) -> Tensor:
+def _upsample(soft: Tensor, stride: int, input_size, orig_size, threshold: float) -> Tensor:
     h, w = soft.shape[-2:]
-    part = F.interpolate(soft[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-    part = part[..., : input_size[0], : input_size[1]]
-    return F.interpolate(part, size=(orig_size[0], orig_size[1]), mode="bilinear", align_corners=False)[:, 0]
+    padded = F.interpolate(soft[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+    # sizes as one tensor: traced for ONNX they are computed from the image, and the branch below
+    # becomes an ONNX If
+    sizes = torch.stack([torch.as_tensor(v, device=soft.device) for v in (*input_size, *orig_size)])
+    return _crop_resize_threshold(padded, sizes, threshold)
+
+
+def _crop_resize_threshold_eager(padded: Tensor, sizes: Tensor, threshold: float) -> Tensor:
+    """``(n, 1, Hp, Wp)`` probabilities -> ``(n, H0, W0)`` bool: crop to ``sizes[:2]`` (the unpadded
+    input), resize to ``sizes[2:]`` (the original image), threshold.
+
+    When the two sizes are equal (the image needed no resize) the bilinear resize is the identity,
+    so it is skipped and the threshold comes before the crop: the crop then copies 1 byte a pixel,
+    not 4. Same result; at 1333x800 it takes a third of the post-processing off the ONNX path.
+    Scripted (not traced) so that the export keeps both branches.
+    """
+    in_h, in_w, out_h, out_w = int(sizes[0]), int(sizes[1]), int(sizes[2]), int(sizes[3])
+    # threshold before dropping the (size 1) channel axis, and drop it with a reshape: indexing it
+    # (``[:, 0]``) copies the tensor in ONNX, and a scripted ``squeeze`` exports as yet another If
+    if in_h == out_h and in_w == out_w:
+        return (padded > threshold).flatten(0, 1)[:, :in_h, :in_w]
+    part = padded[:, :, :in_h, :in_w]
+    resized = torch.nn.functional.interpolate(part, size=[out_h, out_w], mode="bilinear", align_corners=False)
+    return (resized > threshold).flatten(0, 1)
+
+
+with warnings.catch_warnings():
+    # TorchScript is deprecated, but the ONNX export (torch.onnx, dynamo=False) traces, and only a
+    # scripted function keeps a branch in a traced graph
+    warnings.simplefilter("ignore", FutureWarning)
+    _crop_resize_threshold = torch.jit.script(_crop_resize_threshold_eager)
 
 
 def drop_empty(result: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop instances whose mask lost all its pixels (a small original size sampled from it); add boxes."""
-    nonempty = result["masks"].flatten(1).any(dim=1)
-    masks = result["masks"][nonempty]
-    return dict(labels=result["labels"][nonempty], scores=result["scores"][nonempty], masks=masks,
-                boxes=boxes_from_masks(masks))
+    """Drop instances whose mask lost all its pixels (a small original size sampled from it); add boxes.
+
+    Two passes over the full-size masks (which rows, which columns hold a pixel) give both the
+    boxes and the empty masks; the masks are copied once, when the empty ones are dropped.
+    """
+    masks = result["masks"]
+    rows, cols = any_along(masks, 2), any_along(masks, 1)
+    nonempty = rows.any(dim=1)
+    return dict(labels=result["labels"][nonempty], scores=result["scores"][nonempty], masks=masks[nonempty],
+                boxes=_boxes(rows, cols)[nonempty])

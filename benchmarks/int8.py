@@ -1,0 +1,111 @@
+"""CPU inference at the limit (issue 14): Mask R-CNN, `paper` eager fp32, ONNX fp32 and ONNX INT8, side by side.
+
+    taskset -c 1 env OMP_NUM_THREADS=1 python benchmarks/int8.py --sizes 1333x800 640x640 --rounds 5
+
+One process, one image per size (random pixels; random weights: speed does not depend on them),
+batch 1, post-processing included, every model at full load (as `csrseg benchmark`: score
+thresholds 0, so K-Net's top 100 masks and Mask R-CNN's 100 detections are all drawn). Every entry
+sees the same pixels: Mask R-CNN's and the ONNX graph's resize are set to the image size. The
+entries are timed in interleaved rounds (one run of each per round, after one warm-up round), so
+a slow spell of the machine hits all of them; the table gives the median. Peak memory: the rise
+of the process's peak RSS during one run on a fresh session (ONNX) or the built model (eager),
+measured after the timing; ONNX Runtime with its CPU arena (its default and csrseg's) and without.
+Prints a markdown table; `--out FILE` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from csrseg.benchmark import PeakMemory, full_load, maskrcnn_step, onnx_file, ours_step, synthetic_image
+from csrseg.config import load_config
+from csrseg.cpu import cpu_description
+
+
+def measure(size: tuple[int, int], rounds: int, tmp: Path) -> list[dict]:
+    """Rows (name, seconds, peak_mb) for one ``size`` (H, W)."""
+    from csrseg.predict import onnx_session
+
+    cpu = torch.device("cpu")
+    image = synthetic_image(*size)
+    feed = {"image": image.round().clamp(0, 255).to(torch.uint8)[None].numpy()}
+    cfg = full_load(load_config("paper"))
+    eager, model = ours_step(cfg, image, cpu, channels_last=True)  # the Predictor's default layout
+    fp32 = onnx_file(cfg, size, tmp / "paper.onnx", model=model.to(memory_format=torch.contiguous_format))
+    int8 = onnx_file(cfg, size, tmp / "paper_int8.onnx", int8=True, model=model)
+    model.to(memory_format=torch.channels_last)
+    threads = torch.get_num_threads()
+    sessions = {path: onnx_session(path, threads) for path in (fp32, int8)}
+    entries = {
+        "Mask R-CNN R50-FPN (torchvision)": maskrcnn_step(image, cpu)[0],
+        "paper, eager fp32 (channels-last)": eager,
+        "paper, ONNX Runtime fp32": lambda: sessions[fp32].run(None, feed),
+        "paper, ONNX Runtime INT8": lambda: sessions[int8].run(None, feed),
+    }
+    times: dict[str, list[float]] = {name: [] for name in entries}
+    for round_ in range(rounds + 1):
+        for name, step in entries.items():
+            tic = time.perf_counter()
+            step()
+            if round_:  # round 0 warms up
+                times[name].append(time.perf_counter() - tic)
+    rows = [dict(name=name, seconds=statistics.median(t), runs=t) for name, t in times.items()]
+    del sessions
+    peaks = {}
+    for name, step in list(entries.items())[:2]:
+        with PeakMemory(cpu) as mem:
+            step()
+        peaks[name] = mem.mb
+    for name, path, arena in (("paper, ONNX Runtime fp32", fp32, True), ("paper, ONNX Runtime INT8", int8, True),
+                              ("ONNX fp32 without the arena", fp32, False), ("ONNX INT8 without the arena", int8, False)):
+        session = onnx_session(path, threads, arena=arena)
+        with PeakMemory(cpu) as mem:
+            session.run(None, feed)
+        peaks[name] = mem.mb
+        del session
+    for row in rows:
+        row["peak_mb"] = peaks[row["name"]]
+    rows.append(dict(name="(ONNX peak without ORT's CPU arena: fp32 / INT8)", seconds=float("nan"), runs=[],
+                     peak_mb=f"{peaks['ONNX fp32 without the arena']:.0f} / {peaks['ONNX INT8 without the arena']:.0f}"))
+    return rows
+
+
+def table(results: dict[tuple[int, int], list[dict]], rounds: int) -> str:
+    lines = [f"CPU: {cpu_description()}; torch threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds.",
+             "", "| model | input (W×H) | s / image | images/s | × Mask R-CNN | peak mem (MB) |", "|---|---|---|---|---|---|"]
+    for (h, w), rows in results.items():
+        ref = rows[0]["seconds"]
+        for row in rows:
+            if row["seconds"] != row["seconds"]:  # the memory-only line
+                lines.append(f"| {row['name']} | {w}×{h} | | | | {row['peak_mb']} |")
+                continue
+            lines.append(f"| {row['name']} | {w}×{h} | {row['seconds']:.2f} | {1 / row['seconds']:.3f} | "
+                         f"{ref / row['seconds']:.2f} | {row['peak_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["1333x800", "640x640"], help="WIDTHxHEIGHT ...")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", help="also write the table here")
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for text in args.sizes:
+            width, height = (int(v) for v in text.split("x"))
+            results[(height, width)] = measure((height, width), args.rounds, Path(tmp))
+    report = table(results, args.rounds)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
