@@ -72,9 +72,7 @@ def test_info_parts_add_up_and_flops_grow_with_input():
 
 
 def test_solov2_mask_branch_ends_in_group_norm_and_relu():
-    from tests.conftest import tiny_config
-
-    model = build_model(tiny_config()).eval()
+    model = build_model(load_config("demo", ["model.head.mask_out_norm=true"])).eval()  # the demo turns it off
     assert isinstance(model.head.mask_out[1], torch.nn.GroupNorm) and isinstance(model.head.mask_out[2], torch.nn.ReLU)
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
@@ -85,8 +83,11 @@ def test_mask_branch_output_is_solov2s_conv_gn_relu_or_a_plain_conv():
     from csrseg.config import ConfigError, load_config
     from csrseg.models import build_model
 
-    solov2 = build_model(load_config("demo")).head.mask_out
-    plain = build_model(load_config("demo", ["model.head.mask_out_norm=false"])).head.mask_out
+    solov2 = build_model(load_config("demo", ["model.head.mask_out_norm=true"])).head.mask_out
+    plain = build_model(load_config("demo")).head.mask_out
+    # SOLOv2's own head for the SOLOv2 presets; the demo keeps the head its recipe was measured with
+    assert load_config("paper-solov2").model.head.mask_out_norm and load_config("paper-solov2").model.head.mask_targets == "binary"
+    assert load_config("demo").model.head.mask_targets == "soft"
     assert [type(m).__name__ for m in solov2] == ["Conv2d", "GroupNorm", "ReLU"]
     assert [type(m).__name__ for m in plain] == ["Conv2d"] and plain[0].bias is not None
     x = torch.randn(1, 128, 4, 4)
