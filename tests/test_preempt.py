@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -43,6 +44,8 @@ def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored_after_an_err
         os.kill(os.getpid(), signal.SIGINT)
         assert preempt.stop_requested() == signal.SIGINT
         os.kill(os.getpid(), signal.SIGINT)  # the default handler is back: KeyboardInterrupt now
+        for _ in range(200):  # Python runs a signal's handler at its next check, not inside os.kill
+            time.sleep(0.01)
         raise AssertionError("a second Ctrl-C did not interrupt")
 
     with pytest.raises(KeyboardInterrupt):
