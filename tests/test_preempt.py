@@ -48,7 +48,10 @@ def test_first_signal_only_asks_to_stop_and_brings_back_the_old_handlers():
     assert preempt.stop_requested() == 0
 
 
-def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored_after_an_error():
+def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored_after_an_error(monkeypatch):
+    # Python's own Ctrl-C handler as the one to come back: some earlier test in the full suite leaves
+    # another SIGINT handler installed (seen in CI), and then a second Ctrl-C could not raise here
+    monkeypatch.setattr(signal, "_csrseg_prev", signal.signal(signal.SIGINT, signal.default_int_handler), raising=False)
     before = {sig: signal.getsignal(sig) for sig in preempt.SIGNALS}
 
     @preempt.preemptible
@@ -62,6 +65,7 @@ def test_second_ctrl_c_interrupts_at_once_and_handlers_are_restored_after_an_err
     with pytest.raises(KeyboardInterrupt):
         work()
     assert {sig: signal.getsignal(sig) for sig in preempt.SIGNALS} == before
+    signal.signal(signal.SIGINT, signal._csrseg_prev)  # what the suite had before this test
 
 
 def test_handlers_are_left_alone_outside_the_main_thread():
