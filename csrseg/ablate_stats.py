@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from csrseg.config import Config, without_pretrained
+from csrseg.config import Config
 
 FLAT_AP = 0.5  # AP points: a last interval that adds less than this (or the seed std) is flat
 P_NOISE = 0.05
@@ -148,35 +147,23 @@ def plot_curves(summaries: dict[str, list[dict]], path: Path, title: str) -> Non
 def speed_side_by_side(cfgs: dict[str, Config], rounds: int = 5) -> dict[str, dict[str, float]]:
     """Images/s of each whole model and milliseconds of its neck alone, measured in one process.
 
-    Rows take turns within every round (one image each, batch 1, post-processing included, at the
-    size the config trains at), so drifting machine load falls on all rows alike; medians over rounds.
-    Random weights: speed does not depend on them.
+    Rows take turns within every round (one image each, batch 1, at the size the config trains at;
+    the whole model as ``csrseg benchmark`` times it: normalise, network, post-processing at full
+    load), so drifting machine load falls on all rows alike; medians over rounds. The neck is timed
+    on backbone features computed once. Random weights: speed does not depend on them.
     """
-    from csrseg.benchmark import synthetic_image
-    from csrseg.data.transforms import collate, normalize
-    from csrseg.models import build_model
+    from csrseg.benchmark import interleaved_median_times, ours_step, synthetic_image
 
-    models, inputs = {}, {}
+    cpu = torch.device("cpu")
+    whole, necks, sizes = {}, {}, {}
     for name, cfg in cfgs.items():
-        models[name] = build_model(without_pretrained(cfg)).eval()
         image = synthetic_image(cfg.input.short_side, cfg.input.max_size)
-        batch, _ = collate([dict(image=normalize(image, cfg.input), masks=torch.zeros(0, *image.shape[-2:]))])
-        inputs[name] = (batch, tuple(image.shape[-2:]))
-    whole: dict[str, list[float]] = {n: [] for n in cfgs}
-    neck: dict[str, list[float]] = {n: [] for n in cfgs}
-    with torch.no_grad():
-        for round_index in range(rounds + 1):  # round 0 warms up
-            for name, model in models.items():
-                batch, size = inputs[name]
-                tic = time.perf_counter()
-                model.postprocess(model(batch), [size], [size])
-                elapsed = time.perf_counter() - tic
-                feats = model.backbone(batch)
-                tic = time.perf_counter()
-                model.neck(feats)
-                neck_elapsed = time.perf_counter() - tic
-                if round_index:
-                    whole[name].append(elapsed)
-                    neck[name].append(neck_elapsed)
-    return {n: dict(images_per_second=1 / statistics.median(whole[n]), neck_ms=1e3 * statistics.median(neck[n]),
-                    size=list(inputs[n][1])) for n in cfgs}
+        whole[name], model = ours_step(cfg, image, cpu)
+        sizes[name] = list(image.shape[-2:])
+        padded = torch.randn(1, 3, -(-sizes[name][0] // 32) * 32, -(-sizes[name][1] // 32) * 32)
+        with torch.no_grad():
+            feats = model.backbone(padded)
+        necks[name] = torch.no_grad()(lambda model=model, feats=feats: model.neck(feats))
+    whole_s = interleaved_median_times(whole, rounds, cpu)
+    neck_s = interleaved_median_times(necks, rounds, cpu)
+    return {n: dict(images_per_second=1 / whole_s[n], neck_ms=1e3 * neck_s[n], size=sizes[n]) for n in cfgs}

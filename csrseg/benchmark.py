@@ -62,6 +62,18 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.
     return statistics.median(times)
 
 
+def interleaved_median_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function, the functions taking turns within every round (round 0 warms
+    up), so drifting machine load falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_index in range(rounds + 1):
+        for name, fn in fns.items():
+            seconds = median_time(fn, 1, 0, device)
+            if round_index:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5) -> float:
     """Measured fp32 matrix-multiply throughput of this process (the machine's practical limit)."""
     a = torch.randn(n, n, device=device)
