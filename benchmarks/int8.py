@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from csrseg.benchmark import PeakMemory, full_load, maskrcnn_step, onnx_file, ours_step, synthetic_image
+from csrseg.benchmark import PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
 from csrseg.config import load_config
 from csrseg.cpu import cpu_description
 
@@ -48,13 +47,7 @@ def measure(size: tuple[int, int], rounds: int, tmp: Path) -> list[dict]:
         "paper, ONNX Runtime fp32": lambda: sessions[fp32].run(None, feed),
         "paper, ONNX Runtime INT8": lambda: sessions[int8].run(None, feed),
     }
-    times: dict[str, list[float]] = {name: [] for name in entries}
-    for round_ in range(rounds + 1):
-        for name, step in entries.items():
-            tic = time.perf_counter()
-            step()
-            if round_:  # round 0 warms up
-                times[name].append(time.perf_counter() - tic)
+    times = interleaved_times(entries, rounds, cpu)
     rows = [dict(name=name, seconds=statistics.median(t), runs=t) for name, t in times.items()]
     del sessions
     peaks = {}

@@ -152,7 +152,7 @@ def speed_side_by_side(cfgs: dict[str, Config], rounds: int = 5) -> dict[str, di
     load), so drifting machine load falls on all rows alike; medians over rounds. The neck is timed
     on backbone features computed once. Random weights: speed does not depend on them.
     """
-    from csrseg.benchmark import interleaved_median_times, ours_step, synthetic_image
+    from csrseg.benchmark import interleaved_times, ours_step, padded_input, synthetic_image
 
     cpu = torch.device("cpu")
     whole, necks, sizes = {}, {}, {}
@@ -160,10 +160,10 @@ def speed_side_by_side(cfgs: dict[str, Config], rounds: int = 5) -> dict[str, di
         image = synthetic_image(cfg.input.short_side, cfg.input.max_size)
         whole[name], model = ours_step(cfg, image, cpu)
         sizes[name] = list(image.shape[-2:])
-        padded = torch.randn(1, 3, -(-sizes[name][0] // 32) * 32, -(-sizes[name][1] // 32) * 32)
         with torch.no_grad():
-            feats = model.backbone(padded)
+            feats = model.backbone(padded_input(sizes[name]))
         necks[name] = torch.no_grad()(lambda model=model, feats=feats: model.neck(feats))
-    whole_s = interleaved_median_times(whole, rounds, cpu)
-    neck_s = interleaved_median_times(necks, rounds, cpu)
-    return {n: dict(images_per_second=1 / whole_s[n], neck_ms=1e3 * neck_s[n], size=sizes[n]) for n in cfgs}
+    whole_s = interleaved_times(whole, rounds, cpu)
+    neck_s = interleaved_times(necks, rounds, cpu)
+    return {n: dict(images_per_second=1 / statistics.median(whole_s[n]), neck_ms=1e3 * statistics.median(neck_s[n]),
+                    size=sizes[n]) for n in cfgs}

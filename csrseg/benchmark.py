@@ -62,16 +62,21 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.
     return statistics.median(times)
 
 
-def interleaved_median_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function, the functions taking turns within every round (round 0 warms
-    up), so drifting machine load falls on all of them alike."""
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Seconds of each function in each of ``rounds`` rounds, the functions taking turns within every
+    round (an extra round 0 warms up), so drifting machine load falls on all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_index in range(rounds + 1):
         for name, fn in fns.items():
             seconds = median_time(fn, 1, 0, device)
             if round_index:
                 times[name].append(seconds)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def padded_input(size: tuple[int, int], device: torch.device | str = "cpu", divisor: int = 32) -> torch.Tensor:
+    """A random ``(1, 3, H, W)`` batch of ``size`` padded up to multiples of ``divisor``, as collate pads."""
+    return torch.randn(1, 3, -(-size[0] // divisor) * divisor, -(-size[1] // divisor) * divisor, device=device)
 
 
 def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5) -> float:
@@ -168,7 +173,7 @@ def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs:
     size = tuple(image.shape[-2:])
     with PeakMemory(device) as mem:
         seconds = median_time(step, runs, warmup, device)
-    padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device)
+    padded = padded_input(size, device)
     return Row(name or cfg.name, size, seconds, count_params(model), count_flops(model, padded), mem.mb)
 
 
@@ -254,7 +259,7 @@ def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp
     step = onnx_step(path, image)
     with PeakMemory(torch.device("cpu")) as mem:
         seconds = median_time(step, runs, warmup, torch.device("cpu"))
-    padded = torch.zeros(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32)
+    padded = padded_input(size)
     return Row(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", size, seconds, count_params(model),
                count_flops(model, padded), mem.mb, note=note)
 
@@ -294,7 +299,7 @@ def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch
     for name in names:
         model: CSRSeg = build_model(without_pretrained(load_config(name))).to(device).eval()
         with torch.no_grad():
-            feats = model.backbone(torch.randn(1, 3, -(-size[0] // 32) * 32, -(-size[1] // 32) * 32, device=device))
+            feats = model.backbone(padded_input(size, device))
             out[name] = median_time(lambda: model.neck(feats), runs, warmup, device)
     return out
 
