@@ -24,6 +24,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from csrseg.cpu import cuda_half_dtype
 from csrseg.errors import CsrsegError
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
@@ -67,7 +68,7 @@ def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int]
     ``ann_file`` (:class:`EvaluationError` otherwise).
     """
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+        gt = load_ground_truth(ann_file)
     all_ids = sorted(gt.getImgIds())
     if image_ids is not None and sorted(set(image_ids)) != all_ids:
         missing = sorted(set(all_ids) - set(image_ids))
@@ -103,7 +104,8 @@ def run_inference(model: torch.nn.Module, loader: DataLoader, cat_ids: list[int]
     results, seen = [], []
     for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
         images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=cuda_half_dtype(device) if device.type == "cuda" else torch.bfloat16,
+                            enabled=amp and device.type == "cuda"):
             outputs = model(images)
         instances = model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         for target, inst in zip(targets, instances):
@@ -131,6 +133,15 @@ def format_table(metrics: dict[str, float]) -> str:
     rule = "|" + "---|" * len(METRICS)
     row = "| " + " | ".join(f"{metrics[m]:.1f}" for m in METRICS) + " |"
     return "\n".join([head, rule, row])
+
+
+def load_ground_truth(ann_file: str | Path) -> COCO:
+    """The annotation file as pycocotools' ``COCO``. COCO files need no ``info`` block (ours, and
+    many converters', have none), but pycocotools 2.0.10's ``loadRes`` copies it and fails with
+    ``KeyError: 'info'`` without one: give it an empty one."""
+    gt = COCO(str(ann_file))
+    gt.dataset.setdefault("info", {})
+    return gt
 
 
 def write_results(results: list[dict], path: str | Path) -> Path:
@@ -181,7 +192,7 @@ def detailed_metrics(ann_file: str | Path, results: list[dict], image_ids: list[
     """
     mask_metrics, _ = coco_mask_ap(ann_file, [dict(r) for r in results], image_ids)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(ann_file))
+        gt = load_ground_truth(ann_file)
     for ann in gt.dataset["annotations"]:  # box AP needs ground-truth boxes; derive missing ones from masks
         if not ann.get("bbox"):
             ann["bbox"] = [float(v) for v in mask_utils.toBbox(gt.annToRLE(ann))]

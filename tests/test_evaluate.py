@@ -27,6 +27,26 @@ def test_ground_truth_as_predictions_scores_100(synth_root):
     assert "Average Precision" in summary
 
 
+def test_a_file_without_info_scores_under_pycocotools_2_0_10(synth_root, tmp_path, monkeypatch):
+    """pycocotools 2.0.10's loadRes copies ``dataset['info']`` (KeyError without one; seen on a GPU
+    machine with that release); annotation files without an info block must still score."""
+    from pycocotools.coco import COCO
+
+    load_res = COCO.loadRes
+
+    def load_res_2_0_10(self, res):
+        self.dataset["info"]  # what 2.0.10 reads first
+        return load_res(self, res)
+
+    monkeypatch.setattr(COCO, "loadRes", load_res_2_0_10)
+    data, results = _gt_as_results(synth_root / "annotations" / "instances_train.json")
+    data.pop("info", None)
+    ann_file = tmp_path / "no_info.json"
+    ann_file.write_text(json.dumps(data))
+    metrics, _ = coco_mask_ap(ann_file, results, [im["id"] for im in data["images"]])
+    assert metrics["AP"] == pytest.approx(100.0)
+
+
 def test_deleting_one_instance_lowers_recall_by_its_share(synth_root):
     ann_file = synth_root / "annotations" / "instances_train.json"
     data, results = _gt_as_results(ann_file)
