@@ -41,6 +41,18 @@ def native_bf16() -> bool:
         return False
 
 
+def cuda_half_dtype(device: torch.device) -> torch.dtype:
+    """The half precision for autocast on a CUDA ``device``: bf16 where it computes bf16 (Ampere and
+    later), else fp16. bf16 keeps fp32's range: K-Net's kernel update sums features over whole masks
+    (values past 1e6 at 256 px), which overflows fp16's 65504 and turns every mask into NaN."""
+    return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+
+
+def cuda_half_precision(device: torch.device) -> str:
+    """:func:`cuda_half_dtype`'s name as the CLI and the tables spell it: ``"bf16"`` or ``"fp16"``."""
+    return "bf16" if cuda_half_dtype(device) == torch.bfloat16 else "fp16"
+
+
 def cpu_description() -> str:
     """``"AMD EPYC, AVX2, 2 threads (2 cores), no native bf16"``: what to print beside a CPU figure."""
     bf16 = "native bf16" if native_bf16() else "no native bf16"
@@ -48,23 +60,33 @@ def cpu_description() -> str:
             f"({os.cpu_count()} cores), {bf16}")
 
 
-def conv_gflops(runs: int = 5, channels_last: bool = False, dtype: torch.dtype = torch.float32) -> float:
-    """Median GFLOP/s of one 3x3 conv (8x128x32x32 -> 128, padding 1): the machine's practical
-    convolution throughput, the reference for "share of the machine" in the speed benchmarks."""
-    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False)
-    feat = torch.randn(8, 128, 32, 32)
+def conv_gflops(runs: int = 5, channels_last: bool = False, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu", batch: int = 8, side: int = 32) -> float:
+    """Median GFLOP/s of one 3x3 conv (batch x 128 x side x side -> 128, padding 1): the machine's
+    practical convolution throughput, the reference for "share of the machine" in the speed
+    benchmarks. The default 8x128x32x32 suits a CPU; a GPU needs a larger one to be busy."""
+    device = torch.device(device)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device)
+    feat = torch.randn(batch, 128, side, side, device=device)
     if channels_last:
         conv, feat = conv.to(memory_format=torch.channels_last), feat.contiguous(memory_format=torch.channels_last)
-    flops = 2 * 8 * 128 * 128 * 9 * 32 * 32
+    flops = 2 * batch * 128 * 128 * 9 * side * side
     times = []
-    with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         for i in range(runs + 2):
+            _sync(device)
             tic = time.perf_counter()
             for _ in range(5):
                 conv(feat)
+            _sync(device)
             if i >= 2:
                 times.append((time.perf_counter() - tic) / 5)
     return flops / statistics.median(times) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def keep_freed_memory() -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from csrseg.config import Config, load_config
-from csrseg.cpu import cpu_description
+from csrseg.cpu import cpu_description, cuda_half_precision
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs
@@ -42,7 +42,7 @@ def plan(cfg: Config, images: int, device: str) -> str:
     use_amp, _ = amp_settings(cfg.train.amp, dev)
     if dev.type == "cuda":
         where = torch.cuda.get_device_name(dev)
-        precision = "fp16 autocast" if use_amp else "fp32 (train.amp=false)"
+        precision = f"{cuda_half_precision(dev)} autocast" if use_amp else "fp32 (train.amp=false)"
     else:
         where = cpu_description()
         if use_amp:

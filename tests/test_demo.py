@@ -31,3 +31,18 @@ def test_training_estimates_its_remaining_time_after_the_first_iterations(synth_
         train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, val_split=None)
     estimates = [r.getMessage() for r in caplog.records if "training will take about" in r.getMessage()]
     assert len(estimates) == 1 and "(2 iterations left" in estimates[0]
+
+
+def test_cuda_autocasts_to_bf16_where_the_gpu_computes_it(monkeypatch):
+    """K-Net's kernel update sums features over whole masks (past fp16's 65504 at 256 px): fp16 only
+    on GPUs without bf16, where the trainer's loss scaler is on."""
+    from csrseg.engine.trainer import amp_settings
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert amp_settings(True, cuda) == (True, torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
+    assert "bf16 autocast" in demo.plan(load_config("demo"), 100, "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert amp_settings(True, cuda) == (True, torch.float16)
+    assert amp_settings(False, cuda) == (False, torch.float32)

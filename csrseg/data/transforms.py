@@ -41,8 +41,8 @@ def hflip(image: Tensor, masks: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def normalize(image: Tensor, cfg: InputConfig) -> Tensor:
-    mean = torch.tensor(cfg.mean, dtype=image.dtype)[:, None, None] * 255
-    std = torch.tensor(cfg.std, dtype=image.dtype)[:, None, None] * 255
+    mean = torch.tensor(cfg.mean, dtype=image.dtype, device=image.device)[:, None, None] * 255
+    std = torch.tensor(cfg.std, dtype=image.dtype, device=image.device)[:, None, None] * 255
     return (image - mean) / std
 
 

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from csrseg.config import Config, ConfigError, save_config, to_dict, without_pretrained
-from csrseg.cpu import keep_freed_memory, native_bf16
+from csrseg.cpu import cuda_half_dtype, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate
 from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.engine import distributed as du
@@ -234,7 +234,8 @@ def train(
         ckpt = load_checkpoint(last_path)
         load_model_state(model, ckpt["model"], strict=True, source=str(last_path))
         optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"]:  # empty when the run started where loss scaling was off (CPU, bf16)
+            scaler.load_state_dict(ckpt["scaler"])
         epoch, step_in_epoch, iteration = ckpt["epoch"], ckpt["step"], ckpt["iteration"]
         best_ap, metrics = ckpt["best_ap"], ckpt.get("metrics", {})
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -372,12 +373,13 @@ def train(
 
 
 def amp_settings(amp: bool, device: torch.device) -> tuple[bool, torch.dtype]:
-    """Mixed precision to use: fp16 (with loss scaling) on CUDA, bf16 on CPUs that compute it
-    natively (AVX512-BF16 / AMX, ~1.7x faster training there), else none."""
+    """Mixed precision to use: on CUDA bf16 where the GPU computes it, else fp16 with loss scaling
+    (:func:`csrseg.cpu.cuda_half_dtype`); bf16 on CPUs that compute it natively (AVX512-BF16 / AMX,
+    ~1.7x faster training there); else none."""
     if not amp:
         return False, torch.float32
     if device.type == "cuda":
-        return True, torch.float16
+        return True, cuda_half_dtype(device)
     return native_bf16(), torch.bfloat16
 
 
