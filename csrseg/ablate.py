@@ -67,6 +67,18 @@ def table_variants(table: int, base: Config) -> dict[str, list[str]]:
     return rows
 
 
+def selected_rows(table: int, base: Config, rows: list[str] | tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """``table_variants`` limited to ``rows`` (row folder names such as ``fpn_baseline``); all when empty."""
+    variants = table_variants(table, base)
+    if not rows:
+        return variants
+    known = {_slug(name): name for name in variants}
+    unknown = [row for row in rows if row not in known]
+    if unknown:
+        raise CsrsegError(f"--rows {' '.join(unknown)}: Table {table} with {base.name} has the rows {', '.join(known)}")
+    return {known[row]: variants[known[row]] for row in known if row in rows}
+
+
 def comparisons(names: list[str]) -> list[tuple[str, str]]:
     """(row, reference) pairs to test: every row against the first; with the control row present,
     every fusion-neck row against the control too (that separates the switches from the neck change)."""
@@ -91,31 +103,41 @@ def _slug(name: str) -> str:
 def variant_config(base: Config, variant: list[str], seed: int, epochs: int | None) -> Config:
     cfg = merge(base, parse_overrides(variant), "variant")
     train = dataclasses.replace(cfg.train, seed=seed, **({"epochs": epochs} if epochs else {}))
-    if epochs and any(m >= epochs for m in train.milestones):
-        # scale the lr steps with a shortened schedule (the paper's 8 and 11 of 12)
+    if epochs and epochs != cfg.train.epochs:
+        # the lr steps keep their place in a shorter or longer schedule (the paper's 8 and 11 of 12)
         train = dataclasses.replace(train, milestones=tuple(max(1, round(m * epochs / cfg.train.epochs)) for m in cfg.train.milestones))
     return dataclasses.replace(cfg, train=train)
 
 
-def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
-                 epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
-                 progress: bool = True, exist_ok: bool = False) -> str:
-    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+@dataclasses.dataclass
+class PlannedRun:
+    """One (row, seed) training of a sweep that has no finished result yet."""
 
-    Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
-    is refused, naming its files, unless ``exist_ok``: then that run is trained again.
-    """
-    from csrseg.engine.trainer import train
+    name: str
+    seed: int
+    cfg: Config
+    run_dir: Path
+    run: dict  # data (resolved path) + resolved config, as written to RUN_FILE
+    resume: bool  # an unfinished run of the same config is in run_dir: continue from its last.pt
 
+
+def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
+               epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (),
+               exist_ok: bool = False, rows: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
+    """Every run of the sweep: ``(summaries, pending)``. ``summaries`` holds each row's finished runs
+    (its own, or a finished run with the same data and config in a sibling sweep, reused);
+    ``pending`` the runs still to train. A run folder left by another sweep (other config or data)
+    is refused, naming its files, unless ``exist_ok``. ``rows``: only these rows (their folder names,
+    e.g. ``fpn_baseline csr_d2s``); all of them when empty."""
     if table not in VARIANTS:
         raise CsrsegError(f"--table {table}: choose 2 or 3")
     out = Path(out)
     base_cfg = load_config(base, overrides)
     # a training run folder is not a sweep folder
     check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
-    out.mkdir(parents=True, exist_ok=True)
     summaries: dict[str, list[dict]] = {}
-    for name, variant in table_variants(table, base_cfg).items():
+    pending: list[PlannedRun] = []
+    for name, variant in selected_rows(table, base_cfg, rows).items():
         summaries[name] = []
         for seed in range(seeds):
             run_dir = out / _slug(name) / f"seed{seed}"
@@ -127,22 +149,118 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
                 summaries[name].append(_with_curve(json.loads(summary_path.read_text()), run_dir))
                 continue
             summary = find_finished_run(out, seed, run)
-            if summary is not None:
-                summary = _with_curve(dict(summary, variant=name), Path(summary["reused_from"]))
-            else:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / RUN_FILE).write_text(json.dumps(run, indent=1))
-                # _same_run has refused a folder of another run: what is left here is this run's own
-                result = train(cfg, data, run_dir, resume=previous == "unfinished", device=device, progress=progress,
-                               exist_ok=True)
-                summary = dict(variant=name, seed=seed, metrics=result.metrics, iterations=result.iterations,
-                               params=count_params(build_model(without_pretrained(cfg))), run=run,
-                               curve=eval_curve(run_dir))
+            if summary is None:
+                pending.append(PlannedRun(name, seed, cfg, run_dir, run, resume=previous == "unfinished"))
+                continue
+            summary = _with_curve(dict(summary, variant=name), Path(summary["reused_from"]))
             run_dir.mkdir(parents=True, exist_ok=True)
             summary_path.write_text(json.dumps(summary, indent=1))
             summaries[name].append(summary)
+    return summaries, pending
 
-    cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in table_variants(table, base_cfg).items()}
+
+def train_planned(planned: PlannedRun, device: str | None = None, progress: bool = True) -> dict:
+    """Train one planned run (on its ``run["data"]``) and write its ``summary.json``; returns the summary."""
+    from csrseg.engine.trainer import train
+
+    planned.run_dir.mkdir(parents=True, exist_ok=True)
+    (planned.run_dir / RUN_FILE).write_text(json.dumps(planned.run, indent=1))
+    # _same_run has refused a folder of another run: what is left here is this run's own
+    result = train(planned.cfg, planned.run["data"], planned.run_dir, resume=planned.resume, device=device, progress=progress,
+                   exist_ok=True)
+    summary = dict(variant=planned.name, seed=planned.seed, metrics=result.metrics, iterations=result.iterations,
+                   params=count_params(build_model(without_pretrained(planned.cfg))), run=planned.run,
+                   curve=eval_curve(planned.run_dir))
+    (planned.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _train_in_child(planned: PlannedRun, device: str | None, threads: int) -> None:
+    """A child process's whole job (:func:`train_runs` with ``jobs > 1``); its log is ``train.log``."""
+    import logging
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+    log = open(planned.run_dir / "train.log", "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
+    sys.stdout = sys.stderr = log
+    logging.basicConfig(stream=log, level=logging.INFO, force=True)
+    try:
+        train_planned(planned, device, progress=False)
+    except CsrsegError as err:
+        print(f"error: {err}", file=log)
+        raise SystemExit(1) from None
+
+
+def train_runs(pending: list[PlannedRun], device: str | None = None, jobs: int = 1, progress: bool = True) -> None:
+    """Train ``pending`` (runs of one sweep or of several, on any data): one after another in this
+    process, or ``jobs`` at a time in child processes
+    (several small runs sharing one GPU or many cores; each child gets ``cpu_count // jobs`` threads
+    and writes its log to ``RUN_DIR/train.log``). A failed child does not stop the others; the
+    failures are reported together at the end, and rerunning the sweep resumes them."""
+    if jobs <= 1:
+        for planned in pending:
+            train_planned(planned, device, progress)
+        return
+    import multiprocessing
+    import os
+    import time
+
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue, running, failed, done = list(pending), {}, [], 0
+    started = time.monotonic()
+    while queue or running:
+        while queue and len(running) < jobs:
+            planned = queue.pop(0)
+            planned.run_dir.mkdir(parents=True, exist_ok=True)
+            child = ctx.Process(target=_train_in_child, args=(planned, device, threads))
+            child.start()
+            running[child] = planned
+        time.sleep(0.5)
+        for child in [c for c in running if not c.is_alive()]:
+            planned = running.pop(child)
+            child.join()
+            done += 1
+            where = f"{planned.name} seed {planned.seed}"
+            if child.exitcode == 0:
+                ap = json.loads((planned.run_dir / "summary.json").read_text())["metrics"].get("AP", 0.0)
+                outcome = f"mask AP {ap:.1f}"
+            else:
+                failed.append(f"{where} (exit code {child.exitcode}; see {planned.run_dir / 'train.log'})")
+                outcome = "failed"
+            if progress:
+                print(f"[{done}/{len(pending)}, {(time.monotonic() - started) / 60:.1f} min] {where}: {outcome}",
+                      flush=True)
+    if failed:
+        raise CsrsegError(f"{len(failed)} of {len(pending)} runs failed: " + "; ".join(failed)
+                          + ". Rerun the same command to retrain them; finished runs are kept.")
+
+
+def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
+                 epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
+                 progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
+                 rows: list[str] | tuple[str, ...] = ()) -> str:
+    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+
+    Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
+    is refused, naming its files, unless ``exist_ok``: then that run is trained again. ``jobs``: runs
+    trained at a time (:func:`train_runs`). ``train_only``: stop once every run is trained (the
+    tables, plots and side-by-side speed come from a later call without it, e.g. on another machine
+    that holds the same data at the same path). ``rows``: train and tabulate only these rows.
+    """
+    out = Path(out)
+    _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+    out.mkdir(parents=True, exist_ok=True)
+    train_runs(pending, device, jobs, progress)
+    # every run is finished now: the summaries come from the run folders
+    summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+    assert not pending, "a run trained above has no summary"
+    if train_only:
+        return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
+    base_cfg = load_config(base, overrides)
+    cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
     speed = sweep_speed(out, cfgs)
     text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
     (out / f"table{table}.md").write_text(text + "\n")

@@ -309,9 +309,11 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 
     out = Path(args.out) if args.out else Path("runs") / "ablate" / f"table{args.table}"
     text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
-                        overrides=args.overrides, device=args.device, exist_ok=args.exist_ok)
+                        overrides=args.overrides, device=args.device, exist_ok=args.exist_ok, jobs=args.jobs,
+                        train_only=args.train_only, rows=args.rows)
     print(text)
-    print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")
+    if not args.train_only:
+        print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -438,9 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--table", type=int, choices=(2, 3), required=True)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, help="shorter schedule (milestones scaled)")
+    p.add_argument("--epochs", type=int, help="another schedule length (the lr steps scaled with it)")
     p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
     p.add_argument("--device")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train N runs at a time in child processes (small runs sharing one GPU or many cores)")
+    p.add_argument("--rows", nargs="+", default=[], metavar="ROW",
+                   help="only these rows, by folder name (fpn_baseline, csr, d2s, csr_d2s, csr_128, ...)")
+    p.add_argument("--train-only", action="store_true",
+                   help="stop once every run is trained; a later call without it writes the tables")
     _add_exist_ok(p, "retrain runs in --out that another sweep (other config or data) left there")
     p.set_defaults(func=cmd_ablate)
 

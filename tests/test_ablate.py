@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -141,3 +142,63 @@ def test_knet_head_sweep_trains_every_table2_row_including_knet_itself_and_the_c
         assert run["config"]["model"]["head"]["type"] == "knet"
     assert json.loads((out / "fpn_baseline" / "seed0" / "run.json").read_text())["config"]["model"]["neck"]["type"] == "fpn_semantic"
     assert "one seed: no noise estimate" in text  # one seed: the table says there is nothing to test against
+
+
+def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(synth_root, tmp_path):
+    """--jobs 2 trains each (row, seed) in a child process: same seeds, same data order, so the same
+    weights and metrics as training them one after another; --train-only writes no table."""
+    import torch
+
+    from csrseg.engine.checkpoint import load_checkpoint
+
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, max_iters=2, batch_size=4), cfg_path)
+    common = dict(base=str(cfg_path), seeds=1, device="cpu", progress=False, overrides=["train.workers=0"])
+    text = run_ablation(synth_root, 2, tmp_path / "par" / "table2", jobs=2, train_only=True, **common)
+    assert "4 runs trained" in text and not (tmp_path / "par" / "table2" / "table2.md").exists()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each of the 2 children had: same sums
+    try:
+        run_ablation(synth_root, 2, tmp_path / "seq" / "table2", jobs=1, train_only=True, **common)
+    finally:
+        torch.set_num_threads(threads)
+    for row in ("fpn_baseline", "csr", "d2s", "csr_d2s"):
+        par = json.loads((tmp_path / "par" / "table2" / row / "seed0" / "summary.json").read_text())
+        seq = json.loads((tmp_path / "seq" / "table2" / row / "seed0" / "summary.json").read_text())
+        assert par["iterations"] == seq["iterations"] == 2
+        assert par["metrics"] == pytest.approx(seq["metrics"], abs=1e-6)
+        weights = [load_checkpoint(tmp_path / kind / "table2" / row / "seed0" / "last.pt")["model"] for kind in ("par", "seq")]
+        init = load_checkpoint(tmp_path / "par" / "table2" / "fpn_baseline" / "seed0" / "last.pt")["model"]
+        assert all(torch.allclose(weights[0][k].float(), weights[1][k].float(), atol=1e-6) for k in weights[1])
+        if row != "fpn_baseline":  # the rows differ in their necks: each child trained its own row
+            assert any(k not in init or init[k].shape != v.shape or not torch.equal(init[k], v)
+                       for k, v in weights[0].items())
+        assert (tmp_path / "par" / "table2" / row / "seed0" / "train.log").is_file()
+
+
+def test_a_failed_parallel_run_is_named_and_the_others_kept(synth_root, tmp_path):
+    from csrseg.errors import CsrsegError
+
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
+    out = tmp_path / "sweep"
+    # the + D2S row's seed-0 folder holds a file where a run folder's log belongs: that run fails
+    (out / "d2s" / "seed0" / "train.log").mkdir(parents=True)
+    with pytest.raises(CsrsegError, match=r"1 of 4 runs failed: \+ D2S seed 0 .*d2s/seed0/train\.log"):
+        run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False, jobs=2)
+    assert all((out / row / "seed0" / "summary.json").is_file() for row in ("fpn_baseline", "csr", "csr_d2s"))
+
+
+def test_rows_limit_the_sweep_to_the_named_rows(synth_root, tmp_path):
+    from csrseg.errors import CsrsegError
+
+    cfg_path = tmp_path / "tiny.yaml"
+    save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
+    out = tmp_path / "sweep"
+    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False,
+                        rows=["fpn_baseline", "csr_d2s"])
+    assert [l.split(" | ")[0] for l in text.splitlines() if l.startswith("| ") and "|---" not in l][:3] == [
+        "| variant", "| FPN baseline", "| CSR + D2S"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["csr_d2s", "fpn_baseline"]
+    with pytest.raises(CsrsegError, match="--rows csr_256: Table 2 .* has the rows fpn_baseline, csr, d2s, csr_d2s"):
+        run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", rows=["csr_256"])
