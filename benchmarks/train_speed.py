@@ -3,6 +3,7 @@
     python benchmarks/train_speed.py                     # demo + paper (320 px), fp32 NCHW / channels-last / bf16
     python benchmarks/train_speed.py --configs demo --set model.backbone.arch=resnet --set model.backbone.depth=18
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python benchmarks/train_speed.py
+    python benchmarks/train_speed.py --device cuda --paper-size 800 --batch 8   # fp32 / bf16 (or fp16) autocast on a GPU
 
 One process; every variant trains on the same generated batch (the demo's synthetic shapes),
 variants interleaved round by round so that the machine's drift hits all alike; median of the
@@ -11,7 +12,9 @@ rounds after one warm-up step each. "GFLOP/s" counts the whole step (forward + b
 convolution's throughput measured in the same process (:func:`csrseg.cpu.conv_gflops`), so the
 column says how much of what the machine does on convolutions a training step gets.
 bf16 rows are skipped on CPUs without native bf16 (AVX512-BF16 / AMX): there it is emulated,
-slower than fp32, and the trainer does not use it. Prints a markdown table; copy it into
+slower than fp32, and the trainer does not use it. On a GPU (``--device cuda``) the half precision
+is the trainer's (bf16 where the GPU computes it, else fp16), cuDNN picks its fastest kernels, and
+the reference convolution is a larger one (32x128x64x64) that keeps the GPU busy. Prints a markdown table; copy it into
 benchmarks/RESULTS.md with the command and the machine.
 """
 
@@ -29,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from csrseg.config import Config, load_config, without_pretrained
-from csrseg.cpu import conv_gflops, cpu_description, keep_freed_memory, native_bf16
+from csrseg.cpu import conv_gflops, cpu_description, cuda_half_precision, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.engine.trainer import build_optimizer
@@ -39,7 +42,7 @@ from csrseg.models import build_model
 @dataclass
 class Variant:
     config: str
-    precision: str  # fp32 | bf16
+    precision: str  # fp32 | bf16 | fp16
     channels_last: bool
 
     @property
@@ -56,27 +59,40 @@ def make_batch(cfg: Config, root, batch_size: int):
 class Stepper:
     """One model + optimiser training on one fixed batch, as the trainer's step does."""
 
-    def __init__(self, cfg: Config, variant: Variant, batch) -> None:
+    def __init__(self, cfg: Config, variant: Variant, batch, device: torch.device) -> None:
         torch.manual_seed(0)
-        self.cfg, self.variant = cfg, variant
-        self.model = build_model(cfg).train()
+        self.cfg, self.variant, self.device = cfg, variant, device
+        self.model = build_model(cfg).train().to(device)
         images, targets = batch
+        images = images.to(device)
         if variant.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             images = images.contiguous(memory_format=torch.channels_last)
         self.images = images
-        self.labels = [t["labels"] for t in targets]
-        self.masks = [t["masks"] for t in targets]
+        self.labels = [t["labels"].to(device) for t in targets]
+        self.masks = [t["masks"].to(device) for t in targets]
         self.optimizer = build_optimizer(self.model, cfg)
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
 
     def step(self) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.variant.precision == "bf16"):
+        # fp16 without loss scaling: the same kernels as the trainer's scaled fp16 steps, for timing only
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
             outputs = self.model(self.images)
         loss = self.model.loss(outputs, self.labels, self.masks)["loss"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
         self.optimizer.step()
+
+    def timed_steps(self, steps: int) -> float:
+        """Seconds per step over ``steps`` steps (the GPU's queue drained before and after)."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        tic = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        sync()
+        return (time.perf_counter() - tic) / steps
 
     def flops(self) -> float:
         counter = FlopCounterMode(display=False)
@@ -94,11 +110,21 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per round")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every config")
     parser.add_argument("--no-keep-memory", action="store_true", help="leave glibc's malloc thresholds alone")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     args = parser.parse_args(argv)
 
+    device = torch.device(args.device)
     kept = False if args.no_keep_memory else keep_freed_memory()
-    precisions = ["fp32", "bf16"] if native_bf16() else ["fp32"]
-    notes = [] if native_bf16() else ["bf16 skipped: this CPU has no native bf16 (emulated bf16 is slower than fp32)"]
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        half = cuda_half_precision(device)
+        precisions, notes = ["fp32", half], [f"fp32 rows: cuDNN's default (TF32 tensor cores for convolutions: "
+                                             f"{torch.backends.cudnn.allow_tf32})"]
+        where = torch.cuda.get_device_name(device)
+    else:
+        precisions = ["fp32", "bf16"] if native_bf16() else ["fp32"]
+        notes = [] if native_bf16() else ["bf16 skipped: this CPU has no native bf16 (emulated bf16 is slower than fp32)"]
+        where = cpu_description()
     steppers, configs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_synthetic_dataset(tmp, 16, seed=0, val_fraction=0.25, spec=SynthSpec(image_size=256))
@@ -114,20 +140,22 @@ def main(argv: list[str] | None = None) -> str:
             configs[name] = (cfg, batch_size, tuple(batch[0].shape[-2:]))
             for precision in precisions:
                 for channels_last in (False, True):
-                    steppers.append(Stepper(cfg, Variant(name, precision, channels_last), batch))
-    conv = conv_gflops()
+                    steppers.append(Stepper(cfg, Variant(name, precision, channels_last), batch, device))
+    conv_shape = (32, 64) if device.type == "cuda" else (8, 32)
+    conv = conv_gflops(device=device, batch=conv_shape[0], side=conv_shape[1])
     flops = {s.variant.name: s.flops() for s in steppers}  # also the warm-up step
+    if device.type == "cuda":
+        for stepper in steppers:  # cuDNN's autotuning happens in the first steps
+            stepper.timed_steps(3)
     times: dict[str, list[float]] = {s.variant.name: [] for s in steppers}
     for _ in range(args.rounds):
         for stepper in steppers:
-            tic = time.perf_counter()
-            for _ in range(args.steps):
-                stepper.step()
-            times[stepper.variant.name].append((time.perf_counter() - tic) / args.steps)
+            times[stepper.variant.name].append(stepper.timed_steps(args.steps))
 
+    b, side = conv_shape
     lines = [
-        f"CPU: {cpu_description()}; torch {torch.__version__}; glibc keeps freed memory: {kept}",
-        f"3x3 conv throughput (8x128x32x32, fp32, same process): {conv:.0f} GFLOP/s",
+        f"{'GPU' if device.type == 'cuda' else 'CPU'}: {where}; torch {torch.__version__}; glibc keeps freed memory: {kept}",
+        f"3x3 conv throughput ({b}x128x{side}x{side}, fp32, same process): {conv:.0f} GFLOP/s",
         "",
         "| config | precision | layout | input | batch | s/iter (median) | images/s | GFLOP/step | GFLOP/s | share of conv |",
         "|---|---|---|---|---|---|---|---|---|---|",
