@@ -1,7 +1,7 @@
 """Speed benchmark: csrseg against torchvision's Mask R-CNN, one process, medians.
 
     python benchmarks/speed.py                      # CPU, 1333x800 and 640x640
-    python benchmarks/speed.py --device cuda        # GPU (fp16 autocast as the fast path)
+    python benchmarks/speed.py --device cuda        # GPU (bf16 autocast as the fast path; fp16 where the GPU has no bf16)
 
 Prints a markdown table and writes it to benchmarks/results/speed_<device>.md; copy the
 figures into benchmarks/RESULTS.md with the command and the machine.
