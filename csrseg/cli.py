@@ -489,7 +489,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("csrseg: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Under torchrun: leave the process group (nccl warns at exit about one left open)."""
+    if "torch" in sys.modules:
+        from csrseg.engine.distributed import cleanup
+
+        cleanup()
 
 
 if __name__ == "__main__":
