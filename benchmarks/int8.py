@@ -6,8 +6,11 @@ One process, one image per size (random pixels; random weights: speed does not d
 batch 1, post-processing included, every model at full load (as `csrseg benchmark`: score
 thresholds 0, so K-Net's top 100 masks and Mask R-CNN's 100 detections are all drawn). Every entry
 sees the same pixels: Mask R-CNN's and the ONNX graph's resize are set to the image size. The
-entries are timed in interleaved rounds (one run of each per round, after one warm-up round), so
-a slow spell of the machine hits all of them; the table gives the median. Peak memory: the rise
+entries are timed in interleaved rounds (one run of each per round, after ``--warmup-rounds``
+untimed ones, default 1), so a slow spell of the machine hits all of them; the table gives the
+median. ONNX Runtime's CPU arena reaches its full size only after about three runs at 1333x800
+(until then fresh pages fault in: runs 1-2 take 4.0-5.2 s, later ones 3.5-3.7 s on one EPYC core),
+so ``--warmup-rounds 3`` gives the steady state that a stream of images sees, 1 the second image. Peak memory: the rise
 of the process's peak RSS during one run on a fresh session (ONNX) or the built model (eager),
 measured after the timing; ONNX Runtime with its CPU arena (its default and csrseg's) and without.
 Prints a markdown table; `--out FILE` also writes it.
@@ -27,7 +30,7 @@ from csrseg.config import load_config
 from csrseg.cpu import cpu_description
 
 
-def measure(size: tuple[int, int], rounds: int, tmp: Path) -> list[dict]:
+def measure(size: tuple[int, int], rounds: int, tmp: Path, warmup_rounds: int = 1) -> list[dict]:
     """Rows (name, seconds, peak_mb) for one ``size`` (H, W)."""
     from csrseg.predict import onnx_session
 
@@ -47,7 +50,7 @@ def measure(size: tuple[int, int], rounds: int, tmp: Path) -> list[dict]:
         "paper, ONNX Runtime fp32": lambda: sessions[fp32].run(None, feed),
         "paper, ONNX Runtime INT8": lambda: sessions[int8].run(None, feed),
     }
-    times = interleaved_times(entries, rounds, cpu)
+    times = interleaved_times(entries, rounds, cpu, warmup_rounds)
     rows = [dict(name=name, seconds=statistics.median(t), runs=t) for name, t in times.items()]
     del sessions
     peaks = {}
@@ -69,8 +72,9 @@ def measure(size: tuple[int, int], rounds: int, tmp: Path) -> list[dict]:
     return rows
 
 
-def table(results: dict[tuple[int, int], list[dict]], rounds: int) -> str:
-    lines = [f"CPU: {cpu_description()}; torch threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds.",
+def table(results: dict[tuple[int, int], list[dict]], rounds: int, warmup_rounds: int = 1) -> str:
+    lines = [f"CPU: {cpu_description()}; torch threads: {torch.get_num_threads()}; median of {rounds} interleaved rounds "
+             f"after {warmup_rounds} warm-up round(s).",
              "", "| model | input (W×H) | s / image | images/s | × Mask R-CNN | peak mem (MB) |", "|---|---|---|---|---|---|"]
     for (h, w), rows in results.items():
         ref = rows[0]["seconds"]
@@ -87,14 +91,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1333x800", "640x640"], help="WIDTHxHEIGHT ...")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup-rounds", type=int, default=1, help="untimed rounds first (3: ONNX Runtime's steady state)")
     parser.add_argument("--out", help="also write the table here")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for text in args.sizes:
             width, height = (int(v) for v in text.split("x"))
-            results[(height, width)] = measure((height, width), args.rounds, Path(tmp))
-    report = table(results, args.rounds)
+            results[(height, width)] = measure((height, width), args.rounds, Path(tmp), args.warmup_rounds)
+    report = table(results, args.rounds, args.warmup_rounds)
     print(report)
     if args.out:
         Path(args.out).write_text(report + "\n")

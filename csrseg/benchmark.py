@@ -62,14 +62,15 @@ def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.
     return statistics.median(times)
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device) -> dict[str, list[float]]:
+def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int, device: torch.device,
+                      warmup_rounds: int = 1) -> dict[str, list[float]]:
     """Seconds of each function in each of ``rounds`` rounds, the functions taking turns within every
-    round (an extra round 0 warms up), so drifting machine load falls on all of them alike."""
+    round (after ``warmup_rounds`` untimed ones), so drifting machine load falls on all of them alike."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_index in range(rounds + 1):
+    for round_index in range(rounds + warmup_rounds):
         for name, fn in fns.items():
             seconds = median_time(fn, 1, 0, device)
-            if round_index:
+            if round_index >= warmup_rounds:
                 times[name].append(seconds)
     return times
 
