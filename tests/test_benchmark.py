@@ -63,3 +63,15 @@ def test_benchmark_weights_without_data_is_a_one_line_error(capsys):
     assert main(["benchmark", "--weights", "w.pt"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--weights and --data go together" in err
+
+
+def test_interleaved_times_take_turns_and_skip_the_warmup_rounds():
+    import torch
+
+    from csrseg.benchmark import interleaved_times
+
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
+    times = interleaved_times(fns, rounds=3, device=torch.device("cpu"), warmup_rounds=2)
+    assert calls == ["a", "b"] * 5  # turns within every round, warm-up rounds included
+    assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3}
