@@ -43,8 +43,8 @@ def native_bf16() -> bool:
 
 def cuda_half_dtype(device: torch.device) -> torch.dtype:
     """The half precision for autocast on a CUDA ``device``: bf16 where it computes bf16 (Ampere and
-    later), else fp16. bf16 keeps fp32's range: K-Net's kernel update sums features over whole masks
-    (values past 1e6 at 256 px), which overflows fp16's 65504 and turns every mask into NaN."""
+    later), else fp16 (with the trainer's loss scaling). bf16 keeps fp32's range; under fp16, sums
+    over whole masks overflow 65504 (K-Net's kernel update, which therefore runs in fp32 always)."""
     return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
 
 

@@ -123,6 +123,23 @@ def test_every_parameter_gets_a_gradient_with_instances_and_knets_neck():
     assert [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None] == []
 
 
+def test_fp16_autocast_keeps_every_stage_finite():
+    """GPUs without bf16 (V100, T4) train in fp16: the kernel pooling sums features over whole masks
+    and the gated update multiplies two projections of that sum, past fp16's 65504 at 128 px already.
+    Both run in fp32; the rest of the head may take fp16."""
+    torch.manual_seed(0)
+    cfg = load_config("demo", ["model.head.type=knet", "input.short_side=128", "input.max_size=128"])
+    model = build_model(cfg)
+    mask = torch.zeros(1, 128, 128, dtype=torch.uint8)
+    mask[0, 16:80, 32:96] = 1
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = model(torch.randn(2, 3, 128, 128) * 3)
+    assert out.stage_masks[-1].dtype == torch.float16  # autocast still applies outside the update
+    assert all(m.isfinite().all() for m in out.stage_masks) and all(c.isfinite().all() for c in out.stage_cls)
+    losses = model.loss(out, [torch.tensor([1])] * 2, [mask] * 2)
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
 def test_knet_preset_has_knets_trainable_parameter_count():
     # K-Net's det config (knet_s3_r50_fpn) has 37,257,024 trainable parameters, the paper's 37.26 M:
     # stem and stage 1 frozen, BatchNorm scale and shift trained elsewhere (mmcv's counting)

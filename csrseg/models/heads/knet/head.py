@@ -43,9 +43,12 @@ class KNetOutput(NamedTuple):
 
 
 def pool_under_masks(mask_logits: Tensor, feats: Tensor, threshold: float) -> Tensor:
-    """Sum of ``(B, C, h, w)`` features under each binary ``sigmoid(mask) > threshold`` -> ``(B, N, C)``."""
-    binary = (mask_logits.sigmoid() > threshold).to(feats.dtype)
-    return torch.einsum("bnhw,bchw->bnc", binary, feats)
+    """Sum of ``(B, C, h, w)`` features under each binary ``sigmoid(mask) > threshold`` -> ``(B, N, C)``,
+    in fp32 whatever autocast says: a sum over a whole mask passes 1e3-1e6, and the gated update
+    multiplies two projections of it (:class:`KernelUpdator`), far past fp16's 65504."""
+    with torch.autocast(feats.device.type, enabled=False):
+        binary = (mask_logits.float().sigmoid() > threshold).float()
+        return torch.einsum("bnhw,bchw->bnc", binary, feats.float())
 
 
 def linear_ln_relu(channels: int) -> nn.Sequential:
@@ -74,6 +77,10 @@ class KernelUpdator(nn.Module):
         self.out = nn.Sequential(nn.Linear(channels, channels), nn.LayerNorm(channels), nn.ReLU(inplace=True))
 
     def forward(self, pooled: Tensor, kernels: Tensor) -> Tensor:
+        with torch.autocast(pooled.device.type, enabled=False):  # see pool_under_masks: fp32 until the norms
+            return self._update(pooled.float(), kernels.float())
+
+    def _update(self, pooled: Tensor, kernels: Tensor) -> Tensor:
         c = self.channels
         dyn = self.dynamic_layer(pooled)
         param_in, param_out = dyn[..., :c], dyn[..., c:]
