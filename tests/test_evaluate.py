@@ -83,3 +83,13 @@ def test_predictions_map_labels_back_to_category_ids_and_boxes_to_xywh():
     assert res["category_id"] == 11 and res["image_id"] == 42
     assert res["bbox"] == [2.0, 5.0, 10.0, 5.0]
     assert decode_segmentation(res["segmentation"], 20, 30).sum() == 50
+
+
+def test_masks_encoded_together_equal_masks_encoded_one_by_one():
+    from csrseg.evaluate import encode_masks
+
+    rng = np.random.default_rng(0)
+    masks = rng.random((5, 37, 53)) > 0.6
+    masks[2] = False  # an empty mask
+    assert encode_masks(torch.from_numpy(masks)) == [encode_mask(m) for m in masks]
+    assert encode_masks(np.zeros((0, 4, 4), dtype=bool)) == []
