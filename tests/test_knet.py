@@ -43,6 +43,27 @@ def test_hungarian_survives_non_finite_costs():
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)]
 
 
+def test_batched_matching_equals_matching_each_image_alone():
+    """The loss moves the batch's costs and assignments in one copy each way; the pairs must be
+    each image's own Hungarian assignment, an image without objects included."""
+    from csrseg.models.heads.knet.matcher import match_cost
+
+    torch.manual_seed(0)
+    cfg = KNetConfig(num_proposals=6)
+    criterion = KNetLoss(3, cfg, LossConfig())
+    masks, cls = torch.randn(3, 6, 8, 8), torch.randn(3, 6, 3)
+    labels = [torch.tensor([0, 2]), torch.zeros(0, dtype=torch.long), torch.tensor([1, 1, 0, 2])]
+    targets = [(torch.rand(len(l), 8, 8) > 0.5).float() for l in labels]
+    got = criterion._match(cls, masks, labels, targets)
+    for b, (props, gts) in enumerate(got):
+        if len(labels[b]) == 0:
+            assert props.numel() == gts.numel() == 0
+            continue
+        want = hungarian(match_cost(cls[b], masks[b], labels[b], targets[b], cfg))
+        assert torch.equal(props, want[0]) and torch.equal(gts, want[1])
+    assert [len(p) for p, _ in got] == [2, 0, 4]
+
+
 def test_mask_costs_prefer_the_matching_mask():
     target = torch.zeros(2, 64)
     target[0, :32], target[1, 32:] = 1, 1

@@ -295,8 +295,8 @@ def train(
             images = images.to(env.device, non_blocking=True)
             if cfg.train.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            labels = [t["labels"].to(env.device) for t in targets]
-            masks = [t["masks"].to(env.device) for t in targets]
+            labels = [t["labels"].to(env.device, non_blocking=True) for t in targets]  # pinned on CUDA
+            masks = [t["masks"].to(env.device, non_blocking=True) for t in targets]
             with torch.autocast(env.device.type, dtype=amp_dtype, enabled=use_amp):
                 outputs = model(images)
             losses = raw_model.loss(outputs, labels, masks)
@@ -321,7 +321,8 @@ def train(
                 scaler.update()
             iteration += 1
             step_in_epoch += 1
-            values = {k: float(v.detach()) for k, v in losses.items()}
+            # one copy off the device for all the logged values (on a GPU each copy waits for the step)
+            values = dict(zip(losses, torch.stack([v.detach().float() for v in losses.values()]).tolist()))
             if bar is not None:
                 bar.set_postfix({k.removeprefix("loss_"): f"{v:.3f}" for k, v in values.items()} | {"lr": f"{optimizer.param_groups[-1]['lr']:.2e}"})
                 bar.update(1)
