@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         epochs = args.epochs
         if epochs is None:
             runs = plan(all_sweeps, args.seeds, 18)
+            if not runs:
+                sys.exit("gpu_ablation: every 18-epoch run is trained already; give --epochs for another schedule")
             pace = probe(runs, root)
             epochs = fit_epochs(deadline - time.time() - 30, pace)  # 30 s: the children's start-up
             print(f"{len(runs)} runs at once: {pace:.3f} s/iteration (slowest); {epochs} epochs fit", flush=True)
@@ -168,10 +170,12 @@ def main(argv: list[str] | None = None) -> None:
             if epochs < EVAL_EVERY:
                 sys.exit("gpu_ablation: error: not even 3 epochs fit in --minutes; give it more time")
         runs = plan(all_sweeps, args.seeds, epochs)
-        print(f"training {len(runs)} runs of {epochs} epochs at once", flush=True)
+        print(f"training {len(runs)} runs of {epochs} epochs at once" if runs else "every run is trained already",
+              flush=True)
         tic = time.time()
         try:
-            train_runs(runs, "cuda", jobs=max(1, len(runs)))
+            if runs:
+                train_runs(runs, "cuda", jobs=len(runs))
         except CsrsegError as err:
             sys.exit(f"gpu_ablation: error: {err}")
         print(f"trained in {(time.time() - tic) / 60:.1f} min. The tables (here or on a machine with {root}):", flush=True)

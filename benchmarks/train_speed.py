@@ -37,6 +37,7 @@ from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.engine.trainer import build_optimizer
 from csrseg.models import build_model
+from csrseg.predict import PRECISIONS
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Stepper:
         self.labels = [t["labels"].to(device) for t in targets]
         self.masks = [t["masks"].to(device) for t in targets]
         self.optimizer = build_optimizer(self.model, cfg)
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
+        self.dtype = PRECISIONS[variant.precision]
 
     def step(self) -> None:
         # fp16 without loss scaling: the same kernels as the trainer's scaled fp16 steps, for timing only
