@@ -359,7 +359,7 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
             rows.append(benchmark_ours(knet, image, dev, runs, warmup, name="knet (K-Net, Table II row 1)"))
             rows.append(benchmark_ours(paper, image, dev, runs, warmup, name="paper (CSR + D2S)"))
             if fast_paths:
-                if half == "fp16" or native_bf16():
+                if dev.type == "cuda" or native_bf16():
                     rows.append(benchmark_ours(paper, image, dev, runs, warmup, precision=half, name=f"paper, {half} autocast"))
                     if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
                         rows.append(benchmark_ours(knet, image, dev, runs, warmup, precision=half, name=f"knet, {half} autocast"))
@@ -372,7 +372,7 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
             rows += checkpoint_rows(weights, data, sizes, runs, warmup, Path(tmp_dir or tmp), calib_images)
     necks = benchmark_necks(("knet", "paper"), sizes[0], dev, runs * 4, warmup)
     text = format_rows(rows, "Mask R-CNN R50-FPN (torchvision)", matmul, device_name)
-    if fast_paths and half == "bf16" and not native_bf16():
+    if fast_paths and dev.type == "cpu" and not native_bf16():
         text += ("\n\nbf16 autocast not timed: this CPU has no native bf16 (AVX512-BF16 / AMX), so bf16 is "
                  "emulated and slower than fp32; it is not a fast path here.")
     h, w = sizes[0]
