@@ -38,7 +38,10 @@ def encode_mask(mask: np.ndarray | Tensor) -> dict:
     """``(H, W)`` bool -> COCO compressed RLE with a JSON-ready string ``counts``."""
     if isinstance(mask, Tensor):
         mask = mask.cpu().numpy()
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return _json_rle(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
+
+
+def _json_rle(rle: dict) -> dict:
     return dict(size=[int(v) for v in rle["size"]], counts=rle["counts"].decode("ascii"))
 
 
@@ -50,7 +53,7 @@ def encode_masks(masks: np.ndarray | Tensor) -> list[dict]:
     if len(masks) == 0:
         return []
     rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [dict(size=[int(v) for v in rle["size"]], counts=rle["counts"].decode("ascii")) for rle in rles]
+    return [_json_rle(rle) for rle in rles]
 
 
 def predictions_to_coco(image_id: int, instances: dict[str, Tensor], cat_ids: list[int]) -> list[dict]:
