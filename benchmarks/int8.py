@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from csrseg.benchmark import PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
+from csrseg.benchmark import MASK_RCNN, PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
 from csrseg.config import load_config
 from csrseg.cpu import cpu_description
 
@@ -45,7 +45,7 @@ def measure(size: tuple[int, int], rounds: int, tmp: Path, warmup_rounds: int = 
     threads = torch.get_num_threads()
     sessions = {path: onnx_session(path, threads) for path in (fp32, int8)}
     entries = {
-        "Mask R-CNN R50-FPN (torchvision)": maskrcnn_step(image, cpu)[0],
+        MASK_RCNN: maskrcnn_step(image, cpu)[0],
         "paper, eager fp32 (channels-last)": eager,
         "paper, ONNX Runtime fp32": lambda: sessions[fp32].run(None, feed),
         "paper, ONNX Runtime INT8": lambda: sessions[int8].run(None, feed),

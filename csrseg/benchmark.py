@@ -1,13 +1,18 @@
 """Speed benchmark: csrseg against the model users would otherwise pick, in one process.
 
 Every entry runs on the same input image, batch 1, post-processing included,
-warm-up excluded; the figure is the median of ``runs`` timed runs. To compare
+warm-up excluded; the figure is the median of ``runs`` timed runs. The entries of one
+input size take turns, one run each per round (:func:`interleaved_times`), so a drift
+in the machine's load (another process, a GPU's clocks) falls on all of them alike
+instead of on whichever was timed while it lasted; they are all held in memory at
+once for that. To compare
 like with like, every model works at its maximum load: our post-processing
 keeps every candidate (score threshold 0, so Matrix NMS sees ``nms_pre`` = 500
 masks and 100 masks are drawn), and Mask R-CNN keeps every box (score threshold
 0, so its mask head runs on 100 detections) - random weights would otherwise
 let both skip their heads. Peak memory is the rise of the process's peak RSS
-(``VmHWM``, reset between entries) on the CPU, ``max_memory_allocated`` on CUDA.
+(``VmHWM``, reset between entries) on the CPU, ``max_memory_allocated`` on CUDA, over an
+entry's warm-up runs, one entry at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from csrseg.models import CSRSeg, build_model
 from csrseg.predict import PRECISIONS
 
 
+MASK_RCNN = "Mask R-CNN R50-FPN (torchvision)"
+
+
 @dataclass
 class Row:
     name: str
@@ -45,6 +53,37 @@ class Row:
     @property
     def fps(self) -> float:
         return 1.0 / self.seconds
+
+
+@dataclass
+class Entry:
+    """One row to time: ``step`` runs one inference on the size's image."""
+
+    name: str
+    step: Callable[[], object]
+    params: float  # millions
+    gflops: float  # network FLOPs of one image (nan where not counted)
+    device: torch.device
+    ap: float | None = None
+    note: str = ""
+
+
+def time_entries(entries: list[Entry], size: tuple[int, int], runs: int, warmup: int) -> list[Row]:
+    """Rows of ``entries`` on one input ``size`` (H, W): each entry's peak memory over its ``warmup``
+    runs (at least one), one entry at a time; then ``runs`` rounds in which the entries take turns,
+    and each row's seconds are the median of its ``runs`` times."""
+    peaks = {}
+    for entry in entries:
+        with PeakMemory(entry.device) as mem:
+            for _ in range(max(1, warmup)):
+                entry.step()
+        peaks[entry.name] = mem.mb
+    names = [e.name for e in entries]
+    assert len(set(names)) == len(names), f"two entries share a name: {names}"
+    sync_on = next((e.device for e in entries if e.device.type == "cuda"), torch.device("cpu"))
+    times = interleaved_times({e.name: e.step for e in entries}, runs, sync_on, warmup_rounds=0)
+    return [Row(e.name, size, statistics.median(times[e.name]), e.params, e.gflops, peaks[e.name], e.ap, e.note)
+            for e in entries]
 
 
 def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
@@ -168,15 +207,12 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
     return step, model
 
 
-def benchmark_ours(cfg: Config, image: torch.Tensor, device: torch.device, runs: int, warmup: int,
-                   precision: str = "fp32", channels_last: bool = False, name: str | None = None) -> Row:
+def ours_entry(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
+               channels_last: bool = False, name: str | None = None) -> Entry:
     """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
     step, model = ours_step(cfg, image, device, precision, channels_last)
-    size = tuple(image.shape[-2:])
-    with PeakMemory(device) as mem:
-        seconds = median_time(step, runs, warmup, device)
-    padded = padded_input(size, device)
-    return Row(name or cfg.name, size, seconds, count_params(model), count_flops(model, padded), mem.mb)
+    flops = count_flops(model, padded_input(tuple(image.shape[-2:]), device))
+    return Entry(name or cfg.name, step, count_params(model), flops, device)
 
 
 def maskrcnn_step(image: torch.Tensor, device: torch.device) -> tuple[Callable[[], object], nn.Module]:
@@ -197,14 +233,12 @@ def maskrcnn_step(image: torch.Tensor, device: torch.device) -> tuple[Callable[[
     return step, model
 
 
-def benchmark_maskrcnn(image: torch.Tensor, device: torch.device, runs: int, warmup: int) -> Row:
+def maskrcnn_entry(image: torch.Tensor, device: torch.device) -> Entry:
     """torchvision's ``maskrcnn_resnet50_fpn``, random weights, 81 classes, all 100 detections kept."""
     step, model = maskrcnn_step(image, device)
-    with PeakMemory(device) as mem:
-        seconds = median_time(step, runs, warmup, device)
     with torch.no_grad():
-        flops = count_flops(_MaskRCNNNetwork(model), image[None].to(device) / 255)
-    return Row("Mask R-CNN R50-FPN (torchvision)", tuple(image.shape[-2:]), seconds, count_params(model), flops, mem.mb)
+        flops = count_flops(_MaskRCNNNetwork(model).eval(), image[None].to(device) / 255)
+    return Entry(MASK_RCNN, step, count_params(model), flops, device)
 
 
 class _MaskRCNNNetwork(nn.Module):
@@ -250,27 +284,33 @@ def onnx_step(path: Path, image: torch.Tensor) -> Callable[[], object]:
     return lambda: session.run(None, feed)
 
 
-def benchmark_onnx(cfg: Config, image: torch.Tensor, runs: int, warmup: int, tmp_dir: Path, int8: bool = False,
-                   name: str | None = None, note: str = "") -> Row:
+def onnx_entry(cfg: Config, image: torch.Tensor, tmp_dir: Path, int8: bool = False, name: str | None = None,
+               note: str = "") -> Entry:
     """Our model exported by :func:`csrseg.export.export_onnx` (``int8``: and quantized), run by ONNX
     Runtime on the CPU."""
     cfg = full_load(cfg)
     size = tuple(image.shape[-2:])
     model = build_model(without_pretrained(cfg)).eval()
     path = onnx_file(cfg, size, tmp_dir / f"{cfg.name}{'_int8' if int8 else ''}.onnx", int8=int8, model=model)
-    step = onnx_step(path, image)
-    with PeakMemory(torch.device("cpu")) as mem:
-        seconds = median_time(step, runs, warmup, torch.device("cpu"))
-    padded = padded_input(size)
-    return Row(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", size, seconds, count_params(model),
-               count_flops(model, padded), mem.mb, note=note)
+    return Entry(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", onnx_step(path, image),
+                 count_params(model), count_flops(model, padded_input(size)), torch.device("cpu"), note=note)
 
 
-def checkpoint_rows(weights: str | Path, data: str | Path, sizes: list[tuple[int, int]], runs: int, warmup: int,
-                    tmp_dir: Path, calib_images: int = 64) -> list[Row]:
-    """A trained checkpoint as ONNX fp32 and INT8 (calibrated on ``data``'s train split): mask AP on
-    ``data``'s val split (:func:`csrseg.api.evaluate`, the model's own input size and thresholds)
-    and images/s on the benchmark image of each size (its own thresholds: a trained model's load)."""
+@dataclass
+class CheckpointModel:
+    """A trained checkpoint exported to ONNX, with its mask AP."""
+
+    name: str
+    path: Path
+    params: float
+    ap: float
+
+
+def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, calib_images: int = 64) -> list[CheckpointModel]:
+    """A trained checkpoint as ONNX fp32 and INT8 (calibrated on ``data``'s train split), each with its
+    mask AP on ``data``'s val split (:func:`csrseg.api.evaluate`, the model's own input size and
+    thresholds). They are timed on the benchmark image of each size with their own thresholds (a
+    trained model's load)."""
     from csrseg.api import evaluate
     from csrseg.export import checkpoint_metadata, export_onnx
     from csrseg.predict import Predictor
@@ -282,28 +322,22 @@ def checkpoint_rows(weights: str | Path, data: str | Path, sizes: list[tuple[int
     meta = checkpoint_metadata(cfg, predictor.class_names, predictor.cat_ids)
     fp32 = export_onnx(model, cfg.input, tmp_dir / "checkpoint.onnx", meta)
     int8 = quantize_onnx(fp32, tmp_dir / "checkpoint_int8.onnx", calib).path
-    rows = []
-    for path, kind in ((fp32, "ONNX fp32"), (int8, "ONNX INT8")):
-        ap = evaluate(path, data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"]
-        for size in sizes:
-            image = synthetic_image(*size)
-            step = onnx_step(path, image)
-            with PeakMemory(torch.device("cpu")) as mem:
-                seconds = median_time(step, runs, warmup, torch.device("cpu"))
-            rows.append(Row(f"{Path(weights).name} ({cfg.name}), {kind}", size, seconds, count_params(model),
-                            float("nan"), mem.mb, ap=ap))
-    return rows
+    return [CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
+                            evaluate(path, data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"])
+            for path, kind in ((fp32, "ONNX fp32"), (int8, "ONNX INT8"))]
 
 
 def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch.device, runs: int, warmup: int) -> dict[str, float]:
-    """Median seconds of the neck alone on the backbone features of one ``size`` image."""
-    out = {}
+    """Median seconds of the neck alone on the backbone features of one ``size`` image, the necks
+    taking turns (after ``warmup`` untimed rounds)."""
+    steps = {}
     for name in names:
         model: CSRSeg = build_model(without_pretrained(load_config(name))).to(device).eval()
         with torch.no_grad():
             feats = model.backbone(padded_input(size, device))
-            out[name] = median_time(lambda: model.neck(feats), runs, warmup, device)
-    return out
+        steps[name] = torch.no_grad()(lambda model=model, feats=feats: model.neck(feats))
+    times = interleaved_times(steps, runs, device, warmup_rounds=warmup)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -343,7 +377,7 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     claim is against K-Net: Table II row 1), Mask R-CNN,
     and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime fp32 and INT8 on CPU); then
     the necks alone. ``weights`` + ``data``: the checkpoint's ONNX fp32 and INT8 rows with mask AP on
-    ``data``'s val split (:func:`checkpoint_rows`); without them the INT8 row is speed only."""
+    ``data``'s val split (:func:`checkpoint_models`); without them the INT8 row is speed only."""
     import tempfile
 
     dev = torch.device(device)
@@ -353,25 +387,30 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     half = cuda_half_precision(dev) if dev.type == "cuda" else "bf16"
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp_dir or tmp)
+        trained = checkpoint_models(weights, data, work, calib_images) if weights is not None and dev.type == "cpu" else []
         for height, width in sizes:
             image = synthetic_image(height, width)
-            rows.append(benchmark_maskrcnn(image, dev, runs, warmup))
-            rows.append(benchmark_ours(knet, image, dev, runs, warmup, name="knet (K-Net, Table II row 1)"))
-            rows.append(benchmark_ours(paper, image, dev, runs, warmup, name="paper (CSR + D2S)"))
+            entries = [maskrcnn_entry(image, dev),
+                       ours_entry(knet, image, dev, name="knet (K-Net, Table II row 1)"),
+                       ours_entry(paper, image, dev, name="paper (CSR + D2S)")]
             if fast_paths:
                 if dev.type == "cuda" or native_bf16():
-                    rows.append(benchmark_ours(paper, image, dev, runs, warmup, precision=half, name=f"paper, {half} autocast"))
+                    entries.append(ours_entry(paper, image, dev, precision=half, name=f"paper, {half} autocast"))
                     if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
-                        rows.append(benchmark_ours(knet, image, dev, runs, warmup, precision=half, name=f"knet, {half} autocast"))
-                rows.append(benchmark_ours(paper, image, dev, runs, warmup, channels_last=True, name="paper, channels-last"))
+                        entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
+                entries.append(ours_entry(paper, image, dev, channels_last=True, name="paper, channels-last"))
                 if dev.type == "cpu":
-                    rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp)))
-                    rows.append(benchmark_onnx(paper, image, runs, warmup, Path(tmp_dir or tmp), int8=True,
-                                               note="random weights: speed only"))
-        if weights is not None and dev.type == "cpu":
-            rows += checkpoint_rows(weights, data, sizes, runs, warmup, Path(tmp_dir or tmp), calib_images)
+                    entries.append(onnx_entry(paper, image, work))
+                    entries.append(onnx_entry(paper, image, work, int8=True, note="random weights: speed only"))
+            entries += [Entry(m.name, onnx_step(m.path, image), m.params, float("nan"), torch.device("cpu"), ap=m.ap)
+                        for m in trained]
+            rows += time_entries(entries, (height, width), runs, warmup)
+            del entries  # the next size's models and sessions replace these
     necks = benchmark_necks(("knet", "paper"), sizes[0], dev, runs * 4, warmup)
-    text = format_rows(rows, "Mask R-CNN R50-FPN (torchvision)", matmul, device_name)
+    text = format_rows(rows, MASK_RCNN, matmul, device_name)
+    text += (f"\n\nEach figure is the median of {runs} rounds in which the entries of one input size took turns "
+             f"(after {max(1, warmup)} warm-up runs each, over which peak memory is measured).")
     if fast_paths and dev.type == "cpu" and not native_bf16():
         text += ("\n\nbf16 autocast not timed: this CPU has no native bf16 (AVX512-BF16 / AMX), so bf16 is "
                  "emulated and slower than fp32; it is not a fast path here.")

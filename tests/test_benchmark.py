@@ -75,3 +75,43 @@ def test_interleaved_times_take_turns_and_skip_the_warmup_rounds():
     times = interleaved_times(fns, rounds=3, device=torch.device("cpu"), warmup_rounds=2)
     assert calls == ["a", "b"] * 5  # turns within every round, warm-up rounds included
     assert {name: len(t) for name, t in times.items()} == {"a": 3, "b": 3}
+
+
+def test_entries_warm_up_one_at_a_time_then_take_turns():
+    import torch
+
+    from csrseg.benchmark import Entry, time_entries
+
+    calls = []
+    cpu = torch.device("cpu")
+    entries = [Entry(name, (lambda name=name: calls.append(name)), 1.5, 10.0, cpu, ap=ap, note=note)
+               for name, ap, note in (("a", 30.0, ""), ("b", None, "speed only"))]
+    rows = time_entries(entries, (8, 12), runs=3, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-ups (peak memory), then 3 rounds of turns
+    assert [(r.name, r.size, r.params, r.gflops, r.ap, r.note) for r in rows] == [
+        ("a", (8, 12), 1.5, 10.0, 30.0, ""), ("b", (8, 12), 1.5, 10.0, None, "speed only")]
+    assert all(r.seconds >= 0 and r.peak_mb >= 0 for r in rows)
+
+
+def test_entries_with_one_name_are_refused():
+    import pytest
+    import torch
+
+    from csrseg.benchmark import Entry, time_entries
+
+    cpu = torch.device("cpu")
+    with pytest.raises(AssertionError, match="share a name"):
+        time_entries([Entry("a", lambda: None, 1, 1, cpu), Entry("a", lambda: None, 1, 1, cpu)], (8, 8), 1, 0)
+
+
+def test_benchmark_table_has_every_model_against_mask_rcnn():
+    from csrseg.benchmark import MASK_RCNN, run_benchmark
+
+    text = run_benchmark([(64, 96)], runs=2, warmup=1, fast_paths=False)
+    rows = {l.split(" | ")[0][2:]: l.split(" | ") for l in text.splitlines() if l.startswith("| ") and "96×64" in l}
+    assert list(rows) == [MASK_RCNN, "knet (K-Net, Table II row 1)", "paper (CSR + D2S)"]
+    assert rows[MASK_RCNN][3] == "1.00"  # the reference against itself
+    ours = rows["paper (CSR + D2S)"]
+    assert abs(float(ours[3]) - float(ours[2]) / float(rows[MASK_RCNN][2])) < 0.02  # × Mask R-CNN = fps ratio
+    assert "median of 2 rounds in which the entries of one input size took turns" in text
+    assert "Neck alone at 96×64" in text
