@@ -250,8 +250,11 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
     tables, plots and side-by-side speed come from a later call without it, e.g. on another machine
     that holds the same data at the same path). ``rows``: train and tabulate only these rows.
     """
+    from csrseg.data.sources import resolve_dataset
+
     out = Path(out)
     _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+    resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
     out.mkdir(parents=True, exist_ok=True)
     train_runs(pending, device, jobs, progress)
     # every run is finished now: the summaries come from the run folders

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import Counter
 from functools import partial
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def train(data: str | Path | DatasetSources, config: str | Config = "paper", out
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
     run_dir = Path(out) if out else next_run_dir(Path("runs") / "train" / cfg.name)
     return _train(cfg, data, run_dir, device=device, **options)
+
+
+def _warn_classes_the_model_lacks(index, annotations: Path) -> None:
+    """A checkpoint scored on a dataset with classes it was not trained for: COCOeval scores those
+    classes too (as all missed), so the AP is not the model's on its own classes. Say so."""
+    wanted = set(index.cat_ids)
+    missing = Counter(a["category_id"] for anns in index.anns_by_image.values() for a in anns
+                      if a["category_id"] not in wanted)
+    if missing:
+        names = ", ".join(f"{index.categories.get(c, c)} ({n})" for c, n in sorted(missing.items())[:8])
+        logger.warning("warning: %s: %d annotations of %d categories the model has no class for, counted as missed "
+                       "in the AP: %s", annotations, sum(missing.values()), len(missing), names)
 
 
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
@@ -80,6 +93,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
         loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
                             collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
         results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
+    _warn_classes_the_model_lacks(dataset.index, files.annotations)
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))

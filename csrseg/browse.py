@@ -38,6 +38,7 @@ class DatasetSummary:
     input_px: np.ndarray
     input_size: tuple[int, int]  # (short side, max size)
     drawn: list[Path] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # "PATH: problem" of images that could not be drawn
 
     @property
     def small(self) -> int:
@@ -61,6 +62,7 @@ class DatasetSummary:
         if self.small:
             lines.append(f"warning: {self.small} of {len(self.input_px)} objects are under {SMALL_PX:.0f} px at the input "
                          f"size: about one cell of the stride-8 feature; raise input.short_side/input.max_size")
+        lines += [f"warning: {problem} (training would stop on it)" for problem in self.unreadable]
         return "\n".join(lines)
 
 
@@ -100,7 +102,8 @@ def browse_dataset(data: str | Path | DatasetSources, out: str | Path, input_cfg
         path = files.images / img["file_name"]
         try:
             image = read_image(path, exif=False)
-        except (ImageReadError, DatasetError):
+        except (ImageReadError, DatasetError) as exc:  # named, so it is fixed before training meets it
+            summary.unreadable.append(str(exc))
             continue
         anns = [a for a in index.anns_by_image.get(img["id"], []) if a["category_id"] in label_of]
         masks = np.stack([decode_segmentation(a["segmentation"], img["height"], img["width"]) for a in anns]) if anns \

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from functools import partial
 from pathlib import Path
@@ -48,6 +49,59 @@ def _sources(args: argparse.Namespace):
                            args.val_ann, args.val_images)
 
 
+def _at_least(low: int):
+    """argparse type: an integer not below ``low`` (a count, a size, a batch)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1 (a share, a score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    """argparse type: true/false (also yes/no, 1/0); anything else is refused, not read as false."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+def _device(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, refused here when no such GPU is usable (rather
+    than deep inside the first tensor copy)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is usable here (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: csrseg runs on cpu or cuda")
+    return text
+
+
 def _add_exist_ok(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--exist-ok", action="store_true", help=text + " (without it, an occupied --out is refused)")
 
@@ -76,6 +130,10 @@ def cmd_info(args: argparse.Namespace) -> None:
 def cmd_synth(args: argparse.Namespace) -> None:
     from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 
+    found = check_outputs(Path(args.out), ["annotations", "train", "val"], args.exist_ok,
+                          "pass --exist-ok to replace it or choose another OUT")
+    for name in found:  # replaced whole: a smaller set must not leave the old one's images behind
+        shutil.rmtree(name) if name.is_dir() else name.unlink()
     out = make_synthetic_dataset(args.out, args.images, args.seed, args.val_fraction, SynthSpec(image_size=args.size))
     print(f"synthetic dataset written to {out} (annotations/instances_{{train,val}}.json, train/, val/)")
 
@@ -86,6 +144,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.resume:
         run_dir = Path(args.resume)
+        if run_dir.is_file():
+            raise CsrsegError(f"--resume {run_dir}: a file; --resume takes the run folder ({run_dir.parent}), "
+                              "whose last.pt and config.yaml it continues from")
+        if not run_dir.is_dir():
+            raise CsrsegError(f"--resume {run_dir}: run folder not found")
+        if args.out and Path(args.out).resolve() != run_dir.resolve():
+            raise CsrsegError(f"--out {args.out} with --resume {run_dir}: a resumed run continues in its own folder; "
+                              "drop --out")
         cfg_path = run_dir / "config.yaml"
         cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config, args.overrides)
     else:
@@ -109,6 +175,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if args.out:  # an explicit --out is the user's file: never replaced unasked (the default one is eval's own)
+        out = Path(args.out)
+        if out.suffix.lower() != ".json":
+            raise CsrsegError(f"--out {out}: the COCO results file is JSON; give a name ending in .json")
+        if out.exists() and not args.exist_ok:
+            raise CsrsegError(f"--out {out}: already exists; pass --exist-ok to replace it or choose another name")
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
@@ -122,8 +194,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
-    if args.video_stride < 1:
-        raise CsrsegError(f"--video-stride {args.video_stride}: must be at least 1")
     out_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "predict" / "exp")
     check_outputs(out_dir, ["predictions.json"], args.exist_ok)
     if args.onnx:
@@ -149,6 +219,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     except BaseException:
         records.discard()
         raise
+    if count == 0 and frames == 0:  # every source unreadable: say so, and keep what --out held
+        records.discard()
+        raise CsrsegError(f"none of the {len(paths)} images or videos could be read (each is named above); "
+                          f"nothing written to {out_dir / 'predictions.json'}")
     records.close()
     done = [f"{count} images"] + ([f"{clips} videos ({frames} frames)"] if videos else [])
     print(", ".join(done) + f", {records.count} instances" + (f", {skipped} skipped" if skipped else "")
@@ -210,6 +284,7 @@ def cmd_browse(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else next_run_dir(Path("runs") / "browse" / "exp")
+    check_outputs(out, ["summary.png"], args.exist_ok)
     summary = browse_dataset(args.data, out, cfg.input, images=args.images, split=args.split)
     print(summary.text())
     print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
@@ -252,11 +327,18 @@ def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.predict import Predictor
 
     out = Path(args.out)
+    if out.is_dir():
+        raise CsrsegError(f"{out}: a folder; export writes one file, e.g. {out / ('model.' + args.format)}")
     if args.int8 and args.format != "onnx":
         raise CsrsegError("--int8 quantizes an ONNX model: it cannot go with --format safetensors")
     if args.int8 != bool(args.calib):
         raise CsrsegError("--int8 needs --calib DATA (images to calibrate on)" if args.int8 else
                           "--calib is for --int8 only")
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as max_opset
+
+    if args.format == "onnx" and not 17 <= args.opset <= max_opset:
+        raise CsrsegError(f"--opset {args.opset}: choose 17 (the default, the opset the tests check) to {max_opset} "
+                          "(the newest torch's exporter writes)")
     check_outputs(out.parent, [out.name], args.exist_ok, "pass --exist-ok to replace it or choose another file")
     calib = None
     if args.int8:  # every input checked before the minutes of export and calibration
@@ -294,6 +376,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
             width, height = (int(v) for v in text.lower().split("x"))
         except ValueError:
             raise CsrsegError(f"--sizes {text!r}: expected WIDTHxHEIGHT, e.g. 1333x800") from None
+        if min(width, height) < 32:
+            raise CsrsegError(f"--sizes {text!r}: each side at least 32 pixels (the network's coarsest stride)")
         sizes.append((height, width))
     if bool(args.weights) != bool(args.data):
         raise CsrsegError("--weights and --data go together: the checkpoint's AP is measured on the data's val split")
@@ -334,17 +418,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="module tree, parameter counts, GFLOPs")
     _add_config_args(p)
-    p.add_argument("--height", type=int, default=800)
-    p.add_argument("--width", type=int, default=1333)
-    p.add_argument("--depth", type=int, default=2, help="module tree depth")
+    p.add_argument("--height", type=_at_least(1), default=800)
+    p.add_argument("--width", type=_at_least(1), default=1333)
+    p.add_argument("--depth", type=_at_least(0), default=2, help="module tree depth")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("synth", help="write a synthetic COCO-format dataset")
     p.add_argument("out")
-    p.add_argument("--images", type=int, default=500, help="total images (train + val)")
+    p.add_argument("--images", type=_at_least(1), default=500, help="total images (train + val)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, default=256, help="image side in pixels")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--size", type=_at_least(32), default=256, help="image side in pixels (at least 32)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.2, help="share of images for val (at least one image)")
+    _add_exist_ok(p, "replace a dataset already in OUT")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
@@ -353,15 +438,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     p.add_argument("--weights", help="initial weights (fine-tuning)")
-    p.add_argument("--strict", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
+    p.add_argument("--strict", type=_boolean, default=True,
                    help="--strict false loads only the tensors that fit (e.g. another class count)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--device", type=_device, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
-    p.add_argument("--checkpoint-interval", type=int, default=0, help="also save last.pt every N iterations")
-    p.add_argument("--log-interval", type=int, default=10, help="log.jsonl row every N iterations")
-    _add_exist_ok(p, "replace the run already in --out (its checkpoints and log are deleted)")
+    p.add_argument("--checkpoint-interval", type=_at_least(0), default=0, help="also save last.pt every N iterations")
+    p.add_argument("--log-interval", type=_at_least(1), default=10, help="log.jsonl row every N iterations")
+    _add_exist_ok(p, "replace the run already in --out (its checkpoints and log wait in --out/replaced/ until the new run finishes)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="COCO mask AP of a checkpoint or an exported ONNX model")
@@ -372,9 +457,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ann", help="annotation file to score (instead of --data's split)")
     p.add_argument("--images", help="image folder, if not the split's own (e.g. test2017 for test-dev)")
     p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights or model)")
-    p.add_argument("--device")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", type=_device)
+    p.add_argument("--batch", type=_at_least(1), default=2)
+    p.add_argument("--workers", type=_at_least(0), default=2)
+    p.add_argument("--exist-ok", action="store_true",
+                   help="replace an existing --out (the default results_<split>.json beside the model is always renewed)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="overlays and COCO-style JSON for images and videos")
@@ -382,13 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
-    p.add_argument("--score-thr", type=float, default=0.3)
+    p.add_argument("--score-thr", type=_fraction, default=0.3)
     p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
-    p.add_argument("--video-stride", type=int, default=1, metavar="N", help="videos: predict every N-th frame")
+    p.add_argument("--video-stride", type=_at_least(1), default=1, metavar="N", help="videos: predict every N-th frame")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="network precision: bf16 is the fast path on CPUs with native bf16, fp16 on CUDA")
-    p.add_argument("--device")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", type=_device)
+    p.add_argument("--batch", type=_at_least(1), default=1)
     _add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=cmd_predict)
 
@@ -396,8 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help=DATA_HELP)
     _add_config_args(p)
     p.add_argument("--out", help="output folder (default runs/browse/exp[N])")
-    p.add_argument("--images", type=int, default=16, help="images to draw")
+    p.add_argument("--images", type=_at_least(1), default=16, help="images to draw")
     p.add_argument("--split", default="train")
+    _add_exist_ok(p, "draw into an --out that already holds a browse")
     p.set_defaults(func=cmd_browse)
 
     p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
@@ -406,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output dataset folder")
     p.add_argument("--copy", action="store_true", help="copy the images (default: symbolic links)")
     p.add_argument("--class-attr", default="class", help="via: the region attribute that holds the class")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=_fraction, default=0.2,
                    help="labelme/via without train/val folders: share of images (by file name) for val")
     p.add_argument("--exist-ok", action="store_true", help="replace a dataset already in OUT")
     p.set_defaults(func=cmd_convert)
@@ -425,9 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="images/s against torchvision Mask R-CNN, in one process")
     p.add_argument("--sizes", nargs="+", default=["1333x800", "640x640"], help="WIDTHxHEIGHT ...")
-    p.add_argument("--runs", type=int, default=5, help="timed runs per entry (median reported)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--runs", type=_at_least(1), default=5, help="timed runs per entry (median reported)")
+    p.add_argument("--warmup", type=_at_least(0), default=2)
+    p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--no-fast", action="store_true", help="skip the bf16/fp16, channels-last and ONNX entries")
     p.add_argument("--weights", help="a trained checkpoint: adds its ONNX fp32 and INT8 rows with mask AP (needs --data)")
     p.add_argument("--data", help="--weights: dataset whose val split gives the AP and train split calibrates INT8")
@@ -439,11 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--data", required=True)
     p.add_argument("--table", type=int, choices=(2, 3), required=True)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, help="another schedule length (the lr steps scaled with it)")
+    p.add_argument("--seeds", type=_at_least(1), default=3)
+    p.add_argument("--epochs", type=_at_least(1), help="another schedule length (the lr steps scaled with it)")
     p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
-    p.add_argument("--device")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
+    p.add_argument("--device", type=_device)
+    p.add_argument("--jobs", type=_at_least(1), default=1, metavar="N",
                    help="train N runs at a time in child processes (small runs sharing one GPU or many cores)")
     p.add_argument("--rows", nargs="+", default=[], metavar="ROW",
                    help="only these rows, by folder name (fpn_baseline, csr, d2s, csr_d2s, csr_128, ...)")
@@ -455,8 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
     p.add_argument("--out", help="run folder (default runs/demo[N])")
     p.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
-    p.add_argument("--images", type=int, default=None, help="synthetic images, 80%% train / 20%% val (default 1000, quick 12)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--images", type=_at_least(5), default=None, help="synthetic images, 80%% train / 20%% val (default 1000, quick 12)")
+    p.add_argument("--device", type=_device, default="cpu")
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     _add_exist_ok(p, "replace the demo already in --out")
     p.set_defaults(func=cmd_demo)
@@ -486,12 +574,26 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"csrseg: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused: an --out that is a file, a read-only folder, a full disk
+        _close_progress_bars()
+        print(f"csrseg: error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("csrseg: interrupted", file=sys.stderr)
         return 130
     finally:
         _leave_process_group()
     return 0
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for a refused file operation: ``PATH: reason`` (``A -> B: reason`` for a rename)."""
+    if exc.filename is None:
+        return str(exc)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename2 is None:
+        return f"{exc.filename}: a file is in the way where a folder was needed (an --out or OUT that names a file?)"
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+    return f"{where}: {exc.strerror or exc}"
 
 
 def _leave_process_group() -> None:

@@ -388,7 +388,37 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides), "--set")
         norm_given = norm_given or _sets_backbone_norm(parse_overrides(overrides))
+    where = " with ".join(w for w in (str(path) if name_or_path not in PRESETS else "", "--set" if overrides else "") if w)
+    check_values(cfg, where or name_or_path)
     return from_scratch_unfrozen(cfg, keep_norm=norm_given)
+
+
+# Values the types allow but training or inference cannot use: (key, smallest value).
+_AT_LEAST = (
+    ("model.num_classes", 1), ("input.short_side", 1), ("input.max_size", 1), ("input.size_divisor", 1),
+    ("input.flip_prob", 0), ("train.epochs", 1), ("train.batch_size", 1), ("train.workers", 0),
+    ("train.warmup_iters", 0), ("train.eval_interval", 1), ("train.max_iters", 0), ("train.max_bad_steps", 1),
+    ("train.lr", 0), ("train.weight_decay", 0), ("train.backbone_lr_mult", 0), ("train.lr_gamma", 0),
+    ("train.warmup_ratio", 0), ("train.clip_grad", 0),
+)
+_ABOVE_ZERO = ("train.lr",)
+
+
+def check_values(cfg: Config, where: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``where`` (file or ``--set``) and the key of the
+    first value no run could use: a count below its minimum, a rate that is negative, NaN or
+    infinite, a zero learning rate, a flip probability above 1."""
+    for key, low in _AT_LEAST:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value}")
+        if value < low or (key in _ABOVE_ZERO and value <= 0):
+            raise ConfigError(f"{where}: {key} must be {'above' if key in _ABOVE_ZERO else 'at least'} {low}, got {value}")
+    if cfg.input.flip_prob > 1:
+        raise ConfigError(f"{where}: input.flip_prob is a probability (0 to 1), got {cfg.input.flip_prob}")
+    if any(side < 1 for side in cfg.input.train_short_sides):
+        raise ConfigError(f"{where}: input.train_short_sides must be at least 1 each, got {list(cfg.input.train_short_sides)}")
 
 
 def _sets_backbone_norm(data: dict[str, Any]) -> bool:

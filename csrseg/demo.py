@@ -67,8 +67,8 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, de
     check_outputs(out, [f"train/{name}" for name in TRAIN_OUTPUTS] + ["overlays"], exist_ok)
     tic = time.perf_counter()
     images = images or (12 if quick else 1000)
+    cfg = load_config("demo", [*(QUICK_OVERRIDES if quick else []), *overrides])  # a bad --set: nothing written yet
     data = make_synthetic_dataset(out / "data", images, seed=0, val_fraction=VAL_FRACTION)
-    cfg = load_config("demo", [*(QUICK_OVERRIDES if quick else []), *overrides])
     logger.info(plan(cfg, images, device))
     result = train(cfg, data, out / "train", device=device, exist_ok=exist_ok)
 

@@ -202,3 +202,11 @@ def test_rows_limit_the_sweep_to_the_named_rows(synth_root, tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["csr_d2s", "fpn_baseline"]
     with pytest.raises(CsrsegError, match="--rows csr_256: Table 2 .* has the rows fpn_baseline, csr, d2s, csr_d2s"):
         run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", rows=["csr_256"])
+
+
+def test_a_missing_dataset_is_named_before_any_run_folder_is_written(tmp_path):
+    from csrseg.errors import CsrsegError
+
+    with pytest.raises(CsrsegError, match="nope: dataset folder not found"):
+        run_ablation(tmp_path / "nope", 2, tmp_path / "sweep", base="demo")
+    assert not (tmp_path / "sweep").exists()

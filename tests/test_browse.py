@@ -61,3 +61,17 @@ def test_png_data_in_a_jpg_file_and_a_4000px_image_are_read(tmp_path):
     assert read_image(tmp_path / "x.jpg").shape == (30, 40, 3)
     Image.new("RGB", (4000, 3000), (9, 9, 9)).save(tmp_path / "big.png")
     assert read_image(tmp_path / "big.png").shape == (3000, 4000, 3)
+
+
+def test_an_unreadable_image_is_named_and_an_earlier_browse_kept(synth_root, tmp_path, capsys):
+    root = tmp_path / "set"
+    shutil.copytree(synth_root, root)
+    first = json.loads((root / "annotations" / "instances_val.json").read_text())["images"][0]["file_name"]
+    (root / "val" / first).write_text("not an image")
+    out = tmp_path / "b"
+    argv = ["browse", str(root), "--split", "val", "--out", str(out), "--images", "100", "--config", "demo"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"warning: {root / 'val' / first}" in text and "training would stop on it" in text
+    assert main(argv) == 2  # the same --out again: refused, the first browse kept
+    assert "already holds summary.png" in capsys.readouterr().err and (out / "summary.png").is_file()

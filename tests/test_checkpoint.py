@@ -27,9 +27,10 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "evil.pt"
     with open(path, "wb") as handle:
         pickle.dump({"model": _Evil()}, handle)
-    with pytest.raises(CheckpointError, match="evil.pt"):
+    with pytest.raises(CheckpointError, match="evil.pt") as info:
         load_checkpoint(path)
     assert not (tmp_path / "PWNED").exists()
+    assert "weights_only" not in str(info.value)  # torch's advice to load it unsafely is not passed on
 
 
 def test_atomic_save_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -68,6 +69,30 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="cut.pt"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["empty.pt", "empty.safetensors"])
+def test_empty_checkpoint_is_named_as_empty(tmp_path, name):
+    path = tmp_path / name
+    path.touch()
+    with pytest.raises(CheckpointError, match=f"{name}: empty file"):
+        load_checkpoint(path)
+
+
+def test_checkpoint_error_without_a_message_is_still_one_line(tmp_path):
+    path = tmp_path / "junk.pt"
+    path.write_bytes(b"\x80\x02")  # pickle's protocol opcode, then nothing: torch.load raises an EOFError with no text
+    with pytest.raises(CheckpointError, match=r"junk.pt: not a loadable checkpoint \(EOFError\)$") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_safetensors_export_makes_its_folder():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_safetensors({"w": torch.ones(3)}, {"classes": ["a"]}, f"{tmp}/new/folder/m.safetensors")
+        assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(3))
 
 
 def _disk_usage_with_free(free):

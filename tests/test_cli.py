@@ -42,6 +42,84 @@ def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
     assert err.startswith("csrseg: error:") and message in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["predict", "x.png", "--weights", "w.pt", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+        (["eval", "--weights", "w.pt", "--workers", "-1"], "argument --workers: must be at least 0, got -1"),
+        (["benchmark", "--runs", "0"], "argument --runs: must be at least 1, got 0"),
+        (["info", "--height", "0"], "argument --height: must be at least 1, got 0"),
+        (["synth", "out", "--size", "8"], "argument --size: must be at least 32, got 8"),
+        (["synth", "out", "--val-fraction", "1.5"], "argument --val-fraction: must be from 0 to 1, got 1.5"),
+        (["predict", "x.png", "--weights", "w.pt", "--score-thr", "nan"], "argument --score-thr: must be from 0 to 1"),
+        (["predict", "x.png", "--weights", "w.pt", "--device", "gpu"], "argument --device: 'gpu' is not a device"),
+    ],
+)
+def test_impossible_option_values_are_refused_before_any_work(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse: usage line + one error line, status 2
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_cuda_without_a_gpu_is_refused_at_the_option(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit):
+        main(["eval", "--weights", "w.pt", "--device", "cuda"])
+    assert "argument --device: cuda: no CUDA GPU is usable here" in capsys.readouterr().err
+
+
+def test_a_refused_file_operation_is_one_line_naming_the_path(tmp_path, capsys):
+    occupied = tmp_path / "notes.txt"
+    occupied.write_text("keep me")
+    assert main(["synth", str(occupied), "--images", "2", "--size", "32"]) == 2  # OUT is a file, not a folder
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csrseg: error:") and str(occupied) in err and "\n" not in err
+    assert occupied.read_text() == "keep me"
+
+
+def test_an_unusable_opset_is_refused_before_the_weights_are_read(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "missing.pt"), "--opset", "5"]) == 2
+    assert "--opset 5: choose 17" in capsys.readouterr().err
+
+
+def test_wrong_kinds_of_path_get_what_to_give_instead(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"x")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    (tmp_path / "ann.json").write_text("{}")
+    cases = [
+        (["train", "--config", "demo", "--data", ".", "--resume", str(run / "last.pt")], f"--resume takes the run folder ({run})"),
+        (["train", "--config", "demo", "--data", str(tmp_path / "ann.json")], "ann.json: a file, not a dataset folder"),
+        (["eval", "--weights", str(run), "--data", "."], f"{run}: a folder, not a checkpoint; did you mean {run / 'last.pt'}?"),
+        (["predict", "x.png", "--weights", str(tmp_path / "m.onnx")], "an ONNX model, not a checkpoint; run it with --onnx"),
+        (["export", str(run), "--weights", str(run / "last.pt")], f"{run}: a folder; export writes one file"),
+        (["benchmark", "--sizes", "0x0"], "each side at least 32 pixels"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+
+
+def test_synth_into_a_dataset_is_refused_and_exist_ok_replaces_it_whole(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["synth", str(out), "--images", "6", "--size", "32"]) == 0
+    assert main(["synth", str(out), "--images", "3", "--size", "32"]) == 2
+    assert "already holds annotations, train, val" in capsys.readouterr().err and len(list((out / "train").iterdir())) == 5
+    assert main(["synth", str(out), "--images", "3", "--size", "32", "--exist-ok"]) == 0
+    assert len(list((out / "train").iterdir())) == 2  # no image of the 6-image set left behind
+
+
+def test_demo_with_a_bad_override_writes_nothing(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--set", "foo.bar=1"]) == 2
+    assert "foo" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
 def test_cli_runs_as_a_console_module():
     proc = subprocess.run([sys.executable, "-m", "csrseg.cli", "train", "--config", "demo", "--data", "/nowhere"],
                           capture_output=True, text=True, timeout=120)

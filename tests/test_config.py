@@ -1,3 +1,4 @@
+import re
 import pytest
 
 from csrseg.config import Config, ConfigError, from_dict, load_config, save_config, to_dict
@@ -68,3 +69,28 @@ def test_every_preset_round_trips_through_a_dict():
     for name in PRESETS:
         cfg = load_config(name)
         assert from_dict(Config, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.batch_size=0", "--set: train.batch_size must be at least 1, got 0"),
+        ("train.lr=.nan", "--set: train.lr must be a finite number, got nan"),
+        ("train.lr=0", "--set: train.lr must be above 0, got 0"),
+        ("train.eval_interval=0", "--set: train.eval_interval must be at least 1, got 0"),
+        ("train.workers=-1", "--set: train.workers must be at least 0, got -1"),
+        ("input.size_divisor=0", "--set: input.size_divisor must be at least 1, got 0"),
+        ("input.flip_prob=1.5", "input.flip_prob is a probability"),
+        ("model.num_classes=0", "--set: model.num_classes must be at least 1, got 0"),
+    ],
+)
+def test_values_no_run_could_use_are_a_config_error(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("demo", [override])
+
+
+def test_a_config_files_unusable_value_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: demo\ntrain:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: train.batch_size must be at least 1")):
+        load_config(str(path))

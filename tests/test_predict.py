@@ -69,6 +69,31 @@ def test_cli_predict_folder_skips_non_images_and_writes_outputs(tmp_path, weight
     assert records and {"file_name", "category_id", "category", "score", "bbox", "segmentation"} <= set(records[0])
 
 
+def test_cli_predict_with_nothing_readable_fails_and_keeps_the_old_predictions(tmp_path, weights, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "predictions.json").write_text('[{"kept": true}]')
+    (tmp_path / "notes.jpg").write_text("not an image")
+    argv = ["predict", str(tmp_path / "notes.jpg"), str(tmp_path / "nope.png"), "--weights", str(weights),
+            "--out", str(out), "--exist-ok"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 images or videos could be read" in err and "notes.jpg" in err
+    assert json.loads((out / "predictions.json").read_text()) == [{"kept": True}]
+
+
+def test_cli_eval_never_replaces_an_explicit_out_unasked(tmp_path, weights, capsys):
+    precious = tmp_path / "last.pt"
+    precious.write_bytes(b"weights")
+    assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(precious)]) == 2
+    assert "give a name ending in .json" in capsys.readouterr().err
+    results = tmp_path / "results.json"
+    results.write_text("[]")
+    assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(results)]) == 2
+    assert "already exists; pass --exist-ok" in capsys.readouterr().err
+    assert precious.read_bytes() == b"weights" and results.read_text() == "[]"
+
+
 def test_cli_export_then_predict_with_onnx(tmp_path, weights):
     onnx_path = tmp_path / "m.onnx"
     assert main(["export", str(onnx_path), "--weights", str(weights)]) == 0

@@ -49,6 +49,24 @@ def test_train_refuses_another_runs_folder_and_replaces_it_with_exist_ok(synth_r
     assert main([*argv, "--exist-ok"]) == 0
     assert load_checkpoint(run / "last.pt")["config"]["train"]["seed"] == 5
     assert not (run / "best.pt").exists()  # the replaced run's best.pt is not passed off as this run's
+    assert not (run / "replaced").exists()  # the new run finished: the old one is gone, as asked
+
+
+def test_a_replacing_run_that_fails_keeps_the_replaced_run(synth_root, tmp_path, monkeypatch):
+    import csrseg.engine.trainer as trainer
+
+    run = tmp_path / "run"
+    cfg = tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1)
+    train(cfg, synth_root, run, device="cpu", progress=False)
+    first = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt")}
+
+    def broken_loader(*args, **kwargs):  # a dataset that fails after the run folder was taken over
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(trainer, "DataLoader", broken_loader)
+    with pytest.raises(OSError, match="disk went away"):
+        train(cfg, synth_root, run, device="cpu", progress=False, exist_ok=True)
+    assert {name: (run / "replaced" / name).read_bytes() for name in first} == first
 
 
 def test_predict_and_export_refuse_to_overwrite(tmp_path, capsys):

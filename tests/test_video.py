@@ -82,5 +82,7 @@ def test_missing_opencv_is_a_one_line_error_naming_the_clip(tmp_path, weights, m
 
 def test_bad_stride_is_refused(tmp_path, weights, capsys):
     clip = _clip(tmp_path / "clip.mp4", frames=2)
-    assert main(["predict", str(clip), "--weights", str(weights), "--video-stride", "0"]) == 2
-    assert "--video-stride 0: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused by the option parser, before the model is loaded
+        main(["predict", str(clip), "--weights", str(weights), "--video-stride", "0"])
+    assert exit_info.value.code == 2
+    assert "argument --video-stride: must be at least 1, got 0" in capsys.readouterr().err

@@ -116,6 +116,9 @@ def resolve_dataset(
         path = Path(data)
         if path.suffix in (".yaml", ".yml"):
             sources = _from_yaml(path)
+        elif path.is_file():
+            raise DatasetError(f"{path}: a file, not a dataset folder; give the folder that holds annotations/, a "
+                               "dataset YAML, or an annotation file with --train-ann/--val-ann (eval: --ann)")
         elif not path.is_dir():
             raise DatasetError(f"{path}: dataset folder not found")
         elif any((path / name / ROBOFLOW_FILE).is_file() for name in ROBOFLOW_SPLITS):

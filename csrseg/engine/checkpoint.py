@@ -107,8 +107,15 @@ def _write_failure(path: Path, reason: str, needed: int, free: int, if_failed: s
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint (``.pt``, weights-only) or model weights (``.safetensors``)."""
     path = Path(path)
+    if path.is_dir():
+        hint = next((f"; did you mean {path / n}?" for n in ("best.pt", "last.pt") if (path / n).is_file()), "")
+        raise CheckpointError(f"{path}: a folder, not a checkpoint{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(f"{path}: an ONNX model, not a checkpoint; run it with --onnx")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
@@ -124,7 +131,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             return ckpt
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling and zip errors share no base class
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        if "weights_only" in detail or "Weights only load failed" in detail:
+            # torch's advice here (weights_only=False) would run code from the file: never give it
+            detail = "holds objects other than tensors and plain values, or is not a torch file"
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a csrseg checkpoint (no 'model' entry)")
     return ckpt
@@ -137,6 +148,7 @@ def save_safetensors(model_state: dict[str, Tensor], meta: dict[str, Any], path:
     from safetensors.torch import save_file
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.contiguous() for k, v in model_state.items()}, str(tmp), metadata=dict(csrseg=json.dumps(meta)))
     os.replace(tmp, path)
@@ -145,7 +157,8 @@ def save_safetensors(model_state: dict[str, Tensor], meta: dict[str, Any], path:
 
 def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Config:
     if "config" not in ckpt:
-        raise CheckpointError(f"{path}: holds no config; pass --config with the model's config")
+        raise CheckpointError(f"{path}: holds no config, so the network it fits is unknown (not written by csrseg "
+                              "train or csrseg export?)")
     try:
         return from_dict(Config, ckpt["config"], f"{path}:config")
     except ConfigError as exc:

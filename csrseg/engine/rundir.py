@@ -9,6 +9,8 @@ folder, so this only fires when the user named an occupied one.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from csrseg.errors import CsrsegError
@@ -59,8 +61,16 @@ def check_outputs(folder: str | Path, names: tuple[str, ...] | list[str], exist_
     return found
 
 
-def remove_outputs(paths: list[Path]) -> None:
-    """Delete the files of a run being replaced (``--exist-ok``), so none of them is mistaken for the new run's."""
+def set_aside_outputs(paths: list[Path], folder: Path) -> Path | None:
+    """Move the files of a run being replaced (``--exist-ok``) into ``folder`` (an older one there is
+    deleted), so none of them is mistaken for the new run's, yet none is lost if the new run fails
+    before it has written its own. The caller deletes ``folder`` once the new run has finished.
+    Returns ``folder``, or ``None`` when there was nothing to move."""
+    if not paths:
+        return None
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     for path in paths:
-        if path.is_file():
-            path.unlink()
+        os.replace(path, folder / path.name)
+    return folder

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -38,7 +39,7 @@ from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_state
 from csrseg.engine.plots import plot_training, read_log
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, remove_outputs
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.tensorboard import TensorBoardLog
 from csrseg.errors import CsrsegError
@@ -243,7 +244,9 @@ def train(
         logger.info("resumed %s at epoch %d, iteration %d", last_path, epoch + 1, iteration)
     elif env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        remove_outputs(replaced)
+        set_aside = set_aside_outputs(replaced, run_dir / "replaced")
+        if set_aside:
+            logger.info("the run replaced in %s is kept in %s until this one finishes", run_dir, set_aside)
         log.path.write_text("")
     if env.is_main:
         save_config(cfg, run_dir / "config.yaml")
@@ -370,6 +373,8 @@ def train(
     log.plot(run_dir / "results.png")
     log.tensorboard.close()
     du.barrier()
+    if env.is_main and (run_dir / "replaced").is_dir():  # this run finished: the one it replaced goes now
+        shutil.rmtree(run_dir / "replaced")
     return TrainResult(run_dir, last_path, best_path if best_path.is_file() else None, best_ap, iteration, metrics)
 
 
