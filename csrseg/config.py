@@ -388,8 +388,11 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     if overrides:
         cfg = merge(cfg, parse_overrides(overrides), "--set")
         norm_given = norm_given or _sets_backbone_norm(parse_overrides(overrides))
-    where = " with ".join(w for w in (str(path) if name_or_path not in PRESETS else "", "--set" if overrides else "") if w)
-    check_values(cfg, where or name_or_path)
+    if name_or_path in PRESETS:  # a preset's own values are sound: a bad one came from --set
+        where = "--set" if overrides else name_or_path
+    else:
+        where = f"{path} with --set" if overrides else str(path)
+    check_values(cfg, where)
     return from_scratch_unfrozen(cfg, keep_norm=norm_given)
 
 
