@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections import Counter
 from functools import partial
 from pathlib import Path
 
 from csrseg.config import Config, load_config
+from csrseg.data.coco import annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
-from csrseg.engine.rundir import next_run_dir
+from csrseg.engine.rundir import check_output_file, next_run_dir
 from csrseg.engine.trainer import TrainResult
 from csrseg.engine.trainer import train as _train
 
@@ -47,9 +47,7 @@ def train(data: str | Path | DatasetSources, config: str | Config = "paper", out
 def _warn_classes_the_model_lacks(index, annotations: Path) -> None:
     """A checkpoint scored on a dataset with classes it was not trained for: COCOeval scores those
     classes too (as all missed), so the AP is not the model's on its own classes. Say so."""
-    wanted = set(index.cat_ids)
-    missing = Counter(a["category_id"] for anns in index.anns_by_image.values() for a in anns
-                      if a["category_id"] not in wanted)
+    missing = annotations_outside(index, index.cat_ids)
     if missing:
         names = ", ".join(f"{index.categories.get(c, c)} ({n})" for c, n in sorted(missing.items())[:8])
         logger.warning("warning: %s: %d annotations of %d categories the model has no class for, counted as missed "
@@ -74,6 +72,9 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     from csrseg.predict import OnnxPredictor, Predictor
 
     is_onnx = Path(weights).suffix.lower() == ".onnx"
+    results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
+    # writable before the minutes of inference, not after (replacing is the caller's choice: the CLI asks)
+    check_output_file(results_path, exist_ok=True, suffixes=(".json",), what="COCO results (JSON)")
     predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)
     if isinstance(data, DatasetSources):
         sources = data
@@ -94,7 +95,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
                             collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
         results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
     _warn_classes_the_model_lacks(dataset.index, files.annotations)
-    results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
+    warn_if_unscorable(dataset.index)
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
     metrics_path = results_path.with_name(f"{results_path.stem}.metrics.json")

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from csrseg.engine.preempt import TrainingInterrupted
-from csrseg.engine.rundir import check_outputs, next_run_dir
+from csrseg.engine.rundir import check_output_file, check_outputs, next_run_dir
 from csrseg.errors import CsrsegError
 
 if TYPE_CHECKING:
     from csrseg.predict import OnnxPredictor, Predictor, RecordWriter
 
 logger = logging.getLogger("csrseg")
+TRAIN_CONFIG = "paper"  # train's --config when none is given
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
@@ -153,9 +154,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise CsrsegError(f"--out {args.out} with --resume {run_dir}: a resumed run continues in its own folder; "
                               "drop --out")
         cfg_path = run_dir / "config.yaml"
-        cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config, args.overrides)
+        if args.config and cfg_path.is_file():  # silently training on with another config would be worse
+            raise CsrsegError(f"--config {args.config} with --resume {run_dir}: a resumed run continues with its "
+                              f"own {cfg_path}; drop --config (--set KEY=VALUE changes single values, e.g. "
+                              "train.epochs to extend the run)")
+        cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config or TRAIN_CONFIG, args.overrides)
     else:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config or TRAIN_CONFIG, args.overrides)
         run_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "train" / cfg.name)
     result = train(cfg, _sources(args), run_dir, resume=bool(args.resume), device=args.device,
                    train_split=args.train_split, val_split=None if args.no_val else args.val_split,
@@ -176,11 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if args.out:  # an explicit --out is the user's file: never replaced unasked (the default one is eval's own)
-        out = Path(args.out)
-        if out.suffix.lower() != ".json":
-            raise CsrsegError(f"--out {out}: the COCO results file is JSON; give a name ending in .json")
-        if out.exists() and not args.exist_ok:
-            raise CsrsegError(f"--out {out}: already exists; pass --exist-ok to replace it or choose another name")
+        check_output_file(args.out, args.exist_ok, (".json",), "COCO results (JSON)")
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
@@ -194,6 +195,9 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if args.onnx and args.precision != "fp32":
+        raise CsrsegError(f"--precision {args.precision} is for --weights: an ONNX model runs as it was exported "
+                          "(fp32, or INT8 with csrseg export --int8)")
     out_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "predict" / "exp")
     check_outputs(out_dir, ["predictions.json"], args.exist_ok)
     if args.onnx:
@@ -294,7 +298,6 @@ def cmd_convert(args: argparse.Namespace) -> None:
     from collections import Counter
 
     from csrseg.data.convert import write_coco_root
-    from csrseg.engine.rundir import check_outputs
 
     out = Path(args.out)
     check_outputs(out, ["annotations"], args.exist_ok, "pass --exist-ok to replace it or choose another OUT")
@@ -331,6 +334,9 @@ def cmd_export(args: argparse.Namespace) -> None:
         raise CsrsegError(f"{out}: a folder; export writes one file, e.g. {out / ('model.' + args.format)}")
     if args.int8 and args.format != "onnx":
         raise CsrsegError("--int8 quantizes an ONNX model: it cannot go with --format safetensors")
+    if out.suffix.lower() != f".{args.format}":  # a safetensors file named best.pt would pass for a checkpoint
+        raise CsrsegError(f"{out}: --format {args.format} writes a .{args.format} file; name it so, "
+                          f"e.g. {out.with_suffix('.' + args.format)}")
     if args.int8 != bool(args.calib):
         raise CsrsegError("--int8 needs --calib DATA (images to calibrate on)" if args.int8 else
                           "--calib is for --int8 only")
@@ -339,7 +345,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     if args.format == "onnx" and not 17 <= args.opset <= max_opset:
         raise CsrsegError(f"--opset {args.opset}: choose 17 (the default, the opset the tests check) to {max_opset} "
                           "(the newest torch's exporter writes)")
-    check_outputs(out.parent, [out.name], args.exist_ok, "pass --exist-ok to replace it or choose another file")
+    check_output_file(out, args.exist_ok)
     calib = None
     if args.int8:  # every input checked before the minutes of export and calibration
         from csrseg.quantize import calibration_images
@@ -381,6 +387,8 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
         sizes.append((height, width))
     if bool(args.weights) != bool(args.data):
         raise CsrsegError("--weights and --data go together: the checkpoint's AP is measured on the data's val split")
+    if args.out:  # checked now, not after minutes of timing
+        check_output_file(args.out, args.exist_ok, what="benchmark table")
     report = run_benchmark(sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast,
                            weights=args.weights, data=args.data, calib_images=args.calib_images)
     print(report)
@@ -433,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
-    _add_config_args(p)
+    _add_config_args(p, TRAIN_CONFIG)
+    p.set_defaults(config=None)  # to tell a --config given with --resume from the default
     _add_data_args(p)
     p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
@@ -521,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="--weights: dataset whose val split gives the AP and train split calibrates INT8")
     p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--weights: INT8 calibration images")
     p.add_argument("--out", help="also write the markdown table to this file")
+    _add_exist_ok(p, "replace the --out file if it exists")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("ablate", help="Table II / III: train and evaluate every variant over seeds")
@@ -578,6 +588,13 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"csrseg: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as exc:  # only running out of memory is the user's to fix; a bug shows whole
+        text = out_of_memory_text(exc)
+        if text is None:
+            raise
+        _close_progress_bars()
+        print(f"csrseg: error: {text}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("csrseg: interrupted", file=sys.stderr)
         return 130
@@ -594,6 +611,26 @@ def os_error_text(exc: OSError) -> str:
         return f"{exc.filename}: a file is in the way where a folder was needed (an --out or OUT that names a file?)"
     where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
     return f"{where}: {exc.strerror or exc}"
+
+
+def out_of_memory_text(exc: BaseException) -> str | None:
+    """One line for an allocation the machine refused (CPU or CUDA), or ``None`` for any other error."""
+    import re
+
+    message = str(exc)
+    if isinstance(exc, MemoryError):
+        wanted = ""
+    elif "can't allocate memory" in message or "not enough memory" in message or "CUDA out of memory" in message:
+        size = re.search(r"(?:allocate|Tried to allocate) (\d+(?:\.\d+)?) ?(bytes|[KMGT]iB)", message)
+        wanted = ""
+        if size:
+            scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[size.group(2)]
+            wanted = f" (one tensor of {float(size.group(1)) * scale / 2**30:.1f} GiB was asked for)"
+    else:
+        return None
+    return (f"out of memory{wanted}: the model or batch is too large for this machine; lower train.batch_size or "
+            "--batch, the input size (input.short_side / input.max_size) or the widths given with --set. Files "
+            "already written are kept (a training run that saved a last.pt goes on with --resume)")
 
 
 def _leave_process_group() -> None:

@@ -192,6 +192,9 @@ class InputConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+SCHEDULES = ("step", "cosine", "linear")  # the lr decays of csrseg.engine.schedule
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """K-Net's 1x recipe used by the paper (§IV-A). ``batch_size`` is the total over all processes."""
@@ -200,6 +203,7 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.05
     backbone_lr_mult: float = 0.25
+    schedule: str = "step"  # step (at milestones) | cosine | linear (to lr_gamma over the run): engine/schedule.py
     milestones: tuple[int, ...] = (8, 11)
     lr_gamma: float = 0.1
     warmup_iters: int = 1000
@@ -422,6 +426,8 @@ def check_values(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: input.flip_prob is a probability (0 to 1), got {cfg.input.flip_prob}")
     if any(side < 1 for side in cfg.input.train_short_sides):
         raise ConfigError(f"{where}: input.train_short_sides must be at least 1 each, got {list(cfg.input.train_short_sides)}")
+    if cfg.train.schedule not in SCHEDULES:
+        raise ConfigError(f"{where}: train.schedule={cfg.train.schedule!r}: choose one of {', '.join(SCHEDULES)}")
 
 
 def _sets_backbone_norm(data: dict[str, Any]) -> bool:

@@ -112,6 +112,10 @@ def test_benchmark_table_has_every_model_against_mask_rcnn():
     assert list(rows) == [MASK_RCNN, "knet (K-Net, Table II row 1)", "paper (CSR + D2S)"]
     assert rows[MASK_RCNN][3] == "1.00"  # the reference against itself
     ours = rows["paper (CSR + D2S)"]
-    assert abs(float(ours[3]) - float(ours[2]) / float(rows[MASK_RCNN][2])) < 0.02  # × Mask R-CNN = fps ratio
+    # × Mask R-CNN = the fps ratio, up to the rounding of the three printed figures (fps to 3 decimals,
+    # the ratio to 2): a slow machine's 0.281 img/s alone moves the ratio by 0.2%
+    fps, reference = float(ours[2]), float(rows[MASK_RCNN][2])
+    ratio = fps / reference
+    assert abs(float(ours[3]) - ratio) <= 0.005 + ratio * (0.0005 / fps + 0.0005 / reference) + 1e-9
     assert "median of 2 rounds in which the entries of one input size took turns" in text
     assert "Neck alone at 96×64" in text

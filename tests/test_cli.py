@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from csrseg.cli import main
+from csrseg.config import load_config, save_config
 
 
 def test_info_prints_parts_params_and_gflops(capsys):
@@ -136,3 +137,74 @@ def test_quick_demo_writes_everything_it_announces(tmp_path, capsys):
     assert "| AP | AP50 |" in out and str(run / "overlays") in out
     # the reported AP is the final weights' (best.pt is chosen on this same val split)
     assert "mask AP of last.pt" in out and f"weights:      {run / 'train' / 'last.pt'}" in out
+
+
+def test_outputs_that_could_not_be_written_are_refused_before_the_work(tmp_path, capsys):
+    """benchmark's table, eval's results and export's file: checked before minutes of timing,
+    inference or export; nothing there is replaced unasked."""
+    table = tmp_path / "table.md"
+    table.write_text("last week's figures")
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder is needed")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"a checkpoint")
+    cases = [
+        (["benchmark", "--sizes", "64x64", "--out", str(table)], f"{table}: already exists; pass --exist-ok"),
+        (["benchmark", "--sizes", "64x64", "--out", str(blocker / "t.md")], f"{blocker} is a file, not a folder"),
+        # the weights do not exist: the --out check must come first to be seen at all
+        (["eval", "--weights", str(tmp_path / "missing.pt"), "--data", ".", "--out", str(blocker / "r.json")],
+         f"{blocker} is a file, not a folder"),
+        (["eval", "--weights", str(tmp_path / "missing.pt"), "--data", ".", "--out", str(tmp_path / "r.txt")],
+         "name must end in .json"),
+        (["export", str(run / "last.pt"), "--weights", str(run / "last.pt"), "--format", "safetensors", "--exist-ok"],
+         "--format safetensors writes a .safetensors file"),
+        (["export", str(tmp_path / "m.pt"), "--weights", str(run / "last.pt")], "--format onnx writes a .onnx file"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+    assert table.read_text() == "last week's figures" and (run / "last.pt").read_bytes() == b"a checkpoint"
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config("demo"), run / "config.yaml")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    cases = [
+        (["train", "--resume", str(run), "--config", "paper", "--data", "."], "continues with its own"),
+        (["predict", "x.png", "--onnx", str(tmp_path / "m.onnx"), "--precision", "bf16"], "--precision bf16 is for --weights"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+
+
+def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):
+    import csrseg.cli as cli
+
+    cpu = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
+           "allocate 160000000000 bytes. Error code 12 (Cannot allocate memory)")
+    cuda = "CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 79.1 GiB"
+    assert "149.0 GiB" in cli.out_of_memory_text(RuntimeError(cpu))
+    assert "2.5 GiB" in cli.out_of_memory_text(RuntimeError(cuda))
+    assert cli.out_of_memory_text(MemoryError()).startswith("out of memory:")
+    assert cli.out_of_memory_text(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+    def allocate(args):
+        raise RuntimeError(cpu)
+
+    monkeypatch.setattr(cli, "cmd_info", allocate)
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csrseg: error: out of memory") and "batch_size" in err and "\n" not in err
+
+    def bug(args):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(cli, "cmd_info", bug)
+    with pytest.raises(RuntimeError, match="mat1"):  # a bug keeps its traceback
+        main(["info"])

@@ -86,7 +86,7 @@ def test_cli_eval_never_replaces_an_explicit_out_unasked(tmp_path, weights, caps
     precious = tmp_path / "last.pt"
     precious.write_bytes(b"weights")
     assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(precious)]) == 2
-    assert "give a name ending in .json" in capsys.readouterr().err
+    assert "name must end in .json" in capsys.readouterr().err
     results = tmp_path / "results.json"
     results.write_text("[]")
     assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(results)]) == 2

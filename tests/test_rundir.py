@@ -120,3 +120,18 @@ def test_ablate_refuses_runs_of_another_sweep_and_a_training_folder(synth_root, 
     (run / "best.pt").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match="best.pt"):
         run_ablation(synth_root, 2, run, base=str(cfg_path), seeds=1, device="cpu", progress=False)
+
+
+def test_check_output_file_refuses_what_could_not_be_written(tmp_path):
+    from csrseg.engine.rundir import check_output_file
+    from csrseg.errors import CsrsegError
+
+    assert check_output_file(tmp_path / "new" / "deeper" / "r.json", suffixes=(".json",)) == tmp_path / "new" / "deeper" / "r.json"
+    with pytest.raises(CsrsegError, match="must end in .json"):
+        check_output_file(tmp_path / "r.yaml", suffixes=(".json",))
+    with pytest.raises(CsrsegError, match="a folder; give a file name"):
+        check_output_file(tmp_path)
+    (tmp_path / "r.json").write_text("{}")
+    with pytest.raises(OutputExistsError, match="already exists"):
+        check_output_file(tmp_path / "r.json")
+    assert check_output_file(tmp_path / "r.json", exist_ok=True).read_text() == "{}"

@@ -1,5 +1,6 @@
 """Training end to end: checkpoints, log, plot, resume, DDP (gloo, 2 processes)."""
 
+import math
 import os
 import socket
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from csrseg.config import merge, parse_overrides, save_config
+from csrseg.config import ConfigError, load_config, merge, parse_overrides, save_config
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.trainer import train
@@ -31,6 +32,27 @@ def test_schedule_warms_up_then_steps():
     assert lr_factor(10, 1, cfg) == 1.0
     assert lr_factor(100, 2, cfg) == pytest.approx(0.1)
     assert lr_factor(100, 3, cfg) == pytest.approx(0.01)
+
+
+def test_smooth_schedules_decay_from_the_peak_to_lr_gamma_over_the_run():
+    for schedule in ("cosine", "linear"):
+        cfg = tiny_config(warmup_iters=10, warmup_ratio=0.001, lr_gamma=0.01, schedule=schedule,
+                          milestones=(1,)).train
+        factors = [lr_factor(i, i // 50, cfg, total_iters=111) for i in range(111)]
+        assert factors[0] == pytest.approx(0.001)  # warm-up as with steps
+        assert factors[10] == pytest.approx(1.0)  # the peak where warm-up ends; milestone 1 ignored
+        assert factors[-1] == pytest.approx(0.01)  # lr_gamma at the last iteration
+        after = factors[10:]
+        assert all(b < a for a, b in zip(after, after[1:]))  # falls at every iteration
+    linear = tiny_config(warmup_iters=0, lr_gamma=0.0, schedule="linear").train
+    cosine = tiny_config(warmup_iters=0, lr_gamma=0.0, schedule="cosine").train
+    assert lr_factor(50, 0, linear, 101) == pytest.approx(0.5)
+    assert lr_factor(25, 0, cosine, 101) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_an_unknown_schedule_is_a_config_error():
+    with pytest.raises(ConfigError, match="train.schedule='poly'"):
+        load_config("demo", ["train.schedule=poly"])
 
 
 def test_training_writes_a_complete_run_folder(synth_root, tmp_path):
@@ -89,3 +111,28 @@ def test_ddp_two_processes_match_one_process(synth_root, tmp_path, head):
     single = load_checkpoint(tmp_path / "one" / "last.pt")
     assert ddp["iteration"] == single["iteration"] == 2
     _weights_close(ddp["model"], single["model"], atol=1e-5)
+
+
+def test_a_train_split_without_annotations_is_refused_before_the_run_folder_is_made(synth_root, tmp_path, caplog):
+    import json
+    import logging
+
+    from csrseg.data.coco import DatasetError
+
+    ann = json.loads((synth_root / "annotations" / "instances_train.json").read_text())
+    empty = tmp_path / "data"
+    (empty / "annotations").mkdir(parents=True)
+    (empty / "train").symlink_to(synth_root / "train")
+    (empty / "val").symlink_to(synth_root / "train")  # val: the train images, annotated or not
+    (empty / "annotations" / "instances_train.json").write_text(json.dumps(dict(ann, annotations=[])))
+    (empty / "annotations" / "instances_val.json").write_text(json.dumps(ann))
+    with pytest.raises(DatasetError, match="instances_train.json: none of its 12 images has a usable annotation"):
+        train(tiny_config(), empty, tmp_path / "run", device="cpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+    # the other way round: trains, and says the val AP means nothing
+    (empty / "annotations" / "instances_train.json").write_text(json.dumps(ann))
+    (empty / "annotations" / "instances_val.json").write_text(json.dumps(dict(ann, annotations=[])))
+    with caplog.at_level(logging.WARNING, logger="csrseg"):
+        train(tiny_config(max_iters=1), empty, tmp_path / "run", device="cpu", progress=False)
+    assert "has an annotation of the model's" in caplog.text and "its AP says nothing" in caplog.text

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,20 @@ class CocoIndex:
     warnings: Counter = field(default_factory=Counter)
     categories: dict[int, str] = field(default_factory=dict)
     unused_cat_ids: list[int] = field(default_factory=list)
+
+    def num_targets(self) -> int:
+        """How many annotations are of an output class (``cat_ids``): what a model learns from or is scored on."""
+        wanted = set(self.cat_ids)
+        return sum(a["category_id"] in wanted for anns in self.anns_by_image.values() for a in anns)
+
+
+def warn_if_unscorable(index: CocoIndex) -> None:
+    """Say so when a split to evaluate on has no annotation of the model's classes: COCOeval then
+    has nothing to score, and every AP it reports is -1 (shown as 0.0), whatever the model does."""
+    if not index.num_targets():
+        logging.getLogger("csrseg").warning(
+            "warning: %s: none of its %d images has an annotation of the model's %d classes; its AP says nothing "
+            "(COCO reports -1, shown as 0.0)", index.path, len(index.images), len(index.cat_ids))
 
 
 def _fail(path: Path, what: str) -> DatasetError:
@@ -120,6 +135,13 @@ def load_coco_json(path: str | Path, cat_ids: list[int] | None = None) -> CocoIn
     return index if cat_ids is None else with_classes(index, cat_ids)
 
 
+def annotations_outside(index: CocoIndex, cat_ids: list[int]) -> Counter:
+    """How many annotations of ``index`` each category outside ``cat_ids`` has (``{category_id: count}``)."""
+    wanted = set(cat_ids)
+    return Counter(a["category_id"] for anns in index.anns_by_image.values() for a in anns
+                   if a["category_id"] not in wanted)
+
+
 def with_classes(index: CocoIndex, cat_ids: list[int]) -> CocoIndex:
     """``index`` with ``cat_ids`` (each declared in it) as its output classes.
 
@@ -129,8 +151,7 @@ def with_classes(index: CocoIndex, cat_ids: list[int]) -> CocoIndex:
     unknown = [c for c in cat_ids if c not in index.categories]
     if unknown:
         raise _fail(index.path, f"category id(s) {unknown[:5]} of the model's classes are not in 'categories'")
-    wanted = set(cat_ids)
-    outside = sum(1 for anns in index.anns_by_image.values() for a in anns if a["category_id"] not in wanted)
+    outside = sum(annotations_outside(index, cat_ids).values())
     warnings = Counter(index.warnings)
     if outside:
         warnings["annotations of categories without an output class ignored"] += outside

@@ -18,6 +18,8 @@ from csrseg.errors import CsrsegError
 # What a training run leaves that is worth keeping (config.yaml alone is not: it is rewritten
 # at every start, and a run that died before its first checkpoint holds nothing else).
 TRAIN_OUTPUTS = ("last.pt", "best.pt", "val_results.json", "log.jsonl")
+# Where ``train --exist-ok`` keeps the run it replaces until the new one has finished.
+REPLACED_DIR = "replaced"
 
 
 def next_run_dir(base: Path) -> Path:
@@ -74,3 +76,26 @@ def set_aside_outputs(paths: list[Path], folder: Path) -> Path | None:
     for path in paths:
         os.replace(path, folder / path.name)
     return folder
+
+
+def check_output_file(path: str | Path, exist_ok: bool = False, suffixes: tuple[str, ...] = (),
+                      what: str = "output") -> Path:
+    """Refuse, before any work is done, a single output file (``--out`` of eval or benchmark, export's
+    OUT) that could not be written or would replace something unasked: a name without one of
+    ``suffixes`` (``what`` names the format), a folder, an existing file without ``exist_ok``, or a
+    folder that is missing and cannot be made or is read-only. Returns the path."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise CsrsegError(f"{path}: the {what} file's name must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise CsrsegError(f"{path}: a folder; give a file name, e.g. {path / ('out' + (suffixes or ('.txt',))[0])}")
+    if path.exists() and not exist_ok:
+        raise OutputExistsError(f"{path}: already exists; pass --exist-ok to replace it or choose another name")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:  # the folders still to make: the nearest one that is
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CsrsegError(f"{path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CsrsegError(f"{path}: {folder} is not writable")
+    return path

@@ -34,12 +34,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from csrseg.config import Config, ConfigError, save_config, to_dict, without_pretrained
 from csrseg.cpu import cuda_half_dtype, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate
+from csrseg.data.coco import DatasetError, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_model_state
 from csrseg.engine.plots import plot_training, read_log
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, set_aside_outputs
+from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.tensorboard import TensorBoardLog
 from csrseg.errors import CsrsegError
@@ -96,6 +97,9 @@ def make_datasets(cfg: Config, data: str | Path | DatasetSources, train_split: s
     files = sources.get("train")
     train_ds = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=True), seed=cfg.train.seed)
     train_ds.index.class_names = sources.class_names(train_ds.index)
+    if not train_ds.index.num_targets():  # a run would go through its epochs and learn nothing
+        raise DatasetError(f"{files.annotations}: none of its {len(train_ds)} images has a usable annotation of "
+                           f"{len(train_ds.cat_ids)} output classes: nothing to train on (the wrong split or file?)")
     unused = [c for c in train_ds.index.unused_cat_ids if c not in train_ds.cat_ids]
     if unused:
         names = ", ".join(f"{c} {train_ds.index.categories[c][:40]!r}" for c in unused[:3])
@@ -107,6 +111,7 @@ def make_datasets(cfg: Config, data: str | Path | DatasetSources, train_split: s
         val_ds = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
                                same_categories_as=train_ds.index)
         val_ds.index.class_names = train_ds.class_names
+        warn_if_unscorable(val_ds.index)
     return train_ds, val_ds
 
 
@@ -244,7 +249,7 @@ def train(
         logger.info("resumed %s at epoch %d, iteration %d", last_path, epoch + 1, iteration)
     elif env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        set_aside = set_aside_outputs(replaced, run_dir / "replaced")
+        set_aside = set_aside_outputs(replaced, run_dir / REPLACED_DIR)
         if set_aside:
             logger.info("the run replaced in %s is kept in %s until this one finishes", run_dir, set_aside)
         log.path.write_text("")
@@ -292,7 +297,7 @@ def train(
         model.train()
         tic = time.perf_counter()
         for images, targets in loader:
-            factor = lr_factor(iteration, epoch, cfg.train)
+            factor = lr_factor(iteration, epoch, cfg.train, total_iters)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             images = images.to(env.device, non_blocking=True)
@@ -373,8 +378,8 @@ def train(
     log.plot(run_dir / "results.png")
     log.tensorboard.close()
     du.barrier()
-    if env.is_main and (run_dir / "replaced").is_dir():  # this run finished: the one it replaced goes now
-        shutil.rmtree(run_dir / "replaced")
+    if env.is_main and (run_dir / REPLACED_DIR).is_dir():  # this run finished: the one it replaced goes now
+        shutil.rmtree(run_dir / REPLACED_DIR)
     return TrainResult(run_dir, last_path, best_path if best_path.is_file() else None, best_ap, iteration, metrics)
 
 
