@@ -29,7 +29,7 @@ import statistics
 from pathlib import Path
 
 from csrseg.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
-from csrseg.config import Config, load_config, merge, parse_overrides, to_dict, without_pretrained
+from csrseg.config import Config, ConfigError, from_dict, load_config, merge, parse_overrides, to_dict, without_pretrained
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
 from csrseg.errors import CsrsegError
 from csrseg.evaluate import METRICS
@@ -305,13 +305,24 @@ def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
     else:
         recorded = _read_json(run_path) if run_path.is_file() else None
         state = "unfinished" if (run_dir / "last.pt").is_file() else "new"
-    if recorded == run:
+    if _with_defaults(recorded) == run:
         return state
     check_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS), exist_ok,
                   "it was trained with another config or dataset; pass --exist-ok to train it again here, "
                   "or choose another --out")
     summary_path.unlink(missing_ok=True)
     return "new"
+
+
+def _with_defaults(recorded: dict | None) -> dict | None:
+    """A run recorded by an older csrseg, its config completed with the defaults of fields added
+    since (e.g. ``train.schedule``), so that a sweep made before them is still recognised."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        return recorded
+    try:
+        return dict(recorded, config=to_dict(from_dict(Config, recorded["config"])))
+    except (ConfigError, TypeError, ValueError):  # a config this csrseg cannot read is another run's
+        return recorded
 
 
 def _read_json(path: Path) -> dict:
@@ -330,7 +341,7 @@ def find_finished_run(out: Path, seed: int, run: dict) -> dict | None:
             summary = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if summary.get("run") == run:
+        if _with_defaults(summary.get("run")) == run:
             return dict(summary, reused_from=summary.get("reused_from", str(path.parent)))
     return None
 

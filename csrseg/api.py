@@ -44,14 +44,15 @@ def train(data: str | Path | DatasetSources, config: str | Config = "paper", out
     return _train(cfg, data, run_dir, device=device, **options)
 
 
-def _warn_classes_the_model_lacks(index, annotations: Path) -> None:
-    """A checkpoint scored on a dataset with classes it was not trained for: COCOeval scores those
-    classes too (as all missed), so the AP is not the model's on its own classes. Say so."""
+def _warn_before_scoring(index, annotations: Path) -> None:
+    """What makes the AP of a split say less than it seems, said before the inference: classes the
+    model was not trained for (COCOeval scores them too, as all missed), or nothing of its classes."""
     missing = annotations_outside(index, index.cat_ids)
     if missing:
         names = ", ".join(f"{index.categories.get(c, c)} ({n})" for c, n in sorted(missing.items())[:8])
         logger.warning("warning: %s: %d annotations of %d categories the model has no class for, counted as missed "
                        "in the AP: %s", annotations, sum(missing.values()), len(missing), names)
+    warn_if_unscorable(index)
 
 
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
@@ -72,10 +73,10 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     from csrseg.predict import OnnxPredictor, Predictor
 
     is_onnx = Path(weights).suffix.lower() == ".onnx"
+    predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     # writable before the minutes of inference, not after (replacing is the caller's choice: the CLI asks)
     check_output_file(results_path, exist_ok=True, suffixes=(".json",), what="COCO results (JSON)")
-    predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)
     if isinstance(data, DatasetSources):
         sources = data
     else:
@@ -86,16 +87,16 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     logger.info("dataset: %s (images %s)", files.annotations, files.images)
     if is_onnx:  # the graph resizes and normalises: it gets the images as they are
         dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
+        _warn_before_scoring(dataset.index, files.annotations)
         results, seen = run_onnx_inference(predictor, dataset, progress=progress)
     else:
         cfg = predictor.cfg
         dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
                                 cat_ids=predictor.cat_ids)
+        _warn_before_scoring(dataset.index, files.annotations)
         loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
                             collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
         results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
-    _warn_classes_the_model_lacks(dataset.index, files.annotations)
-    warn_if_unscorable(dataset.index)
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
     metrics_path = results_path.with_name(f"{results_path.stem}.metrics.json")

@@ -181,7 +181,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if args.out:  # an explicit --out is the user's file: never replaced unasked (the default one is eval's own)
-        check_output_file(args.out, args.exist_ok, (".json",), "COCO results (JSON)")
+        out = check_output_file(args.out, args.exist_ok, (".json",), "COCO results (JSON)")
+        check_output_file(out.with_name(f"{out.stem}.metrics.json"), args.exist_ok)  # the report written beside it
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
@@ -393,6 +394,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
                            weights=args.weights, data=args.data, calib_images=args.calib_images)
     print(report)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(report + "\n")
 
 
@@ -613,21 +615,28 @@ def os_error_text(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+def _size_text(size: float) -> str:
+    """Bytes as the largest binary unit that keeps the number at least 1: ``2.5 GiB``, ``20.0 MiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 def out_of_memory_text(exc: BaseException) -> str | None:
     """One line for an allocation the machine refused (CPU or CUDA), or ``None`` for any other error."""
     import re
 
-    message = str(exc)
-    if isinstance(exc, MemoryError):
-        wanted = ""
-    elif "can't allocate memory" in message or "not enough memory" in message or "CUDA out of memory" in message:
-        size = re.search(r"(?:allocate|Tried to allocate) (\d+(?:\.\d+)?) ?(bytes|[KMGT]iB)", message)
-        wanted = ""
+    message = str(exc).lower()
+    wanted = ""
+    if not isinstance(exc, MemoryError):
+        if "out of memory" not in message and "can't allocate memory" not in message and "not enough memory" not in message:
+            return None
+        size = re.search(r"allocate (\d+(?:\.\d+)?) ?(bytes|[kmgt]ib)", message)
         if size:
-            scale = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[size.group(2)]
-            wanted = f" (one tensor of {float(size.group(1)) * scale / 2**30:.1f} GiB was asked for)"
-    else:
-        return None
+            scale = {"bytes": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}[size.group(2)]
+            wanted = f" (one tensor of {_size_text(float(size.group(1)) * scale)} was asked for)"
     return (f"out of memory{wanted}: the model or batch is too large for this machine; lower train.batch_size or "
             "--batch, the input size (input.short_side / input.max_size) or the widths given with --set. Files "
             "already written are kept (a training run that saved a last.pt goes on with --resume)")

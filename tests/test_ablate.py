@@ -92,6 +92,16 @@ def test_table3_reuses_the_identical_table2_run(synth_root, tmp_path):
     other = dict(source["run"], data=str(tmp_path / "elsewhere"))
     assert find_finished_run(sweeps / "table3", 0, other) is None
     assert find_finished_run(sweeps / "table3", 1, source["run"]) is None
+    # a run recorded before a config field existed (train.schedule, its default since) is still the same run
+    path = tmp_path / "older" / "table2" / "csr_d2s" / "seed0" / "summary.json"
+    path.parent.mkdir(parents=True)
+    older = dict(source, run=json.loads(json.dumps(source["run"])))
+    del older["run"]["config"]["train"]["schedule"]
+    path.write_text(json.dumps(older))
+    assert find_finished_run(tmp_path / "older" / "table3", 0, source["run"])["reused_from"] == str(path.parent)
+    older["run"]["config"]["train"]["lr"] = 0.5  # while a value that differs still makes it another run
+    path.write_text(json.dumps(older))
+    assert find_finished_run(tmp_path / "older" / "table3", 0, source["run"]) is None
 
 
 def _runs(aps, curves=None):

@@ -191,6 +191,8 @@ def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidd
     cuda = "CUDA out of memory. Tried to allocate 2.50 GiB. GPU 0 has a total capacity of 79.1 GiB"
     assert "149.0 GiB" in cli.out_of_memory_text(RuntimeError(cpu))
     assert "2.5 GiB" in cli.out_of_memory_text(RuntimeError(cuda))
+    assert "one tensor of 20.0 MiB" in cli.out_of_memory_text(RuntimeError("CUDA out of memory. Tried to allocate 20.00 MiB"))
+    assert cli.out_of_memory_text(RuntimeError("CUDA error: out of memory")).startswith("out of memory:")
     assert cli.out_of_memory_text(MemoryError()).startswith("out of memory:")
     assert cli.out_of_memory_text(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
 

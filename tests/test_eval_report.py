@@ -72,15 +72,15 @@ def test_cli_eval_prints_per_class_ap_and_writes_it_beside_the_results(synth_roo
 
 
 def test_classes_the_model_lacks_are_named_in_a_warning(synth_root, caplog):
-    from csrseg.api import _warn_classes_the_model_lacks
+    from csrseg.api import _warn_before_scoring
     from csrseg.data.coco import load_coco_json
 
     ann = synth_root / "annotations" / "instances_val.json"
     data = json.loads(ann.read_text())
     lacking = sum(a["category_id"] in (3, 4) for a in data["annotations"])
     with caplog.at_level("WARNING", logger="csrseg"):
-        _warn_classes_the_model_lacks(load_coco_json(ann, cat_ids=[1, 2]), ann)  # a 2-class model, 4 classes here
-        _warn_classes_the_model_lacks(load_coco_json(ann, cat_ids=[1, 2, 3, 4]), ann)  # every class: no warning
+        _warn_before_scoring(load_coco_json(ann, cat_ids=[1, 2]), ann)  # a 2-class model, 4 classes here
+        _warn_before_scoring(load_coco_json(ann, cat_ids=[1, 2, 3, 4]), ann)  # every class: no warning
     assert len(caplog.records) == 1 and lacking > 0
     assert f"{lacking} annotations of 2 categories the model has no class for" in caplog.text
     assert "triangle (" in caplog.text and "star (" in caplog.text

@@ -92,6 +92,10 @@ def test_cli_eval_never_replaces_an_explicit_out_unasked(tmp_path, weights, caps
     assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(results)]) == 2
     assert "already exists; pass --exist-ok" in capsys.readouterr().err
     assert precious.read_bytes() == b"weights" and results.read_text() == "[]"
+    report = tmp_path / "fresh.metrics.json"  # the report eval writes beside its results is not replaced unasked either
+    report.write_text("{}")
+    assert main(["eval", "--weights", str(weights), "--data", str(tmp_path), "--out", str(tmp_path / "fresh.json")]) == 2
+    assert "fresh.metrics.json: already exists" in capsys.readouterr().err and report.read_text() == "{}"
 
 
 def test_cli_export_then_predict_with_onnx(tmp_path, weights):

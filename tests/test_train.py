@@ -135,4 +135,19 @@ def test_a_train_split_without_annotations_is_refused_before_the_run_folder_is_m
     (empty / "annotations" / "instances_val.json").write_text(json.dumps(dict(ann, annotations=[])))
     with caplog.at_level(logging.WARNING, logger="csrseg"):
         train(tiny_config(max_iters=1), empty, tmp_path / "run", device="cpu", progress=False)
-    assert "has an annotation of the model's" in caplog.text and "its AP says nothing" in caplog.text
+    assert "none of its 12 images has an annotation (not crowd)" in caplog.text and "its AP says nothing" in caplog.text
+
+
+def test_extending_a_cosine_run_on_resume_says_how_the_lr_moves(synth_root, tmp_path, caplog):
+    import logging
+
+    cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=0, schedule="cosine", lr_gamma=0.01)
+    train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, val_split=None)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["total_iters"] == 3
+    longer = tiny_config(epochs=2, batch_size=4, warmup_iters=0, schedule="cosine", lr_gamma=0.01)
+    with caplog.at_level(logging.WARNING, logger="csrseg"):
+        train(longer, synth_root, tmp_path / "run", resume=True, device="cpu", progress=False, val_split=None)
+    # at iteration 3 of the 3 first planned the factor was past the end (0.01); of 6 it is halfway back up
+    expected = f"goes from {lr_factor(3, 1, cfg.train, 3):.3g} to {lr_factor(3, 1, longer.train, 6):.3g} of train.lr"
+    assert "the cosine schedule now spans 6 iterations instead of 3" in caplog.text and expected in caplog.text
+    assert lr_factor(3, 1, longer.train, 6) > 0.3

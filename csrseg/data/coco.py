@@ -55,9 +55,10 @@ class CocoIndex:
     unused_cat_ids: list[int] = field(default_factory=list)
 
     def num_targets(self) -> int:
-        """How many annotations are of an output class (``cat_ids``): what a model learns from or is scored on."""
+        """How many annotations are of an output class (``cat_ids``) and not crowd regions: what a model
+        learns from and COCOeval scores."""
         wanted = set(self.cat_ids)
-        return sum(a["category_id"] in wanted for anns in self.anns_by_image.values() for a in anns)
+        return sum(a["category_id"] in wanted and not a.get("iscrowd") for anns in self.anns_by_image.values() for a in anns)
 
 
 def warn_if_unscorable(index: CocoIndex) -> None:
@@ -65,8 +66,8 @@ def warn_if_unscorable(index: CocoIndex) -> None:
     has nothing to score, and every AP it reports is -1 (shown as 0.0), whatever the model does."""
     if not index.num_targets():
         logging.getLogger("csrseg").warning(
-            "warning: %s: none of its %d images has an annotation of the model's %d classes; its AP says nothing "
-            "(COCO reports -1, shown as 0.0)", index.path, len(index.images), len(index.cat_ids))
+            "warning: %s: none of its %d images has an annotation (not crowd) of the model's %d classes: there is "
+            "nothing to score, and its AP says nothing about the model", index.path, len(index.images), len(index.cat_ids))
 
 
 def _fail(path: Path, what: str) -> DatasetError:

@@ -26,6 +26,8 @@ def lr_factor(iteration: int, epoch: int, cfg: TrainConfig, total_iters: int = 0
     if cfg.schedule == "step":
         factor = cfg.lr_gamma ** sum(epoch >= m for m in cfg.milestones)
     else:
+        if total_iters <= 0:
+            raise ValueError(f"the {cfg.schedule} schedule needs the run's length (total_iters), got {total_iters}")
         span = max(1, total_iters - 1 - cfg.warmup_iters)
         progress = min(1.0, max(0.0, (iteration - cfg.warmup_iters) / span))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress

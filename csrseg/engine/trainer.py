@@ -232,6 +232,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     epoch, step_in_epoch, iteration, best_ap = 0, 0, 0, -1.0
+    resumed_total = 0  # the run length a resumed run was started with (0: not recorded, or a new run)
     metrics: dict[str, float] = {}
     log = JsonlLog(run_dir / "log.jsonl", env.is_main)
     if resume:
@@ -244,6 +245,7 @@ def train(
             scaler.load_state_dict(ckpt["scaler"])
         epoch, step_in_epoch, iteration = ckpt["epoch"], ckpt["step"], ckpt["iteration"]
         best_ap, metrics = ckpt["best_ap"], ckpt.get("metrics", {})
+        resumed_total = ckpt.get("total_iters", 0)
         torch.set_rng_state(ckpt["rng"]["torch"])
         log.truncate_after(iteration, epoch)
         logger.info("resumed %s at epoch %d, iteration %d", last_path, epoch + 1, iteration)
@@ -271,7 +273,7 @@ def train(
             return
         state = dict(
             model=raw_model.state_dict(), optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-            epoch=epoch, step=step_in_epoch, iteration=iteration, best_ap=best_ap, finished=done,
+            epoch=epoch, step=step_in_epoch, iteration=iteration, best_ap=best_ap, finished=done, total_iters=total_iters,
             config=to_dict(cfg), classes=train_ds.class_names, cat_ids=train_ds.cat_ids,
             rng=dict(torch=torch.get_rng_state()), metrics=metrics, rank_fingerprints=fingerprints,
         )
@@ -284,6 +286,11 @@ def train(
         total_iters = min(total_iters, cfg.train.max_iters)
     # A resumed run goes on as long as the (possibly extended) schedule has iterations left.
     finished = iteration >= total_iters or epoch >= cfg.train.epochs
+    if resumed_total and resumed_total != total_iters and cfg.train.schedule != "step" and not finished:
+        # a smooth decay is stretched over the new length: say how far the lr moves back up
+        logger.warning("warning: the %s schedule now spans %d iterations instead of %d: at iteration %d the lr "
+                       "goes from %.3g to %.3g of train.lr", cfg.train.schedule, total_iters, resumed_total, iteration,
+                       lr_factor(iteration, epoch, cfg.train, resumed_total), lr_factor(iteration, epoch, cfg.train, total_iters))
     bad_steps = 0
     start_iteration, eta_tic = iteration, 0.0
     collate_fn = partial(collate, size_divisor=cfg.input.size_divisor)
