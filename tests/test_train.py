@@ -151,3 +151,18 @@ def test_extending_a_cosine_run_on_resume_says_how_the_lr_moves(synth_root, tmp_
     expected = f"goes from {lr_factor(3, 1, cfg.train, 3):.3g} to {lr_factor(3, 1, longer.train, 6):.3g} of train.lr"
     assert "the cosine schedule now spans 6 iterations instead of 3" in caplog.text and expected in caplog.text
     assert lr_factor(3, 1, longer.train, 6) > 0.3
+
+
+def test_after_the_first_evaluation_the_cost_of_the_others_is_said(synth_root, tmp_path, caplog):
+    import logging
+
+    from csrseg.engine.trainer import evaluations_left
+
+    assert evaluations_left(3, 18, 3) == 5  # the demo: after epoch 3, at 6, 9, 12, 15 and 18
+    assert evaluations_left(4, 7, 3) == 2  # at 6, and at 7 where the run ends off the interval
+    assert evaluations_left(18, 18, 3) == 0
+    with caplog.at_level(logging.INFO, logger="csrseg"):
+        train(tiny_config(epochs=3, batch_size=4, eval_interval=1), synth_root, tmp_path / "run", device="cpu",
+              progress=False)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation took")]
+    assert len(said) == 1 and said[0].endswith("min") and "the 2 still to come add about" in said[0]

@@ -90,6 +90,12 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
+def evaluations_left(epoch: int, last_epoch: int, interval: int) -> int:
+    """Evaluations after the one at the end of ``epoch`` (1-based count of finished epochs): every
+    ``interval`` epochs and at the end of ``last_epoch``, the run's final one."""
+    return sum(1 for e in range(epoch + 1, last_epoch + 1) if e % interval == 0 or e == last_epoch)
+
+
 def make_datasets(cfg: Config, data: str | Path | DatasetSources, train_split: str, val_split: str | None):
     """Train and val splits of ``data`` (any layout :func:`resolve_dataset` knows); val shares train's classes."""
     sources = data if isinstance(data, DatasetSources) else resolve_dataset(data, train_split, val_split or "val")
@@ -292,7 +298,7 @@ def train(
                        "goes from %.3g to %.3g of train.lr", cfg.train.schedule, total_iters, resumed_total, iteration,
                        lr_factor(iteration, epoch, cfg.train, resumed_total), lr_factor(iteration, epoch, cfg.train, total_iters))
     bad_steps = 0
-    start_iteration, eta_tic = iteration, 0.0
+    start_iteration, eta_tic, evaluated_once = iteration, 0.0, False
     collate_fn = partial(collate, size_divisor=cfg.input.size_divisor)
 
     while not finished and epoch < cfg.train.epochs:
@@ -367,7 +373,15 @@ def train(
             epoch, step_in_epoch = (epoch + 1, 0) if step_in_epoch >= iters_per_epoch else (epoch, step_in_epoch)
             finished = reached_end or epoch >= cfg.train.epochs
             if val_ds is not None and (finished or epoch % cfg.train.eval_interval == 0):
+                eval_tic = time.perf_counter()
                 metrics, results = evaluate_model(raw_model, val_ds, cfg, env)
+                still_to_come = evaluations_left(epoch, -(-total_iters // iters_per_epoch), cfg.train.eval_interval)
+                if env.is_main and not finished and not evaluated_once and still_to_come:
+                    # the training estimate above leaves evaluations out: now their cost is known
+                    seconds = time.perf_counter() - eval_tic
+                    logger.info("evaluation took %s: the %d still to come add about %s", _duration(seconds),
+                                still_to_come, _duration(seconds * still_to_come))
+                evaluated_once = True
                 if env.is_main:
                     log.write(dict(type="eval", epoch=epoch, iter=iteration, **metrics))
                     log.plot(run_dir / "results.png")
