@@ -55,6 +55,11 @@ def _warn_before_scoring(index, annotations: Path) -> None:
     warn_if_unscorable(index)
 
 
+def report_path(results: Path) -> Path:
+    """Where :func:`evaluate` writes its report beside the COCO results file: ``<results>.metrics.json``."""
+    return results.with_name(f"{results.stem}.metrics.json")
+
+
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False) -> dict:
@@ -99,7 +104,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
         results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
-    metrics_path = results_path.with_name(f"{results_path.stem}.metrics.json")
+    metrics_path = report_path(results_path)
     metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     return dict(report, annotations=str(files.annotations), images=len(seen), instances=len(results),
                 results=str(results_path), metrics=str(metrics_path))

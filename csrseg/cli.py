@@ -175,14 +175,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from csrseg.api import evaluate
+    from csrseg.api import evaluate, report_path
     from csrseg.evaluate import format_detailed
 
     if bool(args.weights) == bool(args.onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if args.out:  # an explicit --out is the user's file: never replaced unasked (the default one is eval's own)
         out = check_output_file(args.out, args.exist_ok, (".json",), "COCO results (JSON)")
-        check_output_file(out.with_name(f"{out.stem}.metrics.json"), args.exist_ok)  # the report written beside it
+        check_output_file(report_path(out), args.exist_ok)  # the report written beside it
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True)
     print(format_detailed(report))
@@ -471,8 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device)
     p.add_argument("--batch", type=_at_least(1), default=2)
     p.add_argument("--workers", type=_at_least(0), default=2)
-    p.add_argument("--exist-ok", action="store_true",
-                   help="replace an existing --out (the default results_<split>.json beside the model is always renewed)")
+    _add_exist_ok(p, "replace an existing --out and its .metrics.json; the default results_<split>.json beside the "
+                     "model is always renewed")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="overlays and COCO-style JSON for images and videos")
@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-attr", default="class", help="via: the region attribute that holds the class")
     p.add_argument("--val-fraction", type=_fraction, default=0.2,
                    help="labelme/via without train/val folders: share of images (by file name) for val")
-    p.add_argument("--exist-ok", action="store_true", help="replace a dataset already in OUT")
+    _add_exist_ok(p, "replace a dataset already in OUT")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")

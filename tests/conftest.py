@@ -15,6 +15,15 @@ from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 torch.set_num_threads(max(1, torch.get_num_threads()))
 
 
+def one_line_error(capsys, *parts: str) -> str:
+    """The stderr of a refused command: one ``csrseg: error:`` line holding every one of ``parts``."""
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("csrseg: error:") and "\n" not in err, err
+    for part in parts:
+        assert part in err, (part, err)
+    return err
+
+
 def tiny_config(**train: object) -> Config:
     """The demo config made smaller still: fast enough for many tests on 2 cores."""
     cfg = load_config(

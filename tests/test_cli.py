@@ -7,6 +7,7 @@ import pytest
 
 from csrseg.cli import main
 from csrseg.config import load_config, save_config
+from tests.conftest import one_line_error
 
 
 def test_info_prints_parts_params_and_gflops(capsys):
@@ -39,8 +40,7 @@ def test_info_counts_knets_trainable_parameters_apart_from_frozen_ones(capsys):
 )
 def test_bad_input_is_one_line_and_status_2(argv, message, capsys):
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("csrseg: error:") and message in err and "\n" not in err
+    one_line_error(capsys, message)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,7 @@ def test_a_refused_file_operation_is_one_line_naming_the_path(tmp_path, capsys):
     occupied = tmp_path / "notes.txt"
     occupied.write_text("keep me")
     assert main(["synth", str(occupied), "--images", "2", "--size", "32"]) == 2  # OUT is a file, not a folder
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("csrseg: error:") and str(occupied) in err and "\n" not in err
+    one_line_error(capsys, str(occupied))
     assert occupied.read_text() == "keep me"
 
 
@@ -103,8 +102,7 @@ def test_wrong_kinds_of_path_get_what_to_give_instead(tmp_path, capsys):
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+        one_line_error(capsys, message)
 
 
 def test_synth_into_a_dataset_is_refused_and_exist_ok_replaces_it_whole(tmp_path, capsys):
@@ -163,8 +161,7 @@ def test_outputs_that_could_not_be_written_are_refused_before_the_work(tmp_path,
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+        one_line_error(capsys, message)
     assert table.read_text() == "last week's figures" and (run / "last.pt").read_bytes() == b"a checkpoint"
 
 
@@ -179,8 +176,7 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("csrseg: error:") and message in err and "\n" not in err, (argv, err)
+        one_line_error(capsys, message)
 
 
 def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from csrseg.cli import main
 from csrseg.data.coco import decode_segmentation, load_coco_json
+from tests.conftest import one_line_error
 
 NAMES = ["cat", "dog", "Möwe"]
 
@@ -142,5 +143,4 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, fmt, make, mess
     src.mkdir()
     make(src)
     assert main(["convert", fmt, str(src), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("csrseg: error:") and message in err and "\n" not in err
+    one_line_error(capsys, message)

@@ -11,16 +11,8 @@ from csrseg.config import save_config
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.engine.rundir import OutputExistsError, check_outputs
 from csrseg.engine.trainer import train
-from tests.conftest import tiny_config
+from tests.conftest import one_line_error, tiny_config
 from tests.test_export import _checkpoint
-
-
-def _one_line_error(capsys, *parts):
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("csrseg: error:") and "\n" not in err, err
-    for part in parts:
-        assert part in err, (part, err)
-    return err
 
 
 def test_check_outputs_names_what_is_there_and_ignores_empty_files(tmp_path):
@@ -43,7 +35,7 @@ def test_train_refuses_another_runs_folder_and_replaces_it_with_exist_ok(synth_r
     argv = ["train", "--config", str(cfg_path), "--data", str(synth_root), "--out", str(run), "--device", "cpu",
             "--no-val", "--log-interval", "1", "--set", "train.seed=5"]
     assert main(argv) == 2
-    _one_line_error(capsys, str(run), "last.pt", "best.pt", "log.jsonl", "--resume", "--exist-ok")
+    one_line_error(capsys, str(run), "last.pt", "best.pt", "log.jsonl", "--resume", "--exist-ok")
     assert {name: (run / name).read_bytes() for name in first} == first  # nothing touched
 
     assert main([*argv, "--exist-ok"]) == 0
@@ -82,14 +74,14 @@ def test_predict_and_export_refuse_to_overwrite(tmp_path, capsys):
     capsys.readouterr()
     before = (out / "predictions.json").read_bytes()
     assert main([*argv, "--score-thr", "0.9"]) == 2
-    _one_line_error(capsys, "predictions.json", "--exist-ok")
+    one_line_error(capsys, "predictions.json", "--exist-ok")
     assert (out / "predictions.json").read_bytes() == before
     assert main([*argv, "--score-thr", "0.9", "--exist-ok"]) == 0
 
     target = tmp_path / "w.safetensors"
     target.write_bytes(b"precious")
     assert main(["export", str(target), "--weights", str(weights), "--format", "safetensors"]) == 2
-    _one_line_error(capsys, "w.safetensors", "--exist-ok")
+    one_line_error(capsys, "w.safetensors", "--exist-ok")
     assert target.read_bytes() == b"precious"
     assert main(["export", str(target), "--weights", str(weights), "--format", "safetensors", "--exist-ok"]) == 0
     assert target.read_bytes() != b"precious"
@@ -99,7 +91,7 @@ def test_demo_refuses_a_folder_holding_a_demo(tmp_path, capsys):
     (tmp_path / "demo" / "train").mkdir(parents=True)
     (tmp_path / "demo" / "train" / "best.pt").write_bytes(b"weights of a 13-minute run")
     assert main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 2
-    _one_line_error(capsys, "train/best.pt", "--exist-ok")
+    one_line_error(capsys, "train/best.pt", "--exist-ok")
     assert not (tmp_path / "demo" / "data").exists()  # refused before doing anything
 
 
