@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from csrseg.benchmark import MASK_RCNN, PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
+from csrseg.tools.benchmark import MASK_RCNN, PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
 from csrseg.config import load_config
-from csrseg.cpu import cpu_description
+from csrseg.runtime.cpu import cpu_description
 
 
 def measure(size: tuple[int, int], rounds: int, tmp: Path, warmup_rounds: int = 1) -> list[dict]:
     """Rows (name, seconds, peak_mb) for one ``size`` (H, W)."""
-    from csrseg.predict import onnx_session
+    from csrseg.inference.predictor import onnx_session
 
     cpu = torch.device("cpu")
     image = synthetic_image(*size)

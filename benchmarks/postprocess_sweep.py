@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader
 
 from csrseg.data import CocoInstances, Transform, collate
 from csrseg.data.sources import resolve_dataset
-from csrseg.evaluate import coco_mask_ap, run_inference
-from csrseg.predict import Predictor
+from csrseg.evaluation.coco import coco_mask_ap, run_inference
+from csrseg.inference.predictor import Predictor
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -29,7 +29,7 @@ import torch
 
 from csrseg import evaluate, train
 from csrseg.config import load_config
-from csrseg.evaluate import format_detailed
+from csrseg.evaluation.coco import format_detailed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "iotkits" / "valid"

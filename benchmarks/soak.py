@@ -94,11 +94,11 @@ def make_weights(path: Path, cfg: Config, cls_bias: float = -1.0) -> Path:
 
 def soak_predict(weights: Path, images: Path, out: Path) -> Curve:
     """``csrseg predict`` over every image of the folder ``images``, RSS after each."""
-    import csrseg.visualize
+    import csrseg.inference.visualize
     from csrseg.cli import main
 
     curve = Curve()
-    with sampling(csrseg.visualize, "draw_instances", curve):
+    with sampling(csrseg.inference.visualize, "draw_instances", curve):
         code = main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--device", "cpu",
                      "--score-thr", "0.1", "--exist-ok"])
     if code:
@@ -110,11 +110,11 @@ def soak_predict(weights: Path, images: Path, out: Path) -> Curve:
 
 def soak_eval(weights: Path, root: Path, out: Path) -> Curve:
     """``csrseg eval`` on split ``val`` of ``root`` (batch 1, no worker processes), RSS after each image."""
-    import csrseg.evaluate
+    import csrseg.evaluation.coco
     from csrseg.cli import main
 
     curve = Curve()
-    with sampling(csrseg.evaluate, "predictions_to_coco", curve):
+    with sampling(csrseg.evaluation.coco, "predictions_to_coco", curve):
         code = main(["eval", "--weights", str(weights), "--data", str(root), "--split", "val", "--device", "cpu",
                      "--batch", "1", "--workers", "0", "--out", str(out)])
     if code:

@@ -9,7 +9,7 @@ One process; every variant trains on the same generated batch (the demo's synthe
 variants interleaved round by round so that the machine's drift hits all alike; median of the
 rounds after one warm-up step each. "GFLOP/s" counts the whole step (forward + backward,
 ``torch.utils.flop_counter``, 2 per multiply-add) over its time; "share" divides it by one 3x3
-convolution's throughput measured in the same process (:func:`csrseg.cpu.conv_gflops`), so the
+convolution's throughput measured in the same process (:func:`csrseg.runtime.cpu.conv_gflops`), so the
 column says how much of what the machine does on convolutions a training step gets.
 bf16 rows are skipped on CPUs without native bf16 (AVX512-BF16 / AMX): there it is emulated,
 slower than fp32, and the trainer does not use it. On a GPU (``--device cuda``) the half precision
@@ -32,12 +32,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from csrseg.config import Config, load_config, without_pretrained
-from csrseg.cpu import conv_gflops, cpu_description, cuda_half_precision, keep_freed_memory, native_bf16
+from csrseg.runtime.cpu import conv_gflops, cpu_description, cuda_half_precision, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.engine.trainer import build_optimizer
 from csrseg.models import build_model
-from csrseg.predict import PRECISIONS
+from csrseg.inference.predictor import PRECISIONS
 
 
 @dataclass

@@ -14,12 +14,12 @@ def __getattr__(name: str):
         from csrseg.api import train
 
         return train
-    if name == "evaluate":  # the module csrseg.evaluate, callable as csrseg.api.evaluate
-        import importlib
+    if name == "evaluate":
+        from csrseg.api import evaluate
 
-        return importlib.import_module("csrseg.evaluate")
+        return evaluate
     if name == "Predictor":
-        from csrseg.predict import Predictor
+        from csrseg.inference.predictor import Predictor
 
         return Predictor
     raise AttributeError(f"module 'csrseg' has no attribute {name!r}")

@@ -64,7 +64,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False) -> dict:
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
-    annotation file ``ann``); see :func:`csrseg.evaluate.detailed_metrics`.
+    annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
     ``weights``: a checkpoint, a ``.safetensors`` file, or an ``.onnx`` model written by ``csrseg
     export`` (fp32 or INT8; run by onnxruntime on the original images, its classes from its metadata).
@@ -74,8 +74,8 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.evaluate import detailed_metrics, run_inference, run_onnx_inference, write_results
-    from csrseg.predict import OnnxPredictor, Predictor
+    from csrseg.evaluation.coco import detailed_metrics, run_inference, run_onnx_inference, write_results
+    from csrseg.inference.predictor import OnnxPredictor, Predictor
 
     is_onnx = Path(weights).suffix.lower() == ".onnx"
     predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)

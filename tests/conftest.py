@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.error
 from pathlib import Path
 
 import pytest
 import torch
 
-from csrseg.config import Config, load_config
+from csrseg.config import Config, load_config, to_dict
+from csrseg.engine.checkpoint import atomic_save
+from csrseg.models import build_model
+from csrseg.data.synth import CLASSES as SYNTH_CLASSES
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
+
+CLASSES = list(SYNTH_CLASSES)  # the synthetic dataset's class names
 
 
 def one_line_error(capsys, *parts: str) -> str:
@@ -80,3 +86,37 @@ def synth_root(tmp_path_factory) -> Path:
     """12 train + 4 val images of 128 px."""
     root = tmp_path_factory.mktemp("synth")
     return make_synthetic_dataset(root, 16, seed=3, val_fraction=0.25, spec=SynthSpec(image_size=128))
+
+
+def fake_checkpoint(tmp_path: Path, cls_bias: float) -> Path:
+    """An untrained tiny SOLOv2-head model made to score candidates everywhere, saved as a checkpoint."""
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    # SOLOv2's own mask output (the `*-solov2` presets'): with it this untrained model gives the few
+    # dozen candidates the parity test needs; the demo's plain output fills all 100 slots with
+    # near-equal scores, whose cut the two runtimes may place differently
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=dataclasses.replace(cfg.model.head, mask_out_norm=True)))
+    model = build_model(cfg)
+    with torch.no_grad():  # an untrained model scores nothing; make it see things everywhere
+        model.head.cls_out.weight.normal_(0, 0.5)
+        model.head.cls_out.bias.fill_(cls_bias)
+        model.head.kernel_out.weight.normal_(0, 0.2)
+    path = tmp_path / "model.pt"
+    atomic_save(dict(model=model.state_dict(), config=to_dict(cfg), classes=CLASSES, cat_ids=[1, 2, 3, 4]), path)
+    return path
+
+
+def wait_for(condition, proc, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    return False
+
+
+def train_rows(run_dir):
+    log = run_dir / "log.jsonl"
+    return log.read_text().count('"type": "train"') if log.is_file() else 0

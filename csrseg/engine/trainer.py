@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from csrseg.config import Config, ConfigError, save_config, to_dict, without_pretrained
-from csrseg.cpu import cuda_half_dtype, keep_freed_memory, native_bf16
+from csrseg.runtime.cpu import cuda_half_dtype, keep_freed_memory, native_bf16
 from csrseg.data import CocoInstances, Transform, collate
 from csrseg.data.coco import DatasetError, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, resolve_dataset
@@ -44,9 +44,9 @@ from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, set
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.tensorboard import TensorBoardLog
 from csrseg.errors import CsrsegError
-from csrseg.evaluate import coco_mask_ap, run_inference, write_results
+from csrseg.evaluation.coco import coco_mask_ap, run_inference, write_results
 from csrseg.models import build_model
-from csrseg.models.backbone import describe_weights
+from csrseg.models.backbones.resnet import describe_weights
 
 logger = logging.getLogger("csrseg")
 
@@ -406,7 +406,7 @@ def train(
 
 def amp_settings(amp: bool, device: torch.device) -> tuple[bool, torch.dtype]:
     """Mixed precision to use: on CUDA bf16 where the GPU computes it, else fp16 with loss scaling
-    (:func:`csrseg.cpu.cuda_half_dtype`); bf16 on CPUs that compute it natively (AVX512-BF16 / AMX,
+    (:func:`csrseg.runtime.cpu.cuda_half_dtype`); bf16 on CPUs that compute it natively (AVX512-BF16 / AMX,
     ~1.7x faster training there); else none."""
     if not amp:
         return False, torch.float32

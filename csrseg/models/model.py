@@ -12,12 +12,12 @@ from typing import Any
 from torch import Tensor, nn
 
 from csrseg.config import Config, ConfigError, ModelConfig
-from csrseg.models.backbone import ResNetBackbone
-from csrseg.models.backbone_light import LightBackbone
+from csrseg.models.backbones.resnet import ResNetBackbone
+from csrseg.models.backbones.light import LightBackbone
 from csrseg.models.heads.knet import KNetHead
 from csrseg.models.heads.solov2 import SOLOv2Head
-from csrseg.models.neck import FusionNeck
-from csrseg.models.neck_fpn_semantic import FPNSemanticNeck
+from csrseg.models.necks.fusion import FusionNeck
+from csrseg.models.necks.fpn_semantic import FPNSemanticNeck
 
 NECKS = ("fusion", "fpn_semantic")
 HEADS = ("knet", "solov2")

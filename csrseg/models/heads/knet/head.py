@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from csrseg.config import ConfigError, KNetConfig, LossConfig, PostprocessConfig
-from csrseg.modules.d2s import group_count
+from csrseg.models.layers.d2s import group_count
 from csrseg.models.heads.knet.loss import KNetLoss
 from csrseg.models.heads.knet.postprocess import postprocess
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from csrseg.config import ConfigError, HeadConfig, LossConfig, PostprocessConfig
 from csrseg.models.heads.solov2.loss import SOLOLoss
 from csrseg.models.heads.solov2.postprocess import postprocess
-from csrseg.modules.d2s import group_count
+from csrseg.models.layers.d2s import group_count
 
 
 class HeadOutput(NamedTuple):

@@ -1,0 +1,1 @@
+"""Deployment: the whole pipeline as ONNX, and its INT8 quantization."""

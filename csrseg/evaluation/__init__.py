@@ -1,0 +1,1 @@
+"""Evaluation: COCO mask and box AP with the official evaluator, AP per class."""

@@ -1,0 +1,245 @@
+"""COCO mask AP with the official evaluator (pycocotools).
+
+:func:`predictions_to_coco` turns model outputs into a COCO results list (RLE
+masks, category ids mapped back); :func:`coco_mask_ap` scores such a list against
+the annotation file; :func:`evaluate` runs a model over a dataset and does both.
+Every image of the annotation file must be evaluated: a mismatch is an error,
+never a silently smaller denominator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from csrseg.runtime.cpu import cuda_half_dtype
+from csrseg.errors import CsrsegError
+
+METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
+
+
+class EvaluationError(CsrsegError, RuntimeError):
+    """The evaluated images do not match the annotation file."""
+
+
+def encode_mask(mask: np.ndarray | Tensor) -> dict:
+    """``(H, W)`` bool -> COCO compressed RLE with a JSON-ready string ``counts``."""
+    if isinstance(mask, Tensor):
+        mask = mask.cpu().numpy()
+    return _json_rle(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
+
+
+def _json_rle(rle: dict) -> dict:
+    return dict(size=[int(v) for v in rle["size"]], counts=rle["counts"].decode("ascii"))
+
+
+def encode_masks(masks: np.ndarray | Tensor) -> list[dict]:
+    """``(N, H, W)`` bool -> N COCO compressed RLEs (:func:`encode_mask`'s), in one pass: one copy
+    off the GPU and one pycocotools call for the image, not one per mask."""
+    if isinstance(masks, Tensor):
+        masks = masks.cpu().numpy()
+    if len(masks) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
+    return [_json_rle(rle) for rle in rles]
+
+
+def predictions_to_coco(image_id: int, instances: dict[str, Tensor], cat_ids: list[int]) -> list[dict]:
+    """One image's instances (``labels``, ``scores``, ``masks``, ``boxes``) -> COCO result dicts."""
+    results = []
+    for label, score, rle, box in zip(
+        instances["labels"].tolist(), instances["scores"].tolist(), encode_masks(instances["masks"]),
+        instances["boxes"].tolist()
+    ):
+        x0, y0, x1, y1 = box
+        results.append(
+            dict(
+                image_id=int(image_id),
+                category_id=int(cat_ids[label]),
+                segmentation=rle,
+                score=round(float(score), 5),
+                bbox=[round(x0, 2), round(y0, 2), round(x1 - x0 + 1, 2), round(y1 - y0 + 1, 2)],
+            )
+        )
+    return results
+
+
+def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int] | None = None) -> tuple[dict[str, float], str]:
+    """Official COCO ``segm`` metrics (x100) and the evaluator's printed summary.
+
+    ``image_ids``: the images that were evaluated; they must be exactly the images of
+    ``ann_file`` (:class:`EvaluationError` otherwise).
+    """
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = load_ground_truth(ann_file)
+    all_ids = sorted(gt.getImgIds())
+    if image_ids is not None and sorted(set(image_ids)) != all_ids:
+        missing = sorted(set(all_ids) - set(image_ids))
+        extra = sorted(set(image_ids) - set(all_ids))
+        raise EvaluationError(
+            f"{ann_file}: evaluated {len(set(image_ids))} images but the file has {len(all_ids)}"
+            + (f"; missing e.g. {missing[:3]}" if missing else "")
+            + (f"; unknown e.g. {extra[:3]}" if extra else "")
+        )
+    if not results:
+        return {m: 0.0 for m in METRICS}, "no detections: every metric is 0\n"
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, "segm")
+        evaluator.params.imgIds = all_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = [max(float(v), 0.0) * 100 for v in evaluator.stats[:6]]
+    metrics = dict(zip(METRICS, stats))
+    metrics["AR100"] = max(float(evaluator.stats[8]), 0.0) * 100
+    return metrics, buffer.getvalue()
+
+
+@torch.no_grad()
+def run_inference(model: torch.nn.Module, loader: DataLoader, cat_ids: list[int], device: torch.device,
+                  amp: bool = False, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of ``model`` over ``loader`` and the ids of the images seen."""
+    from tqdm import tqdm
+
+    model.eval()
+    results, seen = [], []
+    for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=cuda_half_dtype(device) if device.type == "cuda" else torch.bfloat16,
+                            enabled=amp and device.type == "cuda"):
+            outputs = model(images)
+        instances = model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
+        for target, inst in zip(targets, instances):
+            seen.append(int(target["image_id"]))
+            results.extend(predictions_to_coco(target["image_id"], inst, cat_ids))
+    return results, seen
+
+
+def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of an :class:`csrseg.inference.predictor.OnnxPredictor` over a :class:`csrseg.data.CocoInstances`
+    (whose raw images it reads: the graph does its own resize) and the ids of the images seen."""
+    from tqdm import tqdm
+
+    results, seen = [], []
+    for idx in tqdm(range(len(dataset)), desc="eval (onnx)", disable=not progress, leave=False):
+        image, _, _, info = dataset.load(idx)
+        seen.append(int(info["id"]))
+        results.extend(predictions_to_coco(info["id"], predictor.run(image), dataset.cat_ids))
+    return results, seen
+
+
+def format_table(metrics: dict[str, float]) -> str:
+    """Markdown table of the six COCO mask metrics."""
+    head = "| " + " | ".join(METRICS) + " |"
+    rule = "|" + "---|" * len(METRICS)
+    row = "| " + " | ".join(f"{metrics[m]:.1f}" for m in METRICS) + " |"
+    return "\n".join([head, rule, row])
+
+
+def load_ground_truth(ann_file: str | Path) -> COCO:
+    """The annotation file as pycocotools' ``COCO``. COCO files need no ``info`` block (ours, and
+    many converters', have none), but pycocotools 2.0.10's ``loadRes`` copies it and fails with
+    ``KeyError: 'info'`` without one: give it an empty one."""
+    gt = COCO(str(ann_file))
+    gt.dataset.setdefault("info", {})
+    return gt
+
+
+def write_results(results: list[dict], path: str | Path) -> Path:
+    """COCO results JSON (the format the COCO test-dev server takes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(results))
+    tmp.replace(path)
+    return path
+
+
+def _cocoeval(gt: COCO, results: list[dict], iou_type: str) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        # loadRes writes into the dicts it gets (numpy boxes, areas): give it copies
+        evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iou_type)
+        evaluator.params.imgIds = sorted(gt.getImgIds())
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
+
+
+def _class_ap(precision: np.ndarray, k: int, iou_index: slice | int) -> float | None:
+    """Mean of COCOeval's ``precision[T, R, K, A, M]`` for class ``k``, all areas, 100 detections
+    (x100); ``None`` for a class without ground truth (every entry -1)."""
+    values = precision[iou_index, :, k, 0, -1]
+    values = values[values > -1]
+    return float(values.mean()) * 100 if values.size else None
+
+
+def boxes_from_masks(results: list[dict]) -> list[dict]:
+    """The same detections with ``bbox`` taken from each RLE mask (``[x, y, w, h]``), for box AP."""
+    out = []
+    for r in results:
+        rle = dict(size=r["segmentation"]["size"], counts=r["segmentation"]["counts"].encode("ascii"))
+        out.append(dict(r, bbox=[float(v) for v in mask_utils.toBbox(rle)]))
+    return out
+
+
+def detailed_metrics(ann_file: str | Path, results: list[dict], image_ids: list[int],
+                     class_names: dict[int, str] | None = None) -> dict:
+    """Mask and box AP (boxes from the masks), overall and per class, as a JSON-ready dict.
+
+    ``{"mask": {AP, AP50, ...}, "box": {...}, "classes": [{category_id, name, instances,
+    mask_AP, mask_AP50, box_AP}, ...]}``; a class without ground truth has ``None`` APs.
+    ``image_ids`` must be the images of ``ann_file`` (:func:`coco_mask_ap` checks).
+    """
+    mask_metrics, _ = coco_mask_ap(ann_file, [dict(r) for r in results], image_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = load_ground_truth(ann_file)
+    for ann in gt.dataset["annotations"]:  # box AP needs ground-truth boxes; derive missing ones from masks
+        if not ann.get("bbox"):
+            ann["bbox"] = [float(v) for v in mask_utils.toBbox(gt.annToRLE(ann))]
+    counts = {c: len(gt.getAnnIds(catIds=[c], iscrowd=False)) for c in gt.getCatIds()}
+    names = class_names or {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    report: dict = dict(mask=mask_metrics, box={m: 0.0 for m in METRICS}, classes=[])
+    cat_ids = sorted(gt.getCatIds())
+    mask_prec = box_prec = None
+    if results:
+        mask_eval = _cocoeval(gt, results, "segm")
+        box_eval = _cocoeval(gt, boxes_from_masks(results), "bbox")
+        report["box"] = dict(zip(METRICS, [max(float(v), 0.0) * 100 for v in box_eval.stats[:6]]))
+        mask_prec, box_prec = mask_eval.eval["precision"], box_eval.eval["precision"]
+        cat_ids = list(mask_eval.params.catIds)
+    for k, cat in enumerate(cat_ids):
+        if counts.get(cat, 0) == 0:
+            continue  # declared but never annotated (e.g. a Roboflow parent category)
+        row = dict(category_id=int(cat), name=str(names.get(cat, cat)), instances=counts[cat],
+                   mask_AP=0.0, mask_AP50=0.0, box_AP=0.0)
+        if mask_prec is not None:
+            row.update(mask_AP=_class_ap(mask_prec, k, slice(None)), mask_AP50=_class_ap(mask_prec, k, 0),
+                       box_AP=_class_ap(box_prec, k, slice(None)))
+        report["classes"].append(row)
+    return report
+
+
+def format_detailed(report: dict) -> str:
+    """Markdown: mask and box rows of the six COCO metrics, then one row per class."""
+    lines = ["| | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for kind in ("mask", "box"):
+        lines.append(f"| {kind} | " + " | ".join(f"{report[kind][m]:.1f}" for m in METRICS) + " |")
+    lines += ["", "| class | instances | mask AP | mask AP50 | box AP |", "|---|---|---|---|---|"]
+    for row in report["classes"]:
+        values = [f"{row[k]:.1f}" if row[k] is not None else "-" for k in ("mask_AP", "mask_AP50", "box_AP")]
+        name = row["name"].replace("|", "\\|")
+        lines.append(f"| {name} | {row['instances']} | " + " | ".join(values) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Inference: a trained model on images, folders and videos; overlays and prediction records."""

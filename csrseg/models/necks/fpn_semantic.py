@@ -1,0 +1,116 @@
+"""K-Net's own neck (``model.neck.type=fpn_semantic``, Table II row 1): FPN on C2-C5 + SemanticFPN.
+
+::
+
+    C2..C5 --FPN (1x1 laterals, nearest top-down, 3x3 outputs)--> P2 (H/4) .. P5 (H/32)
+    P2 --conv s2-->                       \\
+    P3 --conv-->                           + --> 1x1 conv-GN-ReLU = localisation feature (H/8)
+    P4 --conv, x2, conv-->                 |  \\-> 1x1 conv-GN-ReLU = semantic feature (H/8)
+    P5 + sine PE --conv, x2, conv, x2, conv--/
+
+Every SemanticFPN conv is 3x3 conv-GN-ReLU; ``x2`` is bilinear upsampling. This is
+K-Net's det config (``SemanticFPNWrapper`` with ``upsample_times=2``, one auxiliary conv),
+whose two outputs feed the kernel head's localisation and segmentation branches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from csrseg.config import NeckConfig
+from csrseg.models.layers.d2s import group_count
+
+
+def conv_gn_relu(in_channels: int, out_channels: int, kernel: int, num_groups: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.GroupNorm(group_count(out_channels, num_groups), out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def sine_position_encoding(feat: Tensor, temperature: float = 10000.0) -> Tensor:
+    """DETR's normalised sine encoding of ``(B, C, h, w)`` positions -> ``(B, C, h, w)``.
+
+    ``C / 2`` channels encode y, then ``C / 2`` x; within each half sines and cosines
+    alternate over geometrically spaced frequencies; positions run over (0, 2π].
+    """
+    b, c, h, w = feat.shape
+    half = c // 2
+    ys = torch.arange(1, h + 1, device=feat.device, dtype=torch.float32) / (h + 1e-6) * 2 * math.pi
+    xs = torch.arange(1, w + 1, device=feat.device, dtype=torch.float32) / (w + 1e-6) * 2 * math.pi
+    dim_t = torch.arange(half, device=feat.device, dtype=torch.float32)
+    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
+
+    def encode(pos: Tensor) -> Tensor:  # (n,) -> (n, half), sin and cos interleaved
+        angles = pos[:, None] / dim_t
+        return torch.stack([angles[:, 0::2].sin(), angles[:, 1::2].cos()], dim=2).flatten(1)
+
+    pos_y = encode(ys)[:, None, :].expand(h, w, half)
+    pos_x = encode(xs)[None, :, :].expand(h, w, half)
+    pos = torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1)  # (C, h, w)
+    return pos[None].expand(b, -1, -1, -1).to(feat.dtype)
+
+
+class FPN(nn.Module):
+    """``forward([C2..C5])`` -> ``[P2..P5]``, each ``(B, channels, H/2^(i+2), W/2^(i+2))``."""
+
+    def __init__(self, in_channels: Sequence[int], channels: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
+        self.output = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels)
+        for conv in [*self.lateral, *self.output]:
+            nn.init.xavier_uniform_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
+        laterals = [conv(f) for conv, f in zip(self.lateral, features)]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+        return [conv(lat) for conv, lat in zip(self.output, laterals)]
+
+
+class SemanticFPN(nn.Module):
+    """``forward([P2..P5])`` -> ``(localisation, semantic)``, each ``(B, channels, H/8, W/8)``."""
+
+    def __init__(self, channels: int, num_groups: int) -> None:
+        super().__init__()
+        ch, g = channels, num_groups
+        up = lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
+        self.levels = nn.ModuleList([
+            conv_gn_relu(ch, ch, 3, g, stride=2),  # P2: stride 4 -> 8
+            conv_gn_relu(ch, ch, 3, g),  # P3
+            nn.Sequential(conv_gn_relu(ch, ch, 3, g), up(), conv_gn_relu(ch, ch, 3, g)),  # P4
+            nn.Sequential(conv_gn_relu(ch, ch, 3, g), up(), conv_gn_relu(ch, ch, 3, g), up(),
+                          conv_gn_relu(ch, ch, 3, g)),  # P5 (+ positions)
+        ])
+        self.loc_out = conv_gn_relu(ch, ch, 1, g)
+        self.sem_out = conv_gn_relu(ch, ch, 1, g)  # K-Net's auxiliary conv
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+
+    def forward(self, levels: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        p2, p3, p4, p5 = levels
+        p5 = p5 + sine_position_encoding(p5)
+        summed = sum(stack(p) for stack, p in zip(self.levels, (p2, p3, p4, p5)))
+        return self.loc_out(summed), self.sem_out(summed)
+
+
+class FPNSemanticNeck(nn.Module):
+    """``forward([C2, C3, C4, C5])`` -> ``(localisation, semantic)`` at stride 8 (K-Net's neck)."""
+
+    def __init__(self, in_channels: Sequence[int], cfg: NeckConfig) -> None:
+        super().__init__()
+        if len(in_channels) != 4:
+            raise ValueError(f"fpn_semantic neck needs C2-C5, got {len(in_channels)} levels")
+        self.fpn = FPN(in_channels, cfg.channels)
+        self.semantic = SemanticFPN(cfg.channels, cfg.num_groups)
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        return self.semantic(self.fpn(features))

@@ -1,0 +1,81 @@
+"""The neck: C3, C4, C5 -> one fused stride-8 feature (paper Fig. 1, §III).
+
+::
+
+    C5 --lateral--> CSR (reweighted by C3, C4, C5) --up--> + L4(C4) --up--> + L3(C3) = fused
+
+``up`` is Depth-to-Space (paper) or nearest-neighbour x2 (FPN). With both
+switches off this is the "FPN baseline" row of Table II: FPN's lateral 1x1
+convs, nearest top-down pathway and FPN's 3x3 output conv on the level that is
+consumed (the stride-8 one; the other levels' output convs would be computed for
+nothing). With D2S the 3x3 output conv is not used: D2S's own spatial mixing
+takes its place, which is where the paper's speed gain comes from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from csrseg.config import ConfigError, NeckConfig
+from csrseg.models.layers import CrossScaleReweighting, DepthToSpace
+from csrseg.models.layers.d2s import group_count
+
+
+class NearestUp(nn.Module):
+    """FPN's top-down upsampling: nearest neighbour to twice the size."""
+
+    def forward(self, feat: Tensor) -> Tensor:
+        return F.interpolate(feat, scale_factor=2.0, mode="nearest")
+
+
+class FusionNeck(nn.Module):
+    """``forward([C3, C4, C5])`` -> ``fused`` of shape ``(B, channels, H/8, W/8)``.
+
+    Inputs have shapes ``(B, in_channels[i], H/2^(i+3), W/2^(i+3))`` with ``H, W``
+    multiples of 32.
+    """
+
+    def __init__(self, in_channels: Sequence[int], cfg: NeckConfig) -> None:
+        super().__init__()
+        if cfg.upsample not in ("d2s", "nearest"):
+            raise ConfigError(f"neck.upsample={cfg.upsample!r}: choose d2s or nearest")
+        if cfg.fuse not in ("sum", "mean"):
+            raise ConfigError(f"neck.fuse={cfg.fuse!r}: choose sum or mean")
+        if cfg.output_norm and cfg.upsample == "d2s":
+            raise ConfigError("neck.output_norm=true needs neck.upsample=nearest (D2S has no output conv)")
+        self.cfg = cfg
+        ch = cfg.channels
+        self.lateral = nn.ModuleList(nn.Conv2d(c, ch, 1) for c in in_channels)
+        self.csr = CrossScaleReweighting(in_channels, ch, cfg.csr_channels) if cfg.reweight else None
+        if cfg.upsample == "d2s":
+            self.up = nn.ModuleList(DepthToSpace(ch, ch, 2, cfg.num_groups) for _ in range(2))
+            self.output_conv = None
+        else:
+            self.up = nn.ModuleList(NearestUp() for _ in range(2))
+            self.output_conv = nn.Conv2d(ch, ch, 3, padding=1)
+            if cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
+                self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+                                                 nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        c3, c4, c5 = features
+        top = self.lateral[2](c5)  # (B, ch, H/32, W/32)
+        if self.csr is not None:
+            top = self.csr(features, top)  # eq. 5: R ⊙ L5(C5)
+        mid = self._merge(self.lateral[1](c4), self.up[0](top))  # (B, ch, H/16, W/16)
+        fused = self._merge(self.lateral[0](c3), self.up[1](mid))  # (B, ch, H/8, W/8)
+        if self.output_conv is not None:
+            fused = self.output_conv(fused)
+        return fused
+
+    def _merge(self, lateral: Tensor, upsampled: Tensor) -> Tensor:
+        if lateral.shape != upsampled.shape:
+            raise ValueError(
+                f"neck: level shapes {tuple(lateral.shape)} and {tuple(upsampled.shape)} differ; "
+                "input height and width must be multiples of 32"
+            )
+        merged = lateral + upsampled
+        return merged * 0.5 if self.cfg.fuse == "mean" else merged

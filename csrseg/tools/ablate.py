@@ -1,0 +1,411 @@
+"""Reproduce the structure of the paper's ablations on any dataset and budget.
+
+Table II: the four neck variants (FPN baseline, +CSR, +D2S, CSR + D2S); Table III:
+the CSR widths 128/256/512/1024. Every variant is trained and evaluated with the
+same base config and the same seeds; the results are averaged over seeds
+(mean ± sample std). Each finished run leaves ``summary.json`` in its folder, so an
+interrupted sweep resumes without redoing finished runs (and an unfinished run
+resumes from its ``last.pt``). A run whose resolved config, data and seed equal those
+of a finished run in this sweep or a sibling sweep (``OUT/../*``) is not trained
+again: Table III's CSR width equal to the base config's is Table II's CSR + D2S.
+
+Under the K-Net head Table II adds a control row (the fusion neck with both switches off) between
+K-Net and the CSR/D2S rows. The table comes with what a reader needs to trust it
+(:mod:`csrseg.tools.ablate_stats`): AP per seed, paired differences per seed with a paired t-test,
+whether each row's AP curve has flattened, and the speed of every row measured side by side in
+one process after training (whole model and neck alone).
+
+Layout: ``OUT/<variant>/seed<k>/`` (a normal run folder + ``run.json``, what it trains, and ``summary.json``),
+``OUT/table<N>.md``, ``OUT/table<N>.png`` (final AP per row), ``OUT/table<N>_curves.png`` (AP at every
+evaluation) and ``OUT/speed.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import statistics
+from pathlib import Path
+
+from csrseg.tools.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
+from csrseg.config import Config, ConfigError, from_dict, load_config, merge, parse_overrides, to_dict, without_pretrained
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
+from csrseg.errors import CsrsegError
+from csrseg.evaluation.coco import METRICS
+from csrseg.tools.info import count_params
+from csrseg.models import build_model
+
+# Overrides on the base config. Every row names the fusion neck, so that a base on K-Net's own neck
+# (the `knet` preset) is switched to the rows' necks too.
+VARIANTS: dict[int, dict[str, list[str]]] = {
+    2: {
+        "FPN baseline": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=nearest"],
+        "+ CSR": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=nearest"],
+        "+ D2S": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=d2s"],
+        "CSR + D2S": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s"],
+    },
+    3: {f"CSR {c}": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s",
+                     f"model.neck.csr_channels={c}"]
+        for c in (128, 256, 512, 1024)},
+}
+
+
+# Table II's extra row under the K-Net head: our fusion neck with both switches off (the `fpn` preset)
+CONTROL = "fusion, no CSR/D2S (control)"
+
+
+def table_variants(table: int, base: Config) -> dict[str, list[str]]:
+    """The rows of ``table`` for ``base``. Under the K-Net head Table II's first row is K-Net itself
+    (its FPN on C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row), followed by
+    the control row (the fusion neck with both switches off); under the SOLOv2 head the first row is
+    that fusion neck. Losses stay the base's in every row."""
+    rows = dict(VARIANTS[table])
+    if table == 2 and base.model.head.type == "knet":
+        rows = {"FPN baseline": ["model.neck.type=fpn_semantic"], CONTROL: VARIANTS[2]["FPN baseline"],
+                **{k: v for k, v in rows.items() if k != "FPN baseline"}}
+    return rows
+
+
+def selected_rows(table: int, base: Config, rows: list[str] | tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """``table_variants`` limited to ``rows`` (row folder names such as ``fpn_baseline``); all when empty."""
+    variants = table_variants(table, base)
+    if not rows:
+        return variants
+    known = {_slug(name): name for name in variants}
+    unknown = [row for row in rows if row not in known]
+    if unknown:
+        raise CsrsegError(f"--rows {' '.join(unknown)}: Table {table} with {base.name} has the rows {', '.join(known)}")
+    return {known[row]: variants[known[row]] for row in known if row in rows}
+
+
+def comparisons(names: list[str]) -> list[tuple[str, str]]:
+    """(row, reference) pairs to test: every row against the first; with the control row present,
+    every fusion-neck row against the control too (that separates the switches from the neck change)."""
+    pairs = [(name, names[0]) for name in names[1:]]
+    if CONTROL in names:
+        pairs += [(name, CONTROL) for name in names if name not in (names[0], CONTROL)]
+    return pairs
+
+PAPER = {  # the paper's numbers (COCO val, R50, 12 epochs) for the table footers
+    2: {"FPN baseline": (34.1, 55.5, 35.7), "+ CSR": (34.9, 56.4, 36.7), "+ D2S": (34.8, 56.3, 36.4), "CSR + D2S": (35.4, 56.8, 36.9)},
+    3: {"CSR 128": (34.9, 54.7, 36.2), "CSR 256": (35.4, 56.8, 36.9), "CSR 512": (36.1, 57.2, 37.1), "CSR 1024": (36.5, 57.5, 37.6)},
+}
+
+
+RUN_FILE = "run.json"  # the data and resolved config of a run folder, written before training starts
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def variant_config(base: Config, variant: list[str], seed: int, epochs: int | None) -> Config:
+    cfg = merge(base, parse_overrides(variant), "variant")
+    train = dataclasses.replace(cfg.train, seed=seed, **({"epochs": epochs} if epochs else {}))
+    if epochs and epochs != cfg.train.epochs:
+        # the lr steps keep their place in a shorter or longer schedule (the paper's 8 and 11 of 12)
+        train = dataclasses.replace(train, milestones=tuple(max(1, round(m * epochs / cfg.train.epochs)) for m in cfg.train.milestones))
+    return dataclasses.replace(cfg, train=train)
+
+
+@dataclasses.dataclass
+class PlannedRun:
+    """One (row, seed) training of a sweep that has no finished result yet."""
+
+    name: str
+    seed: int
+    cfg: Config
+    run_dir: Path
+    run: dict  # data (resolved path) + resolved config, as written to RUN_FILE
+    resume: bool  # an unfinished run of the same config is in run_dir: continue from its last.pt
+
+
+def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
+               epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (),
+               exist_ok: bool = False, rows: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
+    """Every run of the sweep: ``(summaries, pending)``. ``summaries`` holds each row's finished runs
+    (its own, or a finished run with the same data and config in a sibling sweep, reused);
+    ``pending`` the runs still to train. A run folder left by another sweep (other config or data)
+    is refused, naming its files, unless ``exist_ok``. ``rows``: only these rows (their folder names,
+    e.g. ``fpn_baseline csr_d2s``); all of them when empty."""
+    if table not in VARIANTS:
+        raise CsrsegError(f"--table {table}: choose 2 or 3")
+    out = Path(out)
+    base_cfg = load_config(base, overrides)
+    # a training run folder is not a sweep folder
+    check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
+    summaries: dict[str, list[dict]] = {}
+    pending: list[PlannedRun] = []
+    for name, variant in selected_rows(table, base_cfg, rows).items():
+        summaries[name] = []
+        for seed in range(seeds):
+            run_dir = out / _slug(name) / f"seed{seed}"
+            summary_path = run_dir / "summary.json"
+            cfg = variant_config(base_cfg, variant, seed, epochs)
+            run = dict(data=str(Path(data).resolve()), config=to_dict(cfg))
+            previous = _same_run(run_dir, run, exist_ok)
+            if previous == "finished":
+                summaries[name].append(_with_curve(json.loads(summary_path.read_text()), run_dir))
+                continue
+            summary = find_finished_run(out, seed, run)
+            if summary is None:
+                pending.append(PlannedRun(name, seed, cfg, run_dir, run, resume=previous == "unfinished"))
+                continue
+            summary = _with_curve(dict(summary, variant=name), Path(summary["reused_from"]))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            summary_path.write_text(json.dumps(summary, indent=1))
+            summaries[name].append(summary)
+    return summaries, pending
+
+
+def train_planned(planned: PlannedRun, device: str | None = None, progress: bool = True) -> dict:
+    """Train one planned run (on its ``run["data"]``) and write its ``summary.json``; returns the summary."""
+    from csrseg.engine.trainer import train
+
+    planned.run_dir.mkdir(parents=True, exist_ok=True)
+    (planned.run_dir / RUN_FILE).write_text(json.dumps(planned.run, indent=1))
+    # _same_run has refused a folder of another run: what is left here is this run's own
+    result = train(planned.cfg, planned.run["data"], planned.run_dir, resume=planned.resume, device=device, progress=progress,
+                   exist_ok=True)
+    summary = dict(variant=planned.name, seed=planned.seed, metrics=result.metrics, iterations=result.iterations,
+                   params=count_params(build_model(without_pretrained(planned.cfg))), run=planned.run,
+                   curve=eval_curve(planned.run_dir))
+    (planned.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _train_in_child(planned: PlannedRun, device: str | None, threads: int) -> None:
+    """A child process's whole job (:func:`train_runs` with ``jobs > 1``); its log is ``train.log``."""
+    import logging
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+    log = open(planned.run_dir / "train.log", "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
+    sys.stdout = sys.stderr = log
+    logging.basicConfig(stream=log, level=logging.INFO, force=True)
+    try:
+        train_planned(planned, device, progress=False)
+    except CsrsegError as err:
+        print(f"error: {err}", file=log)
+        raise SystemExit(1) from None
+
+
+def train_runs(pending: list[PlannedRun], device: str | None = None, jobs: int = 1, progress: bool = True) -> None:
+    """Train ``pending`` (runs of one sweep or of several, on any data): one after another in this
+    process, or ``jobs`` at a time in child processes
+    (several small runs sharing one GPU or many cores; each child gets ``cpu_count // jobs`` threads
+    and writes its log to ``RUN_DIR/train.log``). A failed child does not stop the others; the
+    failures are reported together at the end, and rerunning the sweep resumes them."""
+    if jobs <= 1:
+        for planned in pending:
+            train_planned(planned, device, progress)
+        return
+    import multiprocessing
+    import os
+    import time
+
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    queue, running, failed, done = list(pending), {}, [], 0
+    started = time.monotonic()
+    while queue or running:
+        while queue and len(running) < jobs:
+            planned = queue.pop(0)
+            planned.run_dir.mkdir(parents=True, exist_ok=True)
+            child = ctx.Process(target=_train_in_child, args=(planned, device, threads))
+            child.start()
+            running[child] = planned
+        time.sleep(0.5)
+        for child in [c for c in running if not c.is_alive()]:
+            planned = running.pop(child)
+            child.join()
+            done += 1
+            where = f"{planned.name} seed {planned.seed}"
+            if child.exitcode == 0:
+                ap = json.loads((planned.run_dir / "summary.json").read_text())["metrics"].get("AP", 0.0)
+                outcome = f"mask AP {ap:.1f}"
+            else:
+                failed.append(f"{where} (exit code {child.exitcode}; see {planned.run_dir / 'train.log'})")
+                outcome = "failed"
+            if progress:
+                print(f"[{done}/{len(pending)}, {(time.monotonic() - started) / 60:.1f} min] {where}: {outcome}",
+                      flush=True)
+    if failed:
+        raise CsrsegError(f"{len(failed)} of {len(pending)} runs failed: " + "; ".join(failed)
+                          + ". Rerun the same command to retrain them; finished runs are kept.")
+
+
+def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
+                 epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
+                 progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
+                 rows: list[str] | tuple[str, ...] = ()) -> str:
+    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+
+    Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
+    is refused, naming its files, unless ``exist_ok``: then that run is trained again. ``jobs``: runs
+    trained at a time (:func:`train_runs`). ``train_only``: stop once every run is trained (the
+    tables, plots and side-by-side speed come from a later call without it, e.g. on another machine
+    that holds the same data at the same path). ``rows``: train and tabulate only these rows.
+    """
+    from csrseg.data.sources import resolve_dataset
+
+    out = Path(out)
+    _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+    resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
+    out.mkdir(parents=True, exist_ok=True)
+    train_runs(pending, device, jobs, progress)
+    # every run is finished now: the summaries come from the run folders
+    summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+    assert not pending, "a run trained above has no summary"
+    if train_only:
+        return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
+    base_cfg = load_config(base, overrides)
+    cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
+    speed = sweep_speed(out, cfgs)
+    text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
+    (out / f"table{table}.md").write_text(text + "\n")
+    title = f"Table {table} ({base_cfg.name}, {_iterations(summaries)} iterations, {seeds} seeds)"
+    plot_ablation(summaries, out / f"table{table}.png", title)
+    plot_curves(summaries, out / f"table{table}_curves.png", title)
+    return text
+
+
+def _with_curve(summary: dict, run_dir: Path) -> dict:
+    """A summary with its AP curve (summaries written before curves were recorded lack one)."""
+    return summary if summary.get("curve") else dict(summary, curve=eval_curve(run_dir))
+
+
+def sweep_speed(out: Path, cfgs: dict[str, Config]) -> dict[str, dict]:
+    """Speed of every row, measured side by side in this process once all rows are trained
+    (``OUT/speed.json``; measured again only when a row's config changed)."""
+    path = out / "speed.json"
+    recorded = _read_json(path)
+    configs = {name: to_dict(cfg) for name, cfg in cfgs.items()}
+    if all(recorded.get(name, {}).get("config") == configs[name] for name in cfgs):
+        return recorded
+    speed = {name: dict(row, config=configs[name]) for name, row in speed_side_by_side(cfgs).items()}
+    path.write_text(json.dumps(speed, indent=1))
+    return speed
+
+
+def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
+    """``"finished"`` or ``"unfinished"`` when ``run_dir`` holds ``run`` (the same data and resolved
+    config), ``"new"`` when it holds nothing, or nothing the caller may not replace (``exist_ok``);
+    a folder holding another run is refused (:class:`~csrseg.engine.rundir.OutputExistsError`)."""
+    found = existing_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS))
+    if not found:
+        return "new"
+    summary_path, run_path = run_dir / "summary.json", run_dir / RUN_FILE
+    if summary_path in found:
+        recorded = _read_json(summary_path).get("run")
+        state = "finished"
+    else:
+        recorded = _read_json(run_path) if run_path.is_file() else None
+        state = "unfinished" if (run_dir / "last.pt").is_file() else "new"
+    if _with_defaults(recorded) == run:
+        return state
+    check_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS), exist_ok,
+                  "it was trained with another config or dataset; pass --exist-ok to train it again here, "
+                  "or choose another --out")
+    summary_path.unlink(missing_ok=True)
+    return "new"
+
+
+def _with_defaults(recorded: dict | None) -> dict | None:
+    """A run recorded by an older csrseg, its config completed with the defaults of fields added
+    since (e.g. ``train.schedule``), so that a sweep made before them is still recognised."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
+        return recorded
+    try:
+        return dict(recorded, config=to_dict(from_dict(Config, recorded["config"])))
+    except (ConfigError, TypeError, ValueError):  # a config this csrseg cannot read is another run's
+        return recorded
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def find_finished_run(out: Path, seed: int, run: dict) -> dict | None:
+    """The summary of a finished run with the same data and resolved config as ``run``, in ``out``
+    or a sibling sweep folder, with ``reused_from`` set to its folder; ``None`` when there is none."""
+    for path in sorted(out.parent.glob(f"*/*/seed{seed}/summary.json")):
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _with_defaults(summary.get("run")) == run:
+            return dict(summary, reused_from=summary.get("reused_from", str(path.parent)))
+    return None
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def _iterations(summaries: dict[str, list[dict]]) -> str:
+    """The runs' iteration count ("800"), or its range when variants differ ("400-800")."""
+    counts = sorted({r.get("iterations", 0) for runs in summaries.values() for r in runs})
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, seeds: int,
+                    speed: dict[str, dict]) -> str:
+    head = ["variant", *METRICS, "params (M)", "images/s (CPU)", "neck (ms)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, runs in summaries.items():
+        cells = [_mean_std([r["metrics"].get(m, 0.0) for r in runs]) for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {runs[0]['params']:.2f} | "
+                     f"{speed[name]['images_per_second']:.2f} | {speed[name]['neck_ms']:.1f} |")
+    lines.append("")
+    lines.append(f"Base config `{base}`, {_iterations(summaries)} training iterations per run, {seeds} seed(s) each, "
+                 "mean ± sample std over seeds. The paper (COCO val, "
+                 "R50, 12 epochs): " + "; ".join(f"{k} {v[0]} AP" for k, v in PAPER[table].items()) + ".")
+    # the per-seed values, so a reader can tell a seed-driven mean from a consistent shift
+    lines.append("")
+    lines.append("AP per seed: " + "; ".join(
+        f"{name} " + " / ".join(f"{r['metrics'].get('AP', 0.0):.1f}" for r in sorted(runs, key=lambda r: r["seed"]))
+        for name, runs in summaries.items()) + ".")
+    size = next(iter(speed.values()))["size"]
+    lines.append("")
+    lines.append(f"Speed: one process, all rows taking turns, batch 1 at {size[1]}×{size[0]}, post-processing included "
+                 "(images/s), and the neck alone on the same backbone features (ms); medians over rounds.")
+    lines.append("")
+    lines.append("Paired differences (same seed, same data order; a paired t-test over seeds, p < 0.05 counts as "
+                 "larger than the seed noise):")
+    lines.append("")
+    lines.append(format_paired([paired(summaries, row, ref) for row, ref in comparisons(list(summaries))]))
+    lines.append("")
+    lines.append("Has each AP curve flattened? " + flatness(summaries))
+    return "\n".join(lines)
+
+
+def plot_ablation(summaries: dict[str, list[dict]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summaries)
+    means = [statistics.mean(r["metrics"].get("AP", 0.0) for r in summaries[n]) for n in names]
+    stds = [statistics.stdev([r["metrics"].get("AP", 0.0) for r in summaries[n]]) if len(summaries[n]) > 1 else 0.0
+            for n in names]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(names, means, yerr=stds, capsize=6, color="#4c78a8")
+    for i, runs in enumerate(summaries.values()):
+        ax.scatter([i] * len(runs), [r["metrics"].get("AP", 0.0) for r in runs], color="black", s=12, zorder=3)
+    ax.set_ylabel("mask AP")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from csrseg.config import NeckConfig
+from csrseg.models.necks.fusion import FusionNeck
+from csrseg.models.layers import DepthToSpace
+
+C = (128, 256, 512)
+
+
+def _levels(b=2, h=64, w=96):
+    return [torch.randn(b, c, h // s, w // s) for c, s in zip(C, (8, 16, 32))]
+
+
+@pytest.mark.parametrize("reweight", [False, True])
+@pytest.mark.parametrize("upsample", ["nearest", "d2s"])
+def test_every_table2_variant_fuses_to_one_stride8_map(reweight, upsample):
+    neck = FusionNeck(C, NeckConfig(channels=64, csr_channels=32, reweight=reweight, upsample=upsample, num_groups=8))
+    assert neck(_levels()).shape == (2, 64, 8, 12)
+    assert (neck.csr is not None) == reweight
+    assert isinstance(neck.up[0], DepthToSpace) == (upsample == "d2s")
+
+
+def test_d2s_neck_is_cheaper_than_fpn_neck_at_paper_width():
+    fpn = FusionNeck((512, 1024, 2048), NeckConfig(reweight=False, upsample="nearest"))
+    d2s = FusionNeck((512, 1024, 2048), NeckConfig(reweight=False, upsample="d2s"))
+    # FPN's 3x3 output conv (590k weights) vs two D2S blocks (~17k each)
+    assert sum(p.numel() for p in d2s.parameters()) < sum(p.numel() for p in fpn.parameters())
+
+
+def test_mean_fusion_halves_the_merge():
+    torch.manual_seed(0)
+    summed = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", fuse="sum"))
+    mean = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", fuse="mean"))
+    mean.load_state_dict(summed.state_dict())
+    feats = _levels(1)
+    # with linear layers only (no D2S norm), mean-fusion = (L3 + (L4 + up L5)/2)/2 before the output conv
+    l3, l4, l5 = (lat(f) for lat, f in zip(summed.lateral, feats))
+    up = torch.nn.functional.interpolate
+    expected = summed.output_conv((l3 + up((l4 + up(l5, scale_factor=2.0)) / 2, scale_factor=2.0)) / 2)
+    torch.testing.assert_close(mean(feats), expected)
+
+
+def test_sizes_not_multiple_of_32_are_refused_clearly():
+    neck = FusionNeck(C, NeckConfig(channels=64, num_groups=8))
+    feats = [torch.randn(1, 128, 9, 9), torch.randn(1, 256, 5, 5), torch.randn(1, 512, 3, 3)]
+    with pytest.raises(ValueError, match="multiples of 32"):
+        neck(feats)
+
+
+def test_output_norm_control_normalises_the_fpn_output_per_group():
+    torch.manual_seed(0)
+    neck = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", num_groups=8, output_norm=True))
+    seen = {}
+    neck.output_conv[1].register_forward_hook(lambda m, i, o: seen.update(pre=o.detach().clone()))
+    out = neck(_levels(1))
+    assert out.shape == (1, 32, 8, 12)
+    groups = seen["pre"].reshape(8, -1)  # 8 groups of 4 channels; GroupNorm's affine is identity at init
+    assert torch.allclose(groups.mean(1), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(groups.var(1, unbiased=False), torch.ones(8), atol=1e-3)
+    assert torch.equal(out, seen["pre"].clamp(min=0))  # then the ReLU, as at the end of D2S
+
+
+def test_output_norm_with_d2s_is_refused():
+    from csrseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="output_norm"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="d2s", num_groups=8, output_norm=True))
+
+
+@pytest.mark.parametrize("head", ["knet", "solov2"])
+@pytest.mark.parametrize("neck", ["fusion", "fpn_semantic"])
+def test_a_width_that_32_groups_do_not_divide_builds_and_runs(head, neck):
+    """48 channels with the default 32 GroupNorm groups: every norm takes 24 groups instead of dying."""
+    from csrseg.config import load_config
+    from csrseg.models import build_model
+
+    cfg = load_config("demo", [f"model.head.type={head}", f"model.neck.type={neck}", "model.neck.channels=48",
+                               "model.neck.csr_channels=48", "model.neck.num_groups=32", "model.head.feat_channels=48",
+                               "model.head.kernel_dim=48", "model.head.num_groups=32", "model.head.knet.num_groups=32",
+                               "model.head.knet.ffn_channels=64", "model.head.knet.num_heads=4"])
+    model = build_model(cfg).eval()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels % m.num_groups == 0 for m in norms)
+    assert {m.num_groups for m in norms if m.num_channels == 48} == {24}
+    with torch.no_grad():
+        (result,) = model.postprocess(model(torch.randn(1, 3, 64, 64)), [(64, 64)], [(64, 64)])
+    assert result["masks"].shape[-2:] == (64, 64)
+
+
+def test_knet_attention_heads_that_do_not_divide_the_width_are_refused_in_one_line():
+    from csrseg.config import ConfigError, load_config
+    from csrseg.models import build_model
+
+    cfg = load_config("demo", ["model.head.type=knet", "model.neck.channels=48", "model.neck.csr_channels=48",
+                               "model.head.knet.num_heads=5"])
+    with pytest.raises(ConfigError, match=r"model.head.knet.num_heads=5 must divide .*neck.channels=48.*e.g. 4"):
+        build_model(cfg)
