@@ -83,11 +83,11 @@ def plan(all_sweeps: list[Sweep], seeds: int, epochs: int) -> list[PlannedRun]:
 def _probe_one(planned: PlannedRun, run_dir: str) -> None:
     import torch
 
-    from csrseg.engine.trainer import train
+    from csrseg.api import train
 
     torch.set_num_threads(1)
     cfg = dataclasses.replace(planned.cfg, train=dataclasses.replace(planned.cfg.train, max_iters=PROBE_ITERS))
-    train(cfg, planned.run["data"], run_dir, device="cuda", progress=False, val_split=None, log_interval=4,
+    train(planned.run["data"], cfg, run_dir, device="cuda", progress=False, val_split=None, log_interval=4,
           exist_ok=True)
 
 

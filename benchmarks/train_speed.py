@@ -26,7 +26,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_synthetic_dataset(tmp, 16, seed=0, val_fraction=0.25, spec=SynthSpec(image_size=256))
         for name in args.configs:
-            overrides = ["train.amp=false", *args.set]
+            overrides = ["train.precision=fp32", *args.set]
             if name != "demo":
                 side = args.paper_size
                 overrides += [f"input.short_side={side}", f"input.max_size={side}", "model.num_classes=4"]

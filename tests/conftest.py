@@ -12,6 +12,7 @@ import torch
 
 from csrseg.config import Config, load_config, to_dict
 from csrseg.engine.checkpoint import atomic_save
+from csrseg.engine.trainer import Hook
 from csrseg.models import build_model
 from csrseg.data.synth import CLASSES as SYNTH_CLASSES
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
@@ -39,7 +40,7 @@ def tiny_config(**train: object) -> Config:
             "model.neck.channels=32", "model.neck.csr_channels=32", "model.neck.num_groups=8",
             "model.head.feat_channels=32", "model.head.kernel_dim=16", "model.head.stacked_convs=1",
             "model.head.num_groups=8", "input.short_side=128", "input.max_size=128", "train.workers=0",
-            "train.amp=false",  # bit-for-bit comparisons between runs need fp32
+            "train.precision=fp32",  # bit-for-bit comparisons between runs need fp32
         ],
     )
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train))
@@ -68,6 +69,12 @@ def match_instances(ours: list, theirs: list, min_iou: float = 0.99, score_tol: 
         free.remove(best)
         pairs.append((a, theirs[best]))
     return pairs
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path_factory):
+    """The precision probe's cache in the test session's own folder: never a developer's ~/.cache."""
+    monkeypatch.setenv("CSRSEG_CACHE", str(tmp_path_factory.getbasetemp() / "csrseg_cache"))
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +127,16 @@ def wait_for(condition, proc, timeout=300):
 def train_rows(run_dir):
     log = run_dir / "log.jsonl"
     return log.read_text().count('"type": "train"') if log.is_file() else 0
+
+
+class SaveGradients(Hook):
+    """Saves every parameter's gradient after each backward (DDP: the averaged one) as
+    ``folder/step<N>_rank<R>.pt``: what the DDP equivalence test compares."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def after_backward(self, trainer) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        torch.save(grads, self.folder / f"step{trainer.state.iteration}_rank{trainer.env.rank}.pt")

@@ -19,10 +19,10 @@ from csrseg.engine.rundir import check_output_file, check_outputs, next_run_dir
 from csrseg.errors import CsrsegError
 
 if TYPE_CHECKING:
-    from csrseg.inference.predictor import OnnxPredictor, Predictor, RecordWriter
+    from csrseg.inference.predictor import OnnxPredictor, Predictor
+    from csrseg.inference.records import RecordWriter
 
 logger = logging.getLogger("csrseg")
-TRAIN_CONFIG = "paper"  # train's --config when none is given
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
@@ -140,31 +140,14 @@ def cmd_synth(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from csrseg.config import load_config
-    from csrseg.engine.trainer import train
+    from csrseg.api import train
 
-    if args.resume:
-        run_dir = Path(args.resume)
-        if run_dir.is_file():
-            raise CsrsegError(f"--resume {run_dir}: a file; --resume takes the run folder ({run_dir.parent}), "
-                              "whose last.pt and config.yaml it continues from")
-        if not run_dir.is_dir():
-            raise CsrsegError(f"--resume {run_dir}: run folder not found")
-        if args.out and Path(args.out).resolve() != run_dir.resolve():
-            raise CsrsegError(f"--out {args.out} with --resume {run_dir}: a resumed run continues in its own folder; "
-                              "drop --out")
-        cfg_path = run_dir / "config.yaml"
-        if args.config and cfg_path.is_file():  # silently training on with another config would be worse
-            raise CsrsegError(f"--config {args.config} with --resume {run_dir}: a resumed run continues with its "
-                              f"own {cfg_path}; drop --config (--set KEY=VALUE changes single values, e.g. "
-                              "train.epochs to extend the run)")
-        cfg = load_config(str(cfg_path) if cfg_path.is_file() else args.config or TRAIN_CONFIG, args.overrides)
-    else:
-        cfg = load_config(args.config or TRAIN_CONFIG, args.overrides)
-        run_dir = Path(args.out) if args.out else next_run_dir(Path("runs") / "train" / cfg.name)
-    result = train(cfg, _sources(args), run_dir, resume=bool(args.resume), device=args.device,
-                   train_split=args.train_split, val_split=None if args.no_val else args.val_split,
-                   init_weights=args.weights, strict=args.strict, checkpoint_interval=args.checkpoint_interval,
+    # a plain --data is resolved by train, after the config: a bad config is named first
+    explicit = args.train_ann or args.train_images or args.val_ann or args.val_images
+    data = _sources(args) if explicit else args.data
+    result = train(data, args.config, args.out, args.overrides, device=args.device, resume=args.resume or False,
+                   weights=args.weights, strict=args.strict, train_split=args.train_split,
+                   val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
                    log_interval=args.log_interval, exist_ok=args.exist_ok)
     if result.metrics:
         from csrseg.evaluation.coco import format_table
@@ -191,7 +174,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from csrseg.inference.predictor import Predictor, RecordWriter, expand_sources
+    from csrseg.inference.predictor import Predictor, expand_sources
+    from csrseg.inference.records import RecordWriter
     from csrseg.inference.video import is_video
 
     if bool(args.weights) == bool(args.onnx):
@@ -238,7 +222,8 @@ def _predict_sources(args: argparse.Namespace, predictor: Predictor | OnnxPredic
                      out_dir: Path, records: RecordWriter) -> tuple[int, int, int, int]:
     """Overlays for every image and video into ``out_dir``, rows into ``records``; returns the counts."""
     from csrseg.data.io import ImageReadError
-    from csrseg.inference.predictor import as_rgb_array, instance_records
+    from csrseg.inference.predictor import as_rgb_array
+    from csrseg.inference.records import instance_records
     from csrseg.inference.video import VideoReadError, predict_video
     from csrseg.inference.visualize import draw_instances
 
@@ -278,7 +263,7 @@ def _predict_sources(args: argparse.Namespace, predictor: Predictor | OnnxPredic
 
 
 def _frame_records(file_name: str, index: int, instances: list) -> list[dict]:
-    from csrseg.inference.predictor import instance_records
+    from csrseg.inference.records import instance_records
 
     return instance_records(file_name, instances, frame=index)
 
@@ -443,11 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
-    _add_config_args(p, TRAIN_CONFIG)
-    p.set_defaults(config=None)  # to tell a --config given with --resume from the default
+    _add_config_args(p, "paper")
+    p.set_defaults(config=None)  # to tell a --config given with --resume from the default (paper)
     _add_data_args(p)
     p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, on the dataset it "
+                   "recorded (--data: another place)")
     p.add_argument("--weights", help="initial weights (fine-tuning)")
     p.add_argument("--strict", type=_boolean, default=True,
                    help="--strict false loads only the tensors that fit (e.g. another class count)")

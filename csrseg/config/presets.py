@@ -15,37 +15,74 @@ SOLOv2 head (the second head, ``-solov2``): ``paper-solov2``, ``baseline-solov2`
 no CSR, nearest upsampling), ``csr-solov2``, ``d2s-solov2``, ``csr128-solov2`` .. ``csr1024-solov2``.
 
 | demo           | R18 trained from scratch on the synthetic set, SOLOv2 head | (CPU demo) |
+
+The rows of Tables II and III are defined once, as neck settings (:data:`TABLE2_ROWS`,
+:data:`TABLE3_ROWS`): the presets above and ``csrseg ablate`` both read them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
-from csrseg.config import (
-    BackboneConfig,
-    Config,
-    ConfigError,
-    HeadConfig,
-    InputConfig,
-    LossConfig,
-    ModelConfig,
-    NeckConfig,
-    PostprocessConfig,
-    TrainConfig,
-)
+from csrseg.config.schema import Config, TrainConfig
+from csrseg.data.transforms import InputConfig
+from csrseg.errors import ConfigError
+from csrseg.models.config import BackboneConfig, ModelConfig, NeckConfig
+from csrseg.models.heads.common import LossConfig
+from csrseg.models.heads.knet.config import KNetConfig
+from csrseg.models.heads.solov2.config import SOLOv2Config, SOLOv2PostprocessConfig
 
 # K-Net's original loss weights (focal class 2, mask BCE 1, Dice 4) instead of eq. 6's 1, 2, 3
 KNET_LOSS = LossConfig(cls_weight=2.0, dice_weight=4.0, focal_weight=1.0, mask_type="bce")
 
 
-def _knet_head(name: str, loss: LossConfig | None = None, **neck: object) -> Config:
+@dataclass(frozen=True)
+class TableRow:
+    """One row of Table II or III: its name in the tables, its preset under the K-Net head (and under
+    the SOLOv2 head), and the neck settings that make it."""
+
+    name: str
+    preset: str
+    solov2_preset: str | None
+    neck: dict[str, Any]
+
+
+FUSION_OFF = dict(type="fusion", reweight=False, upsample="nearest")
+TABLE2_ROWS = (
+    # row 1 is K-Net itself (its FPN + SemanticFPN), as the paper's baseline row is K-Net's Table I row;
+    # under the SOLOv2 head it is the fusion neck with both switches off
+    TableRow("FPN baseline", "knet", "baseline-solov2", dict(type="fpn_semantic")),
+    # under the K-Net head, a control between K-Net and the rows: the neck change without CSR and D2S
+    TableRow("fusion, no CSR/D2S (control)", "fpn", None, FUSION_OFF),
+    TableRow("+ CSR", "csr", "csr-solov2", dict(type="fusion", reweight=True, upsample="nearest")),
+    TableRow("+ D2S", "d2s", "d2s-solov2", dict(type="fusion", reweight=False, upsample="d2s")),
+    TableRow("CSR + D2S", "paper", "paper-solov2", dict(type="fusion", reweight=True, upsample="d2s")),
+)
+TABLE3_ROWS = tuple(TableRow(f"CSR {c}", f"csr{c}", f"csr{c}-solov2",
+                             dict(type="fusion", reweight=True, upsample="d2s", csr_channels=c))
+                    for c in (128, 256, 512, 1024))
+
+
+def table_rows(table: int, head: str) -> dict[str, dict[str, Any]]:
+    """``{row name: neck settings}`` of Table ``table`` (2 or 3) under ``head`` (``knet`` or ``solov2``)."""
+    rows = TABLE2_ROWS if table == 2 else TABLE3_ROWS
+    if head == "knet":
+        return {row.name: row.neck for row in rows}
+    return {row.name: (FUSION_OFF if row.neck["type"] == "fpn_semantic" else row.neck)
+            for row in rows if row.solov2_preset is not None}
+
+
+def _knet_head(name: str, neck: dict[str, Any], loss: LossConfig | None = None) -> Config:
     """R50 + a neck + K-Net's head; BatchNorm as K-Net trains it (statistics frozen, affine trained)."""
-    model = ModelConfig(backbone=BackboneConfig(norm="eval_bn"), neck=NeckConfig(**neck), loss=loss or LossConfig())
+    head = KNetConfig(loss=loss or LossConfig())
+    model = ModelConfig(backbone=BackboneConfig(norm="eval_bn"), neck=NeckConfig(**neck), head=head)
     return Config(name=name, model=model)
 
 
-def _solov2_head(name: str, **neck: object) -> Config:
-    return Config(name=name, model=ModelConfig(neck=NeckConfig(**neck), head=HeadConfig(type="solov2")))
+def _solov2_head(name: str, neck: dict[str, Any]) -> Config:
+    return Config(name=name, model=ModelConfig(neck=NeckConfig(**neck), head=SOLOv2Config()))
 
 
 def _demo() -> Config:
@@ -53,15 +90,12 @@ def _demo() -> Config:
 
     The backbone is trained from scratch (no weights can be downloaded here), so its
     BatchNorm is trainable and nothing is frozen. Head width 128 and three grids
-    sized for objects of 10-160 px keep one iteration under 0.4 s on 2 cores (bf16).
-    Objects down to 10 px are 1-2 stride-8 pixels wide, so two post-processing
-    values differ from the paper's: no minimum mask area on the finest grid (SOLOv2's
-    "area > stride" rule dropped every object under ~16 px: +3 AP) and a mask
-    threshold of 0.4 (small objects' stride-8 masks are under-confident: +3.5 AP).
-    Both were first chosen on the synthetic val split, then checked on a held-out split of 200
-    images (seed 1000, neither train nor val) with the final weights of the fp32 demo: there too
-    0.4 beats 0.35-0.5 and (0, 4, 8) beats SOLOv2's (8, 8, 16) (benchmarks/RESULTS.md). The head is SOLOv2's:
-    in the same budget K-Net's head learnt a quarter as much (RESULTS.md, "Which head for the demo").
+    sized for objects of 10-160 px. Objects down to 10 px are 1-2 stride-8 pixels wide, so
+    two post-processing values differ from the paper's: no minimum mask area on the finest
+    grid (SOLOv2's "area > stride" rule drops every object under ~16 px) and a mask threshold
+    of 0.4 (small objects' stride-8 masks are under-confident); both chosen on the synthetic
+    val split and checked on a held-out split (benchmarks/RESULTS.md). The head is SOLOv2's:
+    in the same budget K-Net's head learns far less (RESULTS.md, "Which head for the demo").
     """
     return Config(
         name="demo",
@@ -69,8 +103,7 @@ def _demo() -> Config:
             num_classes=4,
             backbone=BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"),
             neck=NeckConfig(channels=128, csr_channels=128, num_groups=16),
-            head=HeadConfig(
-                type="solov2",
+            head=SOLOv2Config(
                 feat_channels=128,
                 kernel_dim=128,
                 stacked_convs=3,
@@ -78,16 +111,14 @@ def _demo() -> Config:
                 scale_ranges=((1, 48), (32, 112), (80, 4096)),
                 grid_strides=(0, 4, 8),
                 num_groups=16,
-                # Soft stride-8 targets and a plain 1x1 mask output, not SOLOv2's binary targets and
-                # conv-GN-ReLU: with SOLOv2's two the demo reached mask AP 2.2 at iteration 300 and
-                # 11.2 at 600, with these 8.5 at 300 (RESULTS.md, "The demo on today's code").
+                # soft stride-8 targets and a plain 1x1 mask output learn several times faster here
+                # than SOLOv2's binary targets and conv-GN-ReLU (RESULTS.md, "The demo on today's code")
                 mask_targets="soft",
                 mask_out_norm=False,
+                postprocess=SOLOv2PostprocessConfig(mask_thr=0.4),
+                # alpha 0.25: at 0.5 the demo learns more slowly (RESULTS.md)
+                loss=LossConfig(mask_focal_alpha=0.25),
             ),
-            postprocess=PostprocessConfig(mask_thr=0.4),
-            # the demo's mask AP 50.3 was reached with alpha 0.25; at 0.5 (LossConfig's default since
-            # issue 11) it was behind at every evaluation up to 600 iterations (12.8 against 21.0 AP)
-            loss=LossConfig(mask_focal_alpha=0.25),
         ),
         input=InputConfig(short_side=256, max_size=256),
         train=TrainConfig(
@@ -105,24 +136,18 @@ def _demo() -> Config:
 
 
 PRESETS = {
-    "paper": lambda: _knet_head("paper"),
-    "knet": lambda: _knet_head("knet", KNET_LOSS, type="fpn_semantic"),
-    "csr": lambda: _knet_head("csr", reweight=True, upsample="nearest"),
-    "d2s": lambda: _knet_head("d2s", reweight=False, upsample="d2s"),
-    "fpn": lambda: _knet_head("fpn", reweight=False, upsample="nearest"),
-    **{f"csr{c}": (lambda c=c: _knet_head(f"csr{c}", csr_channels=c)) for c in (128, 256, 512, 1024)},
-    "paper-solov2": lambda: _solov2_head("paper-solov2"),
-    "baseline-solov2": lambda: _solov2_head("baseline-solov2", reweight=False, upsample="nearest"),
-    "csr-solov2": lambda: _solov2_head("csr-solov2", reweight=True, upsample="nearest"),
-    "d2s-solov2": lambda: _solov2_head("d2s-solov2", reweight=False, upsample="d2s"),
-    **{f"csr{c}-solov2": (lambda c=c: _solov2_head(f"csr{c}-solov2", csr_channels=c)) for c in (128, 256, 512, 1024)},
+    **{row.preset: (lambda row=row: _knet_head(row.preset, row.neck, KNET_LOSS if row.preset == "knet" else None))
+       for row in TABLE2_ROWS + TABLE3_ROWS},
+    **{row.solov2_preset: (lambda row=row: _solov2_head(row.solov2_preset, FUSION_OFF if row.neck["type"] == "fpn_semantic" else row.neck))
+       for row in TABLE2_ROWS + TABLE3_ROWS if row.solov2_preset},
     "demo": _demo,
 }
+PRESETS = {"paper": PRESETS["paper"], **PRESETS}  # the paper's network first in every listing
 
 TABLE2 = ("knet", "csr", "d2s", "paper")
-TABLE3 = ("csr128", "csr256", "csr512", "csr1024")
-TABLE2_SOLOV2 = ("baseline-solov2", "csr-solov2", "d2s-solov2", "paper-solov2")
-TABLE3_SOLOV2 = ("csr128-solov2", "csr256-solov2", "csr512-solov2", "csr1024-solov2")
+TABLE3 = tuple(row.preset for row in TABLE3_ROWS)
+TABLE2_SOLOV2 = tuple(row.solov2_preset for row in TABLE2_ROWS if row.solov2_preset)
+TABLE3_SOLOV2 = tuple(row.solov2_preset for row in TABLE3_ROWS)
 
 
 def get_preset(name: str) -> Config:

@@ -78,6 +78,27 @@ class DatasetSources:
         where = f" {self.location}" if self.location else ""
         return f"dataset: {LAYOUTS[self.layout]}{where}; " + "; ".join(parts)
 
+    def to_dict(self) -> dict:
+        """JSON-ready, paths absolute: what a run folder records (``dataset.json``) so that resuming
+        needs no ``--data``."""
+        return dict(layout=self.layout, location=str(self.location.resolve()) if self.location else None,
+                    splits={name: dict(annotations=str(f.annotations.resolve()), images=str(f.images.resolve()))
+                            for name, f in self.splits.items()},
+                    names=self.names if not isinstance(self.names, dict) else {str(k): v for k, v in self.names.items()})
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> DatasetSources:
+        """What :meth:`to_dict` wrote (``where`` names the file in errors)."""
+        try:
+            names = data.get("names")
+            if isinstance(names, dict):
+                names = {int(k): str(v) for k, v in names.items()}
+            splits = {name: SplitFiles(Path(f["annotations"]), Path(f["images"])) for name, f in data["splits"].items()}
+            location = Path(data["location"]) if data.get("location") else None
+            return cls(str(data["layout"]), location, splits, names)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DatasetError(f"{where}: not a dataset record written by csrseg train ({type(exc).__name__}: {exc})") from None
+
     def class_names(self, index: CocoIndex) -> list[str]:
         """Display names of ``index``'s output classes: the YAML's ``names`` where given, else the file's."""
         if self.names is None:

@@ -14,7 +14,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.config import InputConfig
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Resize / flip / normalise / pad. ``train_short_sides`` enables multi-scale training."""
+
+    short_side: int = 800
+    max_size: int = 1333
+    train_short_sides: tuple[int, ...] = ()
+    flip_prob: float = 0.5
+    size_divisor: int = 32
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def target_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:

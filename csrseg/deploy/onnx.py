@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csrseg.config import InputConfig, to_dict
+from csrseg.config import to_dict
+from csrseg.data.transforms import InputConfig
 from csrseg.models import CSRSeg
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from csrseg.config import Config, ConfigError, from_dict
+from csrseg.config import Config, ConfigError, config_from_dict
 from csrseg.errors import CsrsegError
 
 
@@ -160,7 +160,7 @@ def config_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Config:
         raise CheckpointError(f"{path}: holds no config, so the network it fits is unknown (not written by csrseg "
                               "train or csrseg export?)")
     try:
-        return from_dict(Config, ckpt["config"], f"{path}:config")
+        return config_from_dict(ckpt["config"], f"{path}:config")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
 

@@ -22,6 +22,11 @@ TRAIN_OUTPUTS = ("last.pt", "best.pt", "val_results.json", "log.jsonl")
 REPLACED_DIR = "replaced"
 
 
+def default_run_dir(verb: str, name: str) -> Path:
+    """Where a verb writes without ``--out``: a fresh ``runs/<verb>/<name>[N]`` under the current folder."""
+    return next_run_dir(Path("runs") / verb / name)
+
+
 def next_run_dir(base: Path) -> Path:
     """``base``, or ``base2``, ``base3`` ... if it already exists: the fresh folder a verb without
     ``--out`` writes to."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from csrseg.config import TrainConfig
+from csrseg.config.schema import TrainConfig
 
 
 def lr_factor(iteration: int, epoch: int, cfg: TrainConfig, total_iters: int = 0) -> float:

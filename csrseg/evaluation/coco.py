@@ -22,7 +22,8 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from csrseg.runtime.cpu import cuda_half_dtype
+from csrseg.inference.records import encode_masks
+from csrseg.runtime.precision import Precision
 from csrseg.errors import CsrsegError
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
@@ -30,28 +31,6 @@ METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
 
 class EvaluationError(CsrsegError, RuntimeError):
     """The evaluated images do not match the annotation file."""
-
-
-def encode_mask(mask: np.ndarray | Tensor) -> dict:
-    """``(H, W)`` bool -> COCO compressed RLE with a JSON-ready string ``counts``."""
-    if isinstance(mask, Tensor):
-        mask = mask.cpu().numpy()
-    return _json_rle(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
-
-
-def _json_rle(rle: dict) -> dict:
-    return dict(size=[int(v) for v in rle["size"]], counts=rle["counts"].decode("ascii"))
-
-
-def encode_masks(masks: np.ndarray | Tensor) -> list[dict]:
-    """``(N, H, W)`` bool -> N COCO compressed RLEs (:func:`encode_mask`'s), in one pass: one copy
-    off the GPU and one pycocotools call for the image, not one per mask."""
-    if isinstance(masks, Tensor):
-        masks = masks.cpu().numpy()
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [_json_rle(rle) for rle in rles]
 
 
 def predictions_to_coco(image_id: int, instances: dict[str, Tensor], cat_ids: list[int]) -> list[dict]:
@@ -109,16 +88,17 @@ def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int]
 
 @torch.no_grad()
 def run_inference(model: torch.nn.Module, loader: DataLoader, cat_ids: list[int], device: torch.device,
-                  amp: bool = False, progress: bool = False) -> tuple[list[dict], list[int]]:
-    """COCO results of ``model`` over ``loader`` and the ids of the images seen."""
+                  precision: Precision | None = None, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of ``model`` over ``loader`` (in ``precision``, fp32 by default) and the ids of the
+    images seen."""
     from tqdm import tqdm
 
     model.eval()
+    precision = precision or Precision("fp32", "as asked")
     results, seen = [], []
     for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
         images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=cuda_half_dtype(device) if device.type == "cuda" else torch.bfloat16,
-                            enabled=amp and device.type == "cuda"):
+        with precision.autocast(device):
             outputs = model(images)
         instances = model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         for target, inst in zip(targets, instances):

@@ -140,7 +140,6 @@ class OnnxPredictor:
 
     def __init__(self, path: str | Path, score_thr: float = 0.3, providers: list[str] | None = None,
                  threads: int = 0) -> None:
-        import json
 
         path = Path(path)
         if not path.is_file():
@@ -170,49 +169,6 @@ class OnnxPredictor:
 
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
         return [self.predict(image) for image in images]
-
-
-def instance_records(file_name: str, instances: list[Instance], **extra: object) -> list[dict]:
-    """COCO-style result rows (xywh ``bbox``, RLE ``segmentation``) for one image or video frame."""
-    from csrseg.evaluation.coco import encode_mask
-
-    rows = []
-    for inst in instances:
-        x0, y0, x1, y1 = inst.box
-        rows.append(dict(file_name=file_name, **extra, category_id=inst.category_id, category=inst.class_name,
-                         score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
-                         segmentation=encode_mask(inst.mask)))
-    return rows
-
-
-class RecordWriter:
-    """Writes result rows to a JSON array as they come, so memory stays flat over long runs.
-
-    The array goes to a hidden temporary file beside ``path``, renamed onto ``path`` only when
-    every row is written: an interrupted run never leaves a truncated ``predictions.json``.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
-        self.count = 0
-        self._file = self.tmp.open("w")
-        self._file.write("[")
-
-    def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            self._file.write((",\n" if self.count else "\n") + json.dumps(row))
-            self.count += 1
-
-    def close(self) -> Path:
-        self._file.write("\n]\n")
-        self._file.close()
-        self.tmp.replace(self.path)
-        return self.path
-
-    def discard(self) -> None:
-        self._file.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 def expand_sources(sources: list[str]) -> list[Path]:

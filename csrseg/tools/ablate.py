@@ -27,44 +27,32 @@ import json
 import re
 import statistics
 from pathlib import Path
+from typing import Any
 
 from csrseg.tools.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
-from csrseg.config import Config, ConfigError, from_dict, load_config, merge, parse_overrides, to_dict, without_pretrained
+from csrseg.config import Config, ConfigError, config_from_dict, load_config, merge, to_dict, without_pretrained
+from csrseg.config.presets import TABLE2_ROWS, table_rows
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
+from csrseg.engine.trainer import Hook, Trainer
 from csrseg.errors import CsrsegError
 from csrseg.evaluation.coco import METRICS
 from csrseg.tools.info import count_params
 from csrseg.models import build_model
 
-# Overrides on the base config. Every row names the fusion neck, so that a base on K-Net's own neck
-# (the `knet` preset) is switched to the rows' necks too.
-VARIANTS: dict[int, dict[str, list[str]]] = {
-    2: {
-        "FPN baseline": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=nearest"],
-        "+ CSR": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=nearest"],
-        "+ D2S": ["model.neck.type=fusion", "model.neck.reweight=false", "model.neck.upsample=d2s"],
-        "CSR + D2S": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s"],
-    },
-    3: {f"CSR {c}": ["model.neck.type=fusion", "model.neck.reweight=true", "model.neck.upsample=d2s",
-                     f"model.neck.csr_channels={c}"]
-        for c in (128, 256, 512, 1024)},
-}
-
-
 # Table II's extra row under the K-Net head: our fusion neck with both switches off (the `fpn` preset)
-CONTROL = "fusion, no CSR/D2S (control)"
+CONTROL = TABLE2_ROWS[1].name
 
 
-def table_variants(table: int, base: Config) -> dict[str, list[str]]:
-    """The rows of ``table`` for ``base``. Under the K-Net head Table II's first row is K-Net itself
-    (its FPN on C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row), followed by
-    the control row (the fusion neck with both switches off); under the SOLOv2 head the first row is
-    that fusion neck. Losses stay the base's in every row."""
-    rows = dict(VARIANTS[table])
-    if table == 2 and base.model.head.type == "knet":
-        rows = {"FPN baseline": ["model.neck.type=fpn_semantic"], CONTROL: VARIANTS[2]["FPN baseline"],
-                **{k: v for k, v in rows.items() if k != "FPN baseline"}}
-    return rows
+def table_variants(table: int, base: Config) -> dict[str, dict[str, Any]]:
+    """The rows of ``table`` for ``base``, as neck settings (:func:`csrseg.config.presets.table_rows`, where
+    the presets read them too). Under the K-Net head Table II's first row is K-Net itself (its FPN on
+    C2-C5 + SemanticFPN, as the paper's baseline row is K-Net's Table I row), followed by the control
+    row (the fusion neck with both switches off); under the SOLOv2 head the first row is that fusion
+    neck. Every row names its neck type, so a base on K-Net's own neck is switched to the rows' necks
+    too. Losses stay the base's in every row."""
+    if table not in (2, 3):
+        raise CsrsegError(f"--table {table}: choose 2 or 3")
+    return table_rows(table, base.model.head.type)
 
 
 def selected_rows(table: int, base: Config, rows: list[str] | tuple[str, ...] = ()) -> dict[str, list[str]]:
@@ -100,8 +88,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def variant_config(base: Config, variant: list[str], seed: int, epochs: int | None) -> Config:
-    cfg = merge(base, parse_overrides(variant), "variant")
+def variant_config(base: Config, neck: dict[str, Any], seed: int, epochs: int | None) -> Config:
+    """``base`` with a row's neck settings, the sweep's seed and (if given) its schedule length."""
+    cfg = merge(base, {"model": {"neck": neck}}, "variant")
     train = dataclasses.replace(cfg.train, seed=seed, **({"epochs": epochs} if epochs else {}))
     if epochs and epochs != cfg.train.epochs:
         # the lr steps keep their place in a shorter or longer schedule (the paper's 8 and 11 of 12)
@@ -129,8 +118,6 @@ def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper
     ``pending`` the runs still to train. A run folder left by another sweep (other config or data)
     is refused, naming its files, unless ``exist_ok``. ``rows``: only these rows (their folder names,
     e.g. ``fpn_baseline csr_d2s``); all of them when empty."""
-    if table not in VARIANTS:
-        raise CsrsegError(f"--table {table}: choose 2 or 3")
     out = Path(out)
     base_cfg = load_config(base, overrides)
     # a training run folder is not a sweep folder
@@ -160,19 +147,33 @@ def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper
 
 
 def train_planned(planned: PlannedRun, device: str | None = None, progress: bool = True) -> dict:
-    """Train one planned run (on its ``run["data"]``) and write its ``summary.json``; returns the summary."""
-    from csrseg.engine.trainer import train
+    """Train one planned run (on its ``run["data"]``); its :class:`SweepSummary` hook writes ``summary.json``,
+    which this returns."""
+    from csrseg.api.train import train
 
     planned.run_dir.mkdir(parents=True, exist_ok=True)
     (planned.run_dir / RUN_FILE).write_text(json.dumps(planned.run, indent=1))
     # _same_run has refused a folder of another run: what is left here is this run's own
-    result = train(planned.cfg, planned.run["data"], planned.run_dir, resume=planned.resume, device=device, progress=progress,
-                   exist_ok=True)
-    summary = dict(variant=planned.name, seed=planned.seed, metrics=result.metrics, iterations=result.iterations,
-                   params=count_params(build_model(without_pretrained(planned.cfg))), run=planned.run,
-                   curve=eval_curve(planned.run_dir))
-    (planned.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    train(planned.run["data"], planned.cfg, planned.run_dir, resume=planned.resume, device=device, progress=progress,
+          exist_ok=True, hooks=[SweepSummary(planned)])
+    return json.loads((planned.run_dir / "summary.json").read_text())
+
+
+class SweepSummary(Hook):
+    """At the end of a sweep's run: ``summary.json`` (row, seed, final metrics, iterations, parameters,
+    the AP curve), which marks the run finished for the sweep and feeds its tables."""
+
+    def __init__(self, planned: PlannedRun) -> None:
+        self.planned = planned
+
+    def after_train(self, trainer: Trainer) -> None:
+        if not trainer.env.is_main:
+            return
+        planned, state = self.planned, trainer.state
+        summary = dict(variant=planned.name, seed=planned.seed, metrics=state.metrics, iterations=state.iteration,
+                       params=count_params(build_model(without_pretrained(planned.cfg))), run=planned.run,
+                       curve=eval_curve(planned.run_dir))
+        (planned.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def _train_in_child(planned: PlannedRun, device: str | None, threads: int) -> None:
@@ -316,11 +317,12 @@ def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
 
 def _with_defaults(recorded: dict | None) -> dict | None:
     """A run recorded by an older csrseg, its config completed with the defaults of fields added
-    since (e.g. ``train.schedule``), so that a sweep made before them is still recognised."""
+    since (e.g. ``train.schedule``) and read in today's layout, so that a sweep made before is still
+    recognised."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("config"), dict):
         return recorded
     try:
-        return dict(recorded, config=to_dict(from_dict(Config, recorded["config"])))
+        return dict(recorded, config=to_dict(config_from_dict(recorded["config"], "run.json")))
     except (ConfigError, TypeError, ValueError):  # a config this csrseg cannot read is another run's
         return recorded
 

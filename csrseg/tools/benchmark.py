@@ -178,8 +178,7 @@ def _vm(key: str) -> float:
 
 def full_load(cfg: Config) -> Config:
     """``cfg`` with post-processing keeping every candidate (see the module docstring)."""
-    post = dataclasses.replace(cfg.model.postprocess, score_thr=0.0, update_thr=0.0)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, postprocess=post))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=cfg.model.head.at_full_load()))
 
 
 def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csrseg.config import InputConfig
+from csrseg.data.transforms import InputConfig
 from csrseg.data.coco import DatasetError, decode_segmentation, load_coco_json
 from csrseg.data.io import ImageReadError, read_image
 from csrseg.data.sources import DatasetSources, resolve_dataset

@@ -16,13 +16,15 @@ from pathlib import Path
 import torch
 
 from csrseg.config import Config, load_config
-from csrseg.runtime.cpu import cpu_description, cuda_half_precision
+from csrseg.runtime.cpu import cpu_description
+from csrseg.runtime.precision import Precision
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs
-from csrseg.engine.trainer import amp_settings, train
+from csrseg.api.train import train
+from csrseg.engine.setup import decide_precision
 from csrseg.evaluation.coco import format_table
-from csrseg.models.backbones.resnet import backbone_name
+from csrseg.models.backbones import backbone_name
 from csrseg.inference.predictor import Predictor
 from csrseg.inference.visualize import draw_instances
 
@@ -32,29 +34,18 @@ VAL_FRACTION = 0.2  # make_synthetic_dataset's default split
 QUICK_OVERRIDES = ["train.epochs=1", "train.max_iters=3", "train.batch_size=2", "train.warmup_iters=2", "train.workers=0"]
 
 
-def plan(cfg: Config, images: int, device: str) -> str:
-    """What the demo is about to do and why it runs in the precision it does (printed first)."""
+def plan(cfg: Config, images: int, device: str, precision: Precision) -> str:
+    """What the demo is about to do and in which precision, and why (printed first)."""
     train_images = images - max(1, round(images * VAL_FRACTION))  # as make_synthetic_dataset splits
     iterations = -(-train_images // cfg.train.batch_size) * cfg.train.epochs
     if cfg.train.max_iters:
         iterations = min(iterations, cfg.train.max_iters)
     dev = torch.device(device)
-    use_amp, _ = amp_settings(cfg.train.amp, dev)
-    if dev.type == "cuda":
-        where = torch.cuda.get_device_name(dev)
-        precision = f"{cuda_half_precision(dev)} autocast" if use_amp else "fp32 (train.amp=false)"
-    else:
-        where = cpu_description()
-        if use_amp:
-            precision = "bf16 autocast (this CPU computes bf16 natively)"
-        elif cfg.train.amp:
-            precision = "fp32 (no native bf16 on this CPU: emulated bf16 would be slower)"
-        else:
-            precision = "fp32 (train.amp=false)"
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_description()
     return (f"demo plan: {images} synthetic images ({train_images} train / {images - train_images} val), "
             f"{iterations} iterations at batch {cfg.train.batch_size} ({cfg.train.epochs} epochs), "
             f"{cfg.input.short_side} px, {backbone_name(cfg.model.backbone)} + {cfg.model.neck.type} neck + "
-            f"{cfg.model.head.type} head; {precision}; on {where}")
+            f"{cfg.model.head.type} head; {precision.describe()}; on {where}")
 
 
 def run_demo(out: str | Path, quick: bool = False, images: int | None = None, device: str = "cpu",
@@ -69,8 +60,8 @@ def run_demo(out: str | Path, quick: bool = False, images: int | None = None, de
     images = images or (12 if quick else 1000)
     cfg = load_config("demo", [*(QUICK_OVERRIDES if quick else []), *overrides])  # a bad --set: nothing written yet
     data = make_synthetic_dataset(out / "data", images, seed=0, val_fraction=VAL_FRACTION)
-    logger.info(plan(cfg, images, device))
-    result = train(cfg, data, out / "train", device=device, exist_ok=exist_ok)
+    logger.info(plan(cfg, images, device, decide_precision(cfg, None, device)))
+    result = train(data, cfg, out / "train", device=device, exist_ok=exist_ok)
 
     # The final weights, not best.pt: best.pt is picked by its AP on this same val split, which would
     # make the reported number an optimistic choice made by looking at the results.

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from csrseg.config import InputConfig
+from csrseg.data.transforms import InputConfig
 from csrseg.data import CocoInstances, DatasetError, Transform, collate, load_coco_json, resolve_split
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from csrseg.config import InputConfig
+from csrseg.data.transforms import InputConfig
 from csrseg.data import CocoInstances, DatasetError, Transform, collate, load_coco_json
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,10 +2,9 @@
 
 import json
 
-import numpy as np
 from PIL import Image
 
-from csrseg.config import InputConfig
+from csrseg.data.transforms import InputConfig
 from csrseg.data import CocoInstances, Transform
 
 

@@ -10,7 +10,7 @@ from csrseg.cli import main
 from csrseg.config import save_config
 from csrseg.data import DatasetError
 from csrseg.data.sources import resolve_dataset
-from csrseg.engine.trainer import make_datasets
+from csrseg.data.splits import training_splits
 
 
 def _roboflow(synth_root, dst, parent_category=True):
@@ -77,7 +77,7 @@ def test_yaml_paths_are_relative_to_its_folder_and_names_replace_class_names(syn
                     "names: [Kreis, Quadrat, Dreieck, Ring]\n")
     sources = resolve_dataset(data)
     assert sources.layout == "yaml" and sources.get("train").images == tmp_path / "set" / "train"
-    train_ds, val_ds = make_datasets(tiny_config(), sources, "train", "val")
+    train_ds, val_ds = training_splits(sources, tiny_config().input, 0)
     assert train_ds.class_names == ["Kreis", "Quadrat", "Dreieck", "Ring"] == val_ds.class_names
 
 
@@ -92,7 +92,7 @@ def test_explicit_files_replace_the_layouts(synth_root, tmp_path):
 
 def test_unannotated_category_gets_no_output_class(synth_root, tmp_path):
     root = _roboflow(synth_root, tmp_path / "rf")
-    train_ds, val_ds = make_datasets(tiny_config(), resolve_dataset(root), "train", "val")
+    train_ds, val_ds = training_splits(resolve_dataset(root), tiny_config().input, 0)
     assert 0 not in train_ds.cat_ids and train_ds.index.unused_cat_ids == [0]
     assert val_ds.cat_ids == train_ds.cat_ids and len(train_ds.cat_ids) == 4
 
@@ -162,12 +162,12 @@ def test_fine_tuning_from_a_checkpoint_fetches_no_pretrained_weights(synth_root,
     from csrseg import build_model
     from csrseg.config import to_dict
     from csrseg.engine.checkpoint import atomic_save
-    from csrseg.engine.trainer import train
+    from csrseg.api import train
 
     cfg = tiny_config(max_iters=1, batch_size=4, epochs=1)
     atomic_save(dict(model=build_model(cfg).state_dict(), config=to_dict(cfg)), tmp_path / "start.pt")
     backbone = dataclasses.replace(cfg.model.backbone, weights="imagenet")  # offline: downloads are refused
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
-    result = train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, val_split=None,
-                   init_weights=tmp_path / "start.pt")
+    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+                   weights=tmp_path / "start.pt")
     assert result.iterations == 1 and torch.load(result.last, weights_only=True)["iteration"] == 1

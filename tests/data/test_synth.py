@@ -1,7 +1,6 @@
 import json
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from csrseg.data.coco import decode_segmentation
 from csrseg.data.synth import CLASSES, SynthSpec, make_synthetic_dataset, render_image

@@ -1,19 +1,15 @@
 """ONNX export: the whole pipeline in the graph, the same instances as PyTorch."""
 
-import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from csrseg import build_model
-from csrseg.config import to_dict
-from csrseg.engine.checkpoint import atomic_save
 from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
 from csrseg.models.heads.common import boxes_from_masks
 from csrseg.inference.predictor import OnnxPredictor, Predictor
-from tests.conftest import CLASSES, fake_checkpoint, match_instances, tiny_config
+from tests.conftest import CLASSES, fake_checkpoint, match_instances
 
 
 

@@ -15,7 +15,7 @@ import torch
 from csrseg.config import save_config
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import load_checkpoint
-from csrseg.engine.trainer import train
+from csrseg.api import train
 from tests.conftest import tiny_config
 from tests.conftest import train_rows, wait_for
 
@@ -137,7 +137,7 @@ def test_sigterm_writes_last_at_that_iteration_and_resume_matches_an_uninterrupt
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["finished"] and resumed["iteration"] == 6
 
-    train(cfg, synth_root, tmp_path / "straight", device="cpu", progress=False, val_split=None)
+    train(synth_root, cfg, tmp_path / "straight", device="cpu", progress=False, val_split=None)
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     for key, value in straight.items():
         torch.testing.assert_close(resumed["model"][key].float(), value.float(), atol=1e-5, rtol=1e-4, msg=key)

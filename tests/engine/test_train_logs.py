@@ -4,7 +4,8 @@ import sys
 import types
 
 from conftest import tiny_config
-from csrseg.engine import trainer as trainer_mod
+from csrseg.api import train
+from csrseg.engine import hooks as hooks_mod
 from csrseg.engine.plots import read_log
 from csrseg.engine.tensorboard import TensorBoardLog
 
@@ -29,13 +30,13 @@ class _FakeWriter:
 
 def test_plot_is_redrawn_at_every_evaluation_and_rows_reach_tensorboard(synth_root, tmp_path, monkeypatch):
     drawn = []
-    monkeypatch.setattr(trainer_mod, "plot_training", lambda log, out: drawn.append(len(read_log(log))))
+    monkeypatch.setattr(hooks_mod, "plot_training", lambda log, out: drawn.append(len(read_log(log))))
     fake = types.ModuleType("torch.utils.tensorboard")
     fake.SummaryWriter = _FakeWriter
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
     _FakeWriter.scalars = []
     cfg = tiny_config(epochs=2, batch_size=6, eval_interval=1)
-    trainer_mod.train(cfg, synth_root, tmp_path / "run", device="cpu", progress=False, log_interval=1)
+    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, log_interval=1)
     evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["type"] == "eval"]
     assert len(evals) == 2 and len(drawn) == 3  # after each evaluation, and once at the end
     assert drawn[0] < drawn[1]  # the first plot was drawn mid-run, from a shorter log

@@ -11,7 +11,8 @@ from csrseg.cli import main
 from csrseg.config import to_dict
 from csrseg.data.coco import decode_segmentation
 from csrseg.engine.checkpoint import atomic_save
-from csrseg.evaluation.coco import detailed_metrics, encode_mask, format_detailed
+from csrseg.evaluation.coco import detailed_metrics, format_detailed
+from csrseg.inference.records import encode_mask
 
 
 def _gt_as_results(ann_file, drop_category=None):
@@ -72,7 +73,7 @@ def test_cli_eval_prints_per_class_ap_and_writes_it_beside_the_results(synth_roo
 
 
 def test_classes_the_model_lacks_are_named_in_a_warning(synth_root, caplog):
-    from csrseg.api import _warn_before_scoring
+    from csrseg.api.evaluate import _warn_before_scoring
     from csrseg.data.coco import load_coco_json
 
     ann = synth_root / "annotations" / "instances_val.json"

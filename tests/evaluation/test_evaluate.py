@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from csrseg.data.coco import decode_segmentation
-from csrseg.evaluation.coco import EvaluationError, coco_mask_ap, encode_mask, predictions_to_coco
+from csrseg.evaluation.coco import EvaluationError, coco_mask_ap, predictions_to_coco
+from csrseg.inference.records import encode_mask
 
 
 def _gt_as_results(ann_file):
@@ -86,7 +87,7 @@ def test_predictions_map_labels_back_to_category_ids_and_boxes_to_xywh():
 
 
 def test_masks_encoded_together_equal_masks_encoded_one_by_one():
-    from csrseg.evaluation.coco import encode_masks
+    from csrseg.inference.records import encode_masks
 
     rng = np.random.default_rng(0)
     masks = rng.random((5, 37, 53)) > 0.6

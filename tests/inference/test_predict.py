@@ -112,7 +112,7 @@ def test_cli_export_then_predict_with_onnx(tmp_path, weights):
 def test_record_writer_streams_a_valid_array_and_an_interrupted_one_leaves_the_old_file(tmp_path):
     import json
 
-    from csrseg.inference.predictor import RecordWriter
+    from csrseg.inference.records import RecordWriter
 
     path = tmp_path / "predictions.json"
     writer = RecordWriter(path)

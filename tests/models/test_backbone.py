@@ -6,7 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from csrseg.config import BackboneConfig, ConfigError, load_config, without_pretrained
+from csrseg.config import ConfigError, load_config, without_pretrained
+from csrseg.models.backbones.config import BackboneConfig
 from csrseg.models import build_model
 from csrseg.models.backbones import resnet as backbone_mod
 from csrseg.models.backbones.resnet import ResNetBackbone, WeightsError
@@ -122,7 +123,7 @@ def test_without_pretrained_keeps_the_architecture_and_fetches_nothing():
 
 
 def test_c2_is_returned_when_asked():
-    net = ResNetBackbone(BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"), return_c2=True)
+    net = ResNetBackbone(BackboneConfig(depth=18, weights=None, frozen_stages=0, norm="bn"), levels=(2, 3, 4, 5))
     feats = net(torch.randn(1, 3, 64, 96))
     assert net.out_channels == (64, 128, 256, 512)
     assert [tuple(f.shape[1:]) for f in feats] == [(64, 16, 24), (128, 8, 12), (256, 4, 6), (512, 2, 3)]

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from csrseg.config import BackboneConfig, ConfigError
+from csrseg.errors import ConfigError
+from csrseg.models.backbones.config import BackboneConfig
 from csrseg.models.backbones.resnet import WeightsError
 from csrseg.models.backbones.light import LightBackbone
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from csrseg.config import NeckConfig
+from csrseg.models.necks.config import NeckConfig
 from csrseg.models.necks.fusion import FusionNeck
 from csrseg.models.layers import DepthToSpace
 
@@ -16,7 +16,7 @@ def _levels(b=2, h=64, w=96):
 @pytest.mark.parametrize("upsample", ["nearest", "d2s"])
 def test_every_table2_variant_fuses_to_one_stride8_map(reweight, upsample):
     neck = FusionNeck(C, NeckConfig(channels=64, csr_channels=32, reweight=reweight, upsample=upsample, num_groups=8))
-    assert neck(_levels()).shape == (2, 64, 8, 12)
+    assert neck(_levels()).features.shape == (2, 64, 8, 12)
     assert (neck.csr is not None) == reweight
     assert isinstance(neck.up[0], DepthToSpace) == (upsample == "d2s")
 
@@ -38,7 +38,7 @@ def test_mean_fusion_halves_the_merge():
     l3, l4, l5 = (lat(f) for lat, f in zip(summed.lateral, feats))
     up = torch.nn.functional.interpolate
     expected = summed.output_conv((l3 + up((l4 + up(l5, scale_factor=2.0)) / 2, scale_factor=2.0)) / 2)
-    torch.testing.assert_close(mean(feats), expected)
+    torch.testing.assert_close(mean(feats).features, expected)
 
 
 def test_sizes_not_multiple_of_32_are_refused_clearly():
@@ -53,7 +53,7 @@ def test_output_norm_control_normalises_the_fpn_output_per_group():
     neck = FusionNeck(C, NeckConfig(channels=32, reweight=False, upsample="nearest", num_groups=8, output_norm=True))
     seen = {}
     neck.output_conv[1].register_forward_hook(lambda m, i, o: seen.update(pre=o.detach().clone()))
-    out = neck(_levels(1))
+    out = neck(_levels(1)).features
     assert out.shape == (1, 32, 8, 12)
     groups = seen["pre"].reshape(8, -1)  # 8 groups of 4 channels; GroupNorm's affine is identity at init
     assert torch.allclose(groups.mean(1), torch.zeros(8), atol=1e-5)
@@ -75,10 +75,11 @@ def test_a_width_that_32_groups_do_not_divide_builds_and_runs(head, neck):
     from csrseg.config import load_config
     from csrseg.models import build_model
 
+    head_widths = (["model.head.feat_channels=48", "model.head.kernel_dim=48"] if head == "solov2" else
+                   ["model.head.ffn_channels=64", "model.head.num_heads=4"])
     cfg = load_config("demo", [f"model.head.type={head}", f"model.neck.type={neck}", "model.neck.channels=48",
-                               "model.neck.csr_channels=48", "model.neck.num_groups=32", "model.head.feat_channels=48",
-                               "model.head.kernel_dim=48", "model.head.num_groups=32", "model.head.knet.num_groups=32",
-                               "model.head.knet.ffn_channels=64", "model.head.knet.num_heads=4"])
+                               "model.neck.csr_channels=48", "model.neck.num_groups=32", "model.head.num_groups=32",
+                               *head_widths])
     model = build_model(cfg).eval()
     norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(m.num_channels % m.num_groups == 0 for m in norms)
@@ -93,6 +94,6 @@ def test_knet_attention_heads_that_do_not_divide_the_width_are_refused_in_one_li
     from csrseg.models import build_model
 
     cfg = load_config("demo", ["model.head.type=knet", "model.neck.channels=48", "model.neck.csr_channels=48",
-                               "model.head.knet.num_heads=5"])
-    with pytest.raises(ConfigError, match=r"model.head.knet.num_heads=5 must divide .*neck.channels=48.*e.g. 4"):
+                               "model.head.num_heads=5"])
+    with pytest.raises(ConfigError, match=r"model.head.num_heads=5 must divide .*neck.channels=48.*e.g. 4"):
         build_model(cfg)

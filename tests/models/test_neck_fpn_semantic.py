@@ -2,7 +2,7 @@
 
 import torch
 
-from csrseg.config import NeckConfig
+from csrseg.models.necks.config import NeckConfig
 from csrseg.models.necks.fpn_semantic import FPNSemanticNeck, sine_position_encoding
 
 
@@ -10,7 +10,7 @@ def test_two_stride_8_outputs_from_four_levels():
     torch.manual_seed(0)
     neck = FPNSemanticNeck((16, 32, 64, 128), NeckConfig(type="fpn_semantic", channels=32, num_groups=8))
     feats = [torch.randn(2, c, 128 // s, 192 // s) for c, s in zip((16, 32, 64, 128), (4, 8, 16, 32))]
-    loc, sem = neck(feats)
+    loc, sem = neck(feats)  # a NeckOutput: (features, semantic)
     assert loc.shape == sem.shape == (2, 32, 16, 24)
     assert loc.min() >= 0 and not torch.equal(loc, sem)  # each ends in its own conv-GN-ReLU
 

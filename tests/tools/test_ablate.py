@@ -4,9 +4,10 @@ import os
 
 import pytest
 
-from csrseg.tools.ablate import CONTROL, VARIANTS, comparisons, find_finished_run, run_ablation, table_variants, variant_config
+from csrseg.tools.ablate import CONTROL, comparisons, find_finished_run, run_ablation, table_variants, variant_config
 from csrseg.tools.ablate_stats import flatness, paired
 from csrseg.config import load_config, save_config
+from csrseg.models.heads.knet.config import KNetConfig
 from tests.conftest import tiny_config
 
 
@@ -14,7 +15,7 @@ def test_variants_switch_the_neck_like_the_tables():
     base = load_config("paper-solov2")
     necks = {n: variant_config(base, v, 0, None).model.neck for n, v in table_variants(2, base).items()}
     assert [(n.reweight, n.upsample) for n in necks.values()] == [(False, "nearest"), (True, "nearest"), (False, "d2s"), (True, "d2s")]
-    widths = [variant_config(base, v, 0, None).model.neck.csr_channels for v in VARIANTS[3].values()]
+    widths = [variant_config(base, v, 0, None).model.neck.csr_channels for v in table_variants(3, base).values()]
     assert widths == [128, 256, 512, 1024]
 
 
@@ -34,7 +35,7 @@ def test_knet_head_table2_starts_from_knet_itself(base_name):
 
 
 def test_shorter_schedule_scales_the_milestones():
-    cfg = variant_config(load_config("paper"), [], seed=4, epochs=6)
+    cfg = variant_config(load_config("paper"), {}, seed=4, epochs=6)
     assert cfg.train.epochs == 6 and cfg.train.milestones == (4, 6) and cfg.train.seed == 4
 
 
@@ -140,8 +141,8 @@ def test_comparisons_include_the_control_when_the_table_has_one():
 def test_knet_head_sweep_trains_every_table2_row_including_knet_itself_and_the_control(synth_root, tmp_path):
     cfg_path = tmp_path / "tiny_knet.yaml"
     cfg = tiny_config(epochs=1, max_iters=1, batch_size=4)
-    knet = dataclasses.replace(cfg.model.head.knet, num_proposals=10, ffn_channels=32, num_groups=8, num_heads=4)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=dataclasses.replace(cfg.model.head, type="knet", knet=knet)))
+    knet = KNetConfig(num_proposals=10, ffn_channels=32, num_groups=8, num_heads=4)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=knet))
     save_config(cfg, cfg_path)
     out = tmp_path / "sweep"
     text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False)

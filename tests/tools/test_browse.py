@@ -8,7 +8,7 @@ from PIL import Image
 
 from csrseg.tools.browse import browse_dataset
 from csrseg.cli import main
-from csrseg.config import InputConfig
+from csrseg.data.transforms import InputConfig
 from csrseg.inference.visualize import draw_instances, drawable_text
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torchvision
 from torch import Tensor, nn
 
-from csrseg.config import BackboneConfig, ConfigError
+from csrseg.errors import ConfigError
+from csrseg.models.backbones.config import BackboneConfig
 from csrseg.models.backbones.resnet import imagenet_state_dict, load_backbone_weights, read_state_dict
 
 #: feature indices of C3, C4, C5 (strides 8, 16, 32) inside ``mobilenet_v3_*().features``

@@ -10,8 +10,8 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from csrseg.config import BackboneConfig, ConfigError
-from csrseg.errors import CsrsegError
+from csrseg.errors import ConfigError, CsrsegError
+from csrseg.models.backbones.config import BackboneConfig
 
 CHANNELS = {18: (128, 256, 512), 34: (128, 256, 512), 50: (512, 1024, 2048), 101: (512, 1024, 2048)}
 C2_CHANNELS = {18: 64, 34: 64, 50: 256, 101: 256}
@@ -84,11 +84,11 @@ class ResNetBackbone(nn.Module):
 
     ``forward(images)``: ``(B, 3, H, W)`` -> ``[C3, C4, C5]`` with shapes
     ``(B, c3, H/8, W/8)``, ``(B, c4, H/16, W/16)``, ``(B, c5, H/32, W/32)``
-    (``self.out_channels``: 512/1024/2048 for R50, 128/256/512 for R18). With
-    ``return_c2`` (K-Net's FPN neck) ``[C2, C3, C4, C5]``, C2 ``(B, c2, H/4, W/4)``.
+    (``self.out_channels``: 512/1024/2048 for R50, 128/256/512 for R18). With ``levels``
+    ``(2, 3, 4, 5)`` (K-Net's FPN neck) ``[C2, C3, C4, C5]``, C2 ``(B, c2, H/4, W/4)``.
     """
 
-    def __init__(self, cfg: BackboneConfig, return_c2: bool = False) -> None:
+    def __init__(self, cfg: BackboneConfig, levels: tuple[int, ...] = (3, 4, 5)) -> None:
         super().__init__()
         if cfg.depth not in CHANNELS:
             raise ConfigError(f"backbone depth {cfg.depth} not supported; choose from {sorted(CHANNELS)}")
@@ -96,6 +96,8 @@ class ResNetBackbone(nn.Module):
             raise ConfigError(f"backbone norm {cfg.norm!r} not supported; choose frozen_bn, eval_bn or bn")
         if not 0 <= cfg.frozen_stages <= 4:
             raise ConfigError(f"backbone frozen_stages={cfg.frozen_stages} must be in 0..4")
+        if tuple(levels) not in ((3, 4, 5), (2, 3, 4, 5)):
+            raise ValueError(f"ResNet levels {levels}: C3-C5, or C2-C5")
         self.cfg = cfg
         norm_layer = FrozenBatchNorm2d if cfg.norm == "frozen_bn" else nn.BatchNorm2d
         net = getattr(torchvision.models, f"resnet{cfg.depth}")(weights=None, norm_layer=norm_layer)
@@ -104,8 +106,8 @@ class ResNetBackbone(nn.Module):
             load_backbone_weights(net, state, source=cfg.weights)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
-        self.return_c2 = return_c2
-        self.out_channels = ((C2_CHANNELS[cfg.depth],) if return_c2 else ()) + CHANNELS[cfg.depth]
+        self.return_c2 = 2 in levels
+        self.out_channels = ((C2_CHANNELS[cfg.depth],) if self.return_c2 else ()) + CHANNELS[cfg.depth]
         self._freeze()
 
     def _frozen_modules(self) -> list[nn.Module]:

@@ -1,13 +1,34 @@
-"""Pieces both heads use: Dice loss, binary mask targets, cross-process sums, mask upsampling, boxes."""
+"""Pieces both heads use: the eq. 6 loss settings, Dice loss, binary mask targets, cross-process sums,
+mask upsampling, boxes."""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Paper eq. 6: ``cls_weight * L_cls + dice_weight * L_dice + focal_weight * L_focal``; each head's
+    config holds one, with that head's defaults."""
+
+    cls_weight: float = 1.0
+    dice_weight: float = 2.0
+    focal_weight: float = 3.0
+    cls_type: str = "focal"  # "focal" (SOLOv2/K-Net practice) or "ce" (paper's wording)
+    # pixel-wise mask term weighted by focal_weight: "focal" (eq. 6) or "bce" (K-Net's original
+    # loss, with cls_weight 2, dice_weight 4, focal_weight 1: the `knet` preset)
+    mask_type: str = "focal"
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    # alpha of the pixel-wise mask focal loss; 0.25 (the classification value) under-weights
+    # foreground pixels and leaves masks under-confident, 0.5 weighs both sides alike
+    mask_focal_alpha: float = 0.5
 
 
 def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError
+from csrseg.errors import ConfigError
 
 
 class CrossScaleReweighting(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError
+from csrseg.errors import ConfigError
 
 
 def group_count(channels: int, max_groups: int) -> int:

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csrseg.config import NeckConfig
+from csrseg.models.necks.config import NeckConfig
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.necks.output import NeckOutput
 
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel: int, num_groups: int, stride: int = 1) -> nn.Sequential:
@@ -103,7 +104,9 @@ class SemanticFPN(nn.Module):
 
 
 class FPNSemanticNeck(nn.Module):
-    """``forward([C2, C3, C4, C5])`` -> ``(localisation, semantic)`` at stride 8 (K-Net's neck)."""
+    """``forward([C2, C3, C4, C5])`` -> :class:`NeckOutput` (localisation, semantic) at stride 8 (K-Net's neck)."""
+
+    levels = (2, 3, 4, 5)
 
     def __init__(self, in_channels: Sequence[int], cfg: NeckConfig) -> None:
         super().__init__()
@@ -112,5 +115,6 @@ class FPNSemanticNeck(nn.Module):
         self.fpn = FPN(in_channels, cfg.channels)
         self.semantic = SemanticFPN(cfg.channels, cfg.num_groups)
 
-    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        return self.semantic(self.fpn(features))
+    def forward(self, features: Sequence[Tensor]) -> NeckOutput:
+        localisation, semantic = self.semantic(self.fpn(features))
+        return NeckOutput(localisation, semantic)

@@ -19,9 +19,11 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError, NeckConfig
+from csrseg.errors import ConfigError
+from csrseg.models.necks.config import NeckConfig
 from csrseg.models.layers import CrossScaleReweighting, DepthToSpace
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.necks.output import NeckOutput
 
 
 class NearestUp(nn.Module):
@@ -32,11 +34,13 @@ class NearestUp(nn.Module):
 
 
 class FusionNeck(nn.Module):
-    """``forward([C3, C4, C5])`` -> ``fused`` of shape ``(B, channels, H/8, W/8)``.
+    """``forward([C3, C4, C5])`` -> :class:`NeckOutput` whose ``features`` is ``fused``, ``(B, channels, H/8, W/8)``.
 
     Inputs have shapes ``(B, in_channels[i], H/2^(i+3), W/2^(i+3))`` with ``H, W``
     multiples of 32.
     """
+
+    levels = (3, 4, 5)
 
     def __init__(self, in_channels: Sequence[int], cfg: NeckConfig) -> None:
         super().__init__()
@@ -60,7 +64,7 @@ class FusionNeck(nn.Module):
                 self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
                                                  nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
 
-    def forward(self, features: Sequence[Tensor]) -> Tensor:
+    def forward(self, features: Sequence[Tensor]) -> NeckOutput:
         c3, c4, c5 = features
         top = self.lateral[2](c5)  # (B, ch, H/32, W/32)
         if self.csr is not None:
@@ -69,7 +73,7 @@ class FusionNeck(nn.Module):
         fused = self._merge(self.lateral[0](c3), self.up[1](mid))  # (B, ch, H/8, W/8)
         if self.output_conv is not None:
             fused = self.output_conv(fused)
-        return fused
+        return NeckOutput(fused)
 
     def _merge(self, lateral: Tensor, upsampled: Tensor) -> Tensor:
         if lateral.shape != upsampled.shape:

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from csrseg import build_model, load_config
-from csrseg.config import KNetConfig, LossConfig, without_pretrained
+from csrseg.config import without_pretrained
+from csrseg.models.heads.common import LossConfig
+from csrseg.models.heads.knet.config import KNetConfig, KNetPostprocessConfig
 from csrseg.models.heads.knet import KNetOutput
 from csrseg.models.heads.knet.loss import KNetLoss, paint_semantic
 from csrseg.models.heads.knet.matcher import dice_cost, hungarian, mask_bce_cost
@@ -17,8 +19,7 @@ from tests.conftest import tiny_config
 def knet_tiny(**knet: object):
     """The tiny test config with K-Net's head (fewer proposals and a narrower FFN: faster)."""
     cfg = tiny_config()
-    head = dataclasses.replace(cfg.model.head, type="knet",
-                               knet=KNetConfig(**{"num_proposals": 20, "ffn_channels": 64, "num_groups": 8, **knet}))
+    head = KNetConfig(**{"num_proposals": 20, "ffn_channels": 64, "num_groups": 8, **knet})
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=head))
 
 
@@ -50,7 +51,7 @@ def test_batched_matching_equals_matching_each_image_alone():
 
     torch.manual_seed(0)
     cfg = KNetConfig(num_proposals=6)
-    criterion = KNetLoss(3, cfg, LossConfig())
+    criterion = KNetLoss(3, cfg)
     masks, cls = torch.randn(3, 6, 8, 8), torch.randn(3, 6, 3)
     labels = [torch.tensor([0, 2]), torch.zeros(0, dtype=torch.long), torch.tensor([1, 1, 0, 2])]
     targets = [(torch.rand(len(l), 8, 8) > 0.5).float() for l in labels]
@@ -88,7 +89,7 @@ def test_perfect_prediction_gives_zero_dice_and_weights_follow_eq6():
     gt[0, 16:48, 8:40] = 1  # whole stride-8 pixels, so every stride is exact
     small = torch.zeros(8, 8)
     small[2:6, 1:5] = 1
-    criterion = KNetLoss(2, KNetConfig(), LossConfig())
+    criterion = KNetLoss(2, KNetConfig())
     losses = criterion(_outputs_predicting(small), [torch.tensor([1])], [gt])
     assert losses["loss_dice"].item() < 1e-6 and losses["loss_focal"].item() < 1e-6
     assert losses["loss_cls"].item() < 1e-6 and losses["loss_sem"].item() < 1e-6
@@ -104,7 +105,7 @@ def test_knet_original_weights_use_mask_bce():
     small = torch.zeros(8, 8)
     small[2:6, 1:5] = 1
     knet_loss = LossConfig(cls_weight=2.0, dice_weight=4.0, focal_weight=1.0, mask_type="bce")
-    losses = KNetLoss(2, KNetConfig(), knet_loss)(_outputs_predicting(1 - small), [torch.tensor([1])], [gt])
+    losses = KNetLoss(2, KNetConfig(loss=knet_loss))(_outputs_predicting(1 - small), [torch.tensor([1])], [gt])
     assert "loss_mask" in losses and "loss_focal" not in losses
     total = 2 * losses["loss_cls"] + 4 * losses["loss_dice"] + losses["loss_mask"] + losses["loss_sem"]
     torch.testing.assert_close(losses["loss"], total)
@@ -188,8 +189,8 @@ def test_postprocess_returns_the_top_scored_pairs_at_the_original_size():
 def test_max_per_img_limits_the_instances():
     torch.manual_seed(0)
     cfg = knet_tiny()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-        cfg.model, postprocess=dataclasses.replace(cfg.model.postprocess, max_per_img=5, mask_thr=0.0)))
+    head = dataclasses.replace(cfg.model.head, postprocess=KNetPostprocessConfig(max_per_img=5, mask_thr=0.0))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=head))
     model = build_model(cfg).eval()
     with torch.no_grad():
         result = model.predict(torch.randn(1, 3, 64, 64), [(64, 64)], [(64, 64)])[0]

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from csrseg.config import PostprocessConfig
-from csrseg.models.heads.solov2.head import HeadOutput
+from csrseg.models.heads.solov2.config import SOLOv2PostprocessConfig as PostprocessConfig
+from csrseg.models.heads.solov2.outputs import SOLOv2Output
 from csrseg.models.heads.solov2.postprocess import matrix_nms, points_nms, postprocess
 
 
@@ -77,7 +77,7 @@ def _one_instance_output():
     kernels[0, 0, 1, 1] = 10.0
     feats = torch.full((1, 2, 8, 8), -1.0)
     feats[0, 0, 2:6, 2:6] = 1.0
-    return HeadOutput([cls], [kernels], feats)
+    return SOLOv2Output([cls], [kernels], feats)
 
 
 def test_postprocess_returns_masks_at_the_original_size_with_boxes():
@@ -117,8 +117,8 @@ def test_nms_pre_is_taken_after_maskness():
     feats = torch.full((1, 2, 8, 8), -1.0)
     feats[0, 0, 2:6, 2:6] = 1.0
     cfg = PostprocessConfig(nms_pre=1)
-    result = postprocess(HeadOutput([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), cfg)[0]
+    result = postprocess(SOLOv2Output([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), cfg)[0]
     assert result["labels"].tolist() == [1]
     assert abs(result["scores"][0].item() - 0.8) < 1e-3
-    both = postprocess(HeadOutput([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), PostprocessConfig())[0]
+    both = postprocess(SOLOv2Output([cls], [kernels], feats), [(64, 64)], [(64, 64)], (4,), PostprocessConfig())[0]
     assert sorted(both["labels"].tolist()) == [0, 1]  # other classes: Matrix NMS keeps both

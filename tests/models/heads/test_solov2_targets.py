@@ -1,10 +1,10 @@
 import torch
 
-from csrseg.config import HeadConfig
+from csrseg.models.heads.solov2.config import SOLOv2Config
 from csrseg.models.heads.common import binary_rescale
 from csrseg.models.heads.solov2.targets import assign_targets, center_cells, instance_geometry
 
-CFG = HeadConfig(num_grids=(8, 4), scale_ranges=((1, 64), (32, 512)), grid_strides=(8, 8))
+CFG = SOLOv2Config(num_grids=(8, 4), scale_ranges=((1, 64), (32, 512)), grid_strides=(8, 8))
 
 
 def _square(y0, x0, size, pad=128):

@@ -11,35 +11,24 @@
                      masks = (Linear(ReLU(LN(Linear(kernels))))) · F_s        (B, N, H/8, W/8)
 
 ``forward`` returns every stage's masks and classes (all are supervised); the last
-stage's are the prediction. With K-Net's own neck ``fused`` is its (localisation,
-semantic) pair; with the fusion neck both branches read the one fused feature.
+stage's are the prediction. With K-Net's own neck the two branches read its localisation and
+semantic features; with the fusion neck both read the one fused feature.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError, KNetConfig, LossConfig, PostprocessConfig
+from csrseg.errors import ConfigError
+from csrseg.models.heads.knet.config import KNetConfig
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.necks.output import NeckOutput
 from csrseg.models.heads.knet.loss import KNetLoss
+from csrseg.models.heads.knet.outputs import KNetOutput
 from csrseg.models.heads.knet.postprocess import postprocess
-
-
-class KNetOutput(NamedTuple):
-    """Raw K-Net predictions for a batch.
-
-    ``stage_masks[s]``: ``(B, N, H/8, W/8)`` mask logits, ``s = 0`` the kernel head's, then one
-    per update stage; ``stage_cls[s]``: ``(B, N, K)`` class logits of update stage ``s + 1``;
-    ``sem_logits``: ``(B, K, H/8, W/8)`` auxiliary semantic logits.
-    """
-
-    stage_masks: list[Tensor]
-    stage_cls: list[Tensor]
-    sem_logits: Tensor
 
 
 def pool_under_masks(mask_logits: Tensor, feats: Tensor, threshold: float) -> Tensor:
@@ -103,7 +92,7 @@ class KernelUpdateStage(nn.Module):
     def __init__(self, channels: int, num_classes: int, cfg: KNetConfig) -> None:
         super().__init__()
         if cfg.num_heads < 1 or channels % cfg.num_heads:
-            raise ConfigError(f"model.head.knet.num_heads={cfg.num_heads} must divide the kernel width "
+            raise ConfigError(f"model.head.num_heads={cfg.num_heads} must divide the kernel width "
                               f"(model.neck.channels={channels}), e.g. {group_count(channels, cfg.num_heads or 1)}")
         self.cfg = cfg
         self.feat_transform = nn.Conv2d(channels, channels, 1)
@@ -136,13 +125,13 @@ class KernelUpdateStage(nn.Module):
 
 
 class KNetHead(nn.Module):
-    """``forward(fused)`` -> :class:`KNetOutput`; :meth:`loss` (eq. 6 per stage), :meth:`postprocess` (no NMS).
+    """``forward(neck)`` -> :class:`KNetOutput`; :meth:`loss` (eq. 6 per stage), :meth:`postprocess` (no NMS).
 
-    ``fused``: ``(B, C, H/8, W/8)``, or K-Net's neck's (localisation, semantic) pair of them.
+    ``neck.features``: ``(B, C, H/8, W/8)`` feeds the localisation branch, and the segmentation branch
+    too unless the neck gives a ``semantic`` feature of its own (K-Net's neck).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, cfg: KNetConfig,
-                 loss_cfg: LossConfig | None = None, post_cfg: PostprocessConfig | None = None) -> None:
+    def __init__(self, in_channels: int, num_classes: int, cfg: KNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
@@ -156,12 +145,11 @@ class KNetHead(nn.Module):
             nn.init.normal_(conv.weight, std=0.01)
         nn.init.constant_(self.sem_out.bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
         nn.init.normal_(self.init_kernels.weight, std=cfg.kernel_init_std)
-        self.criterion = KNetLoss(num_classes, cfg, loss_cfg or LossConfig())
-        self.post_cfg = post_cfg or PostprocessConfig()
+        self.criterion = KNetLoss(num_classes, cfg)
 
-    def forward(self, fused: Tensor | tuple[Tensor, Tensor]) -> KNetOutput:
-        loc_in, sem_in = fused if isinstance(fused, (tuple, list)) else (fused, fused)
-        loc = self.loc_conv(loc_in)  # (B, C, h, w)
+    def forward(self, neck: NeckOutput) -> KNetOutput:
+        sem_in = neck.semantic if neck.semantic is not None else neck.features
+        loc = self.loc_conv(neck.features)  # (B, C, h, w)
         sem = self.seg_conv(sem_in)
         masks = self.init_kernels(loc)  # (B, N, h, w)
         sem_logits = self.sem_out(sem)  # (B, K, h, w)
@@ -183,4 +171,4 @@ class KNetHead(nn.Module):
     def postprocess(self, outputs: KNetOutput, input_sizes: list[tuple[int, int]],
                     orig_sizes: list[tuple[int, int]], static: bool = False) -> list[dict[str, Tensor]]:
         """The last stage's top ``max_per_img`` (proposal, class) pairs with their masks; no NMS."""
-        return postprocess(outputs, input_sizes, orig_sizes, self.post_cfg, static)
+        return postprocess(outputs, input_sizes, orig_sizes, self.cfg.postprocess, static)

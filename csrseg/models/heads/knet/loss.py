@@ -22,19 +22,16 @@ only background terms, and the mask terms are then exact zeros that keep every p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
-from csrseg.config import ConfigError, KNetConfig, LossConfig
+from csrseg.errors import ConfigError
 from csrseg.models.heads.common import dice_loss, global_sum
+from csrseg.models.heads.knet.config import KNetConfig
 from csrseg.models.heads.knet.matcher import hungarian, match_cost
-
-if TYPE_CHECKING:
-    from csrseg.models.heads.knet.head import KNetOutput
+from csrseg.models.heads.knet.outputs import KNetOutput
 
 
 def stride4_targets(gt_masks: Tensor) -> Tensor:
@@ -58,15 +55,15 @@ def paint_semantic(labels: Tensor, masks: Tensor, num_classes: int) -> Tensor:
 class KNetLoss(nn.Module):
     """``forward(outputs, gt_labels, gt_masks)`` -> dict of scalar losses (``"loss"``: the total)."""
 
-    def __init__(self, num_classes: int, cfg: KNetConfig, loss_cfg: LossConfig) -> None:
+    def __init__(self, num_classes: int, cfg: KNetConfig) -> None:
         super().__init__()
-        if loss_cfg.cls_type not in ("focal", "ce"):
-            raise ConfigError(f"loss.cls_type={loss_cfg.cls_type!r}: choose focal or ce")
-        if loss_cfg.mask_type not in ("focal", "bce"):
-            raise ConfigError(f"loss.mask_type={loss_cfg.mask_type!r}: choose focal or bce")
+        if cfg.loss.cls_type not in ("focal", "ce"):
+            raise ConfigError(f"model.head.loss.cls_type={cfg.loss.cls_type!r}: choose focal or ce")
+        if cfg.loss.mask_type not in ("focal", "bce"):
+            raise ConfigError(f"model.head.loss.mask_type={cfg.loss.mask_type!r}: choose focal or bce")
         self.num_classes = num_classes
         self.cfg = cfg
-        self.loss_cfg = loss_cfg
+        self.loss_cfg = cfg.loss
 
     def forward(self, outputs: KNetOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
         device = outputs.sem_logits.device

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from csrseg.config import KNetConfig
+from csrseg.models.heads.knet.config import KNetConfig
 
 
 def focal_class_cost(cls_logits: Tensor, gt_labels: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:

@@ -2,31 +2,26 @@
 (proposal, class) pairs, each pair's mask > ``mask_thr`` at the original image size.
 
 The masks follow K-Net's path: logits upsampled x2 to stride 4, sigmoid, upsampled to the
-padded input, cropped to the resized image, resized to the original. ``score_thr`` and the
-Matrix NMS settings of :class:`PostprocessConfig` are the SOLOv2 head's and are not read.
+padded input, cropped to the resized image, resized to the original.
 Every step is a fixed-size tensor operation (topk over the flattened scores, gather,
 interpolate, threshold) until empty masks are dropped, so the same code is what ONNX traces.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.config import PostprocessConfig
 from csrseg.models.heads.common import drop_empty, upsample_masks
-
-if TYPE_CHECKING:
-    from csrseg.models.heads.knet.head import KNetOutput
+from csrseg.models.heads.knet.config import KNetPostprocessConfig
+from csrseg.models.heads.knet.outputs import KNetOutput
 
 
 def postprocess(
     outputs: KNetOutput,
     input_sizes: list[tuple[int, int]],
     orig_sizes: list[tuple[int, int]],
-    cfg: PostprocessConfig,
+    cfg: KNetPostprocessConfig,
     static: bool = False,
 ) -> list[dict[str, Tensor]]:
     """One dict per image: ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)``.

@@ -1,5 +1,7 @@
-"""SOLOv2 head: grids of dynamic kernels, targets by grid cell, eq. 6 losses, Matrix NMS."""
+"""The SOLOv2 head: grids of dynamic kernels on the fused feature, Matrix NMS."""
 
-from csrseg.models.heads.solov2.head import HeadOutput, SOLOv2Head
+from csrseg.models.heads.solov2.config import SOLOv2Config
+from csrseg.models.heads.solov2.head import SOLOv2Head
+from csrseg.models.heads.solov2.outputs import SOLOv2Output
 
-__all__ = ["HeadOutput", "SOLOv2Head"]
+__all__ = ["SOLOv2Config", "SOLOv2Head", "SOLOv2Output"]

@@ -12,28 +12,18 @@ cell (i, j) is ``sigmoid(kernel_ij · mask_feats)`` at stride 8.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from csrseg.config import ConfigError, HeadConfig, LossConfig, PostprocessConfig
+from csrseg.errors import ConfigError
+from csrseg.models.heads.solov2.config import SOLOv2Config
 from csrseg.models.heads.solov2.loss import SOLOLoss
+from csrseg.models.heads.solov2.outputs import SOLOv2Output
 from csrseg.models.heads.solov2.postprocess import postprocess
 from csrseg.models.layers.d2s import group_count
-
-
-class HeadOutput(NamedTuple):
-    """Raw head predictions for a batch.
-
-    ``cls_logits[l]``: ``(B, K, S_l, S_l)``; ``kernels[l]``: ``(B, E, S_l, S_l)``;
-    ``mask_feats``: ``(B, E, H/8, W/8)``.
-    """
-
-    cls_logits: list[Tensor]
-    kernels: list[Tensor]
-    mask_feats: Tensor
+from csrseg.models.necks.output import NeckOutput
 
 
 def coord_channels(feat: Tensor) -> Tensor:
@@ -57,13 +47,10 @@ def conv_stack(in_channels: int, channels: int, depth: int, num_groups: int) -> 
 
 
 class SOLOv2Head(nn.Module):
-    """``forward(fused)``: ``(B, C, H/8, W/8)`` -> :class:`HeadOutput`; :meth:`loss`, :meth:`postprocess`.
+    """``forward(neck)``: ``neck.features`` ``(B, C, H/8, W/8)`` -> :class:`SOLOv2Output`; :meth:`loss`,
+    :meth:`postprocess`. A neck's ``semantic`` feature, if any, is not read."""
 
-    ``fused`` may also be a (localisation, semantic) pair from K-Net's neck; the first is used.
-    """
-
-    def __init__(self, in_channels: int, num_classes: int, cfg: HeadConfig,
-                 loss_cfg: LossConfig | None = None, post_cfg: PostprocessConfig | None = None) -> None:
+    def __init__(self, in_channels: int, num_classes: int, cfg: SOLOv2Config) -> None:
         super().__init__()
         if len(cfg.num_grids) != len(cfg.scale_ranges) or len(cfg.num_grids) != len(cfg.grid_strides):
             raise ConfigError("head.num_grids, head.scale_ranges and head.grid_strides must have the same length")
@@ -86,8 +73,7 @@ class SOLOv2Head(nn.Module):
         else:
             self.mask_out = nn.Sequential(nn.Conv2d(ch, cfg.kernel_dim, 1))
         self._init_weights()
-        self.criterion = SOLOLoss(num_classes, cfg, loss_cfg or LossConfig())
-        self.post_cfg = post_cfg or PostprocessConfig()
+        self.criterion = SOLOLoss(num_classes, cfg)
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -98,9 +84,8 @@ class SOLOv2Head(nn.Module):
         # Focal-loss prior: every cell starts at probability prior_prob for every class.
         nn.init.constant_(self.cls_out.bias, -math.log((1 - self.cfg.prior_prob) / self.cfg.prior_prob))
 
-    def forward(self, fused: Tensor | tuple[Tensor, Tensor]) -> HeadOutput:
-        if isinstance(fused, (tuple, list)):
-            fused = fused[0]
+    def forward(self, neck: NeckOutput) -> SOLOv2Output:
+        fused = neck.features
         cls_logits, kernels = [], []
         for size in self.cfg.num_grids:
             grid_feat = F.interpolate(fused, size=(size, size), mode="bilinear", align_corners=False)
@@ -109,13 +94,13 @@ class SOLOv2Head(nn.Module):
             cls_logits.append(self.cls_out(self.cls_convs(grid_feat)))  # (B, K, S, S)
         mask_in = torch.cat([fused, coord_channels(fused)], dim=1)
         mask_feats = self.mask_out(self.mask_convs(mask_in))  # (B, E, H/8, W/8)
-        return HeadOutput(cls_logits, kernels, mask_feats)
+        return SOLOv2Output(cls_logits, kernels, mask_feats)
 
-    def loss(self, outputs: HeadOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
+    def loss(self, outputs: SOLOv2Output, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
         """Eq. 6 losses (:class:`SOLOLoss`); ``gt_masks[b]`` is ``(N_b, H, W)`` at the padded input size."""
         return self.criterion(outputs, gt_labels, gt_masks)
 
-    def postprocess(self, outputs: HeadOutput, input_sizes: list[tuple[int, int]],
+    def postprocess(self, outputs: SOLOv2Output, input_sizes: list[tuple[int, int]],
                     orig_sizes: list[tuple[int, int]], static: bool = False) -> list[dict[str, Tensor]]:
         """Instances per image (Matrix NMS); ``static`` keeps shapes fixed for ONNX export."""
-        return postprocess(outputs, input_sizes, orig_sizes, self.cfg.grid_strides, self.post_cfg, static)
+        return postprocess(outputs, input_sizes, orig_sizes, self.cfg.grid_strides, self.cfg.postprocess, static)

@@ -16,19 +16,16 @@ parameter, so DDP finds no unused parameters.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import sigmoid_focal_loss
 
-from csrseg.config import ConfigError, HeadConfig, LossConfig
+from csrseg.errors import ConfigError
 from csrseg.models.heads.common import dice_loss, global_sum
+from csrseg.models.heads.solov2.config import SOLOv2Config
+from csrseg.models.heads.solov2.outputs import SOLOv2Output
 from csrseg.models.heads.solov2.targets import GridTargets, assign_targets
-
-if TYPE_CHECKING:
-    from csrseg.models.heads.solov2.head import HeadOutput
 
 
 class SOLOLoss(nn.Module):
@@ -38,15 +35,15 @@ class SOLOLoss(nn.Module):
     padded input size ``(H, W) = 8 * mask_feats.shape[-2:]``.
     """
 
-    def __init__(self, num_classes: int, head_cfg: HeadConfig, cfg: LossConfig) -> None:
+    def __init__(self, num_classes: int, head_cfg: SOLOv2Config) -> None:
         super().__init__()
-        if cfg.cls_type not in ("focal", "ce"):
-            raise ConfigError(f"loss.cls_type={cfg.cls_type!r}: choose focal or ce")
+        if head_cfg.loss.cls_type not in ("focal", "ce"):
+            raise ConfigError(f"model.head.loss.cls_type={head_cfg.loss.cls_type!r}: choose focal or ce")
         self.num_classes = num_classes
         self.head_cfg = head_cfg
-        self.cfg = cfg
+        self.cfg = head_cfg.loss
 
-    def forward(self, outputs: HeadOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
+    def forward(self, outputs: SOLOv2Output, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
         mask_feats = outputs.mask_feats
         pad_size = (mask_feats.shape[-2] * 8, mask_feats.shape[-1] * 8)
         targets = assign_targets(gt_labels, gt_masks, pad_size, self.num_classes, self.head_cfg)
@@ -71,7 +68,7 @@ class SOLOLoss(nn.Module):
         cells, _ = global_sum(logits.shape[0], logits.device)
         return F.binary_cross_entropy_with_logits(logits, onehot.float(), reduction="sum") / cells
 
-    def _mask_loss_sums(self, outputs: HeadOutput, targets: list[GridTargets]) -> tuple[Tensor, Tensor]:
+    def _mask_loss_sums(self, outputs: SOLOv2Output, targets: list[GridTargets]) -> tuple[Tensor, Tensor]:
         mask_feats = outputs.mask_feats  # (B, E, h, w)
         b, e, h, w = mask_feats.shape
         # Exact zeros that keep every kernel and mask parameter in the graph.

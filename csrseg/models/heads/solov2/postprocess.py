@@ -9,17 +9,13 @@ image size; boxes derived from the masks (SOLOv2's order, DESIGN.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.config import PostprocessConfig
 from csrseg.models.heads.common import drop_empty, upsample_masks
-
-if TYPE_CHECKING:
-    from csrseg.models.heads.solov2.head import HeadOutput
+from csrseg.models.heads.solov2.config import SOLOv2PostprocessConfig
+from csrseg.models.heads.solov2.outputs import SOLOv2Output
 
 
 def points_nms(scores: Tensor) -> Tensor:
@@ -67,7 +63,7 @@ def postprocess_image(
     mask_feats: Tensor,
     input_size: tuple[int, int],
     orig_size: tuple[int, int],
-    cfg: PostprocessConfig,
+    cfg: SOLOv2PostprocessConfig,
     static: bool = False,
 ) -> dict[str, Tensor]:
     """One image's cells -> instances, in SOLOv2's order.
@@ -143,14 +139,14 @@ def mask_stats(kernels: Tensor, feats: Tensor, threshold: float, chunk: int = 25
 
 
 def postprocess(
-    outputs: HeadOutput,
+    outputs: SOLOv2Output,
     input_sizes: list[tuple[int, int]],
     orig_sizes: list[tuple[int, int]],
     grid_strides: tuple[int, ...],
-    cfg: PostprocessConfig,
+    cfg: SOLOv2PostprocessConfig,
     static: bool = False,
 ) -> list[dict[str, Tensor]]:
-    """Batch of raw :class:`HeadOutput` -> one instance dict per image (see :func:`postprocess_image`)."""
+    """Batch of raw :class:`SOLOv2Output` -> one instance dict per image (see :func:`postprocess_image`)."""
     b = outputs.mask_feats.shape[0]
     scores = [points_nms(torch.sigmoid(lg.float())) for lg in outputs.cls_logits]
     flat_scores = torch.cat([s.permute(0, 2, 3, 1).reshape(b, -1, s.shape[1]) for s in scores], dim=1)

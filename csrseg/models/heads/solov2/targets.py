@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.config import HeadConfig
+from csrseg.models.heads.solov2.config import SOLOv2Config
 from csrseg.models.heads.common import binary_rescale
 
 
@@ -71,7 +71,7 @@ def assign_targets(
     gt_masks: list[Tensor],
     pad_size: tuple[int, int],
     num_classes: int,
-    cfg: HeadConfig,
+    cfg: SOLOv2Config,
 ) -> list[GridTargets]:
     """Assign every image's instances to grid cells.
 

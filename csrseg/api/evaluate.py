@@ -1,47 +1,17 @@
-"""The Python API: ``from csrseg import train, evaluate, Predictor``.
-
-The same steps as ``csrseg train`` / ``csrseg eval``, as functions that return values::
-
-    from csrseg import train, evaluate, Predictor
-    run = train("my_data.yaml", config="demo", out="runs/mine", epochs=12)
-    report = evaluate(run.best, "my_data.yaml")           # mask + box AP, per class
-    for inst in Predictor(run.best).predict("photo.jpg"):
-        print(inst.class_name, inst.score)
-"""
+"""``csrseg.evaluate``: the one implementation of evaluation, for Python and for ``csrseg eval``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from functools import partial
 from pathlib import Path
 
-from csrseg.config import Config, load_config
 from csrseg.data.coco import annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
-from csrseg.engine.rundir import check_output_file, next_run_dir
-from csrseg.engine.trainer import TrainResult
-from csrseg.engine.trainer import train as _train
+from csrseg.engine.rundir import check_output_file
 
 logger = logging.getLogger("csrseg")
-
-
-def train(data: str | Path | DatasetSources, config: str | Config = "paper", out: str | Path | None = None,
-          overrides: list[str] | tuple[str, ...] = (), epochs: int | None = None, device: str | None = None,
-          **options) -> TrainResult:
-    """Train on ``data`` (a dataset folder or YAML in any layout, see :mod:`csrseg.data.sources`).
-
-    ``config``: a preset name, a YAML file or a :class:`Config`; ``overrides``: ``key.sub=value``
-    strings; ``epochs`` shortens or lengthens the schedule; ``options`` go to
-    :func:`csrseg.engine.trainer.train` (``val_split``, ``init_weights``, ``resume`` ...).
-    Returns the run folder, the ``last``/``best`` checkpoints and the final metrics.
-    """
-    cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
-    if epochs is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
-    run_dir = Path(out) if out else next_run_dir(Path("runs") / "train" / cfg.name)
-    return _train(cfg, data, run_dir, device=device, **options)
 
 
 def _warn_before_scoring(index, annotations: Path) -> None:

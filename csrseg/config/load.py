@@ -1,0 +1,125 @@
+"""A run's config from a preset name or a YAML file, then ``key.sub=value`` overrides; saving it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csrseg.config.fields import first_line, from_dict, merge, parse_overrides, to_dict
+from csrseg.config.legacy import upgrade
+from csrseg.config.presets import PRESETS, get_preset
+from csrseg.config.schema import PRECISIONS, SCHEDULES, Config
+from csrseg.errors import ConfigError
+
+
+def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Named preset or YAML file, then ``key=value`` overrides.
+
+    A YAML file may name a preset to start from with a top-level ``base: NAME`` key;
+    otherwise it starts from the defaults.
+    """
+    if "\x00" in name_or_path:
+        raise ConfigError(f"config {name_or_path!r}: a name or path cannot hold a NUL character")
+    path = Path(name_or_path)
+    norm_given = False
+    if name_or_path in PRESETS:
+        cfg = get_preset(name_or_path)
+    elif path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({first_line(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot be read as UTF-8 text ({first_line(exc)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        base = data.pop("base", None)
+        if base is not None and (not isinstance(base, str) or base not in PRESETS):
+            raise ConfigError(f"{path}: base: {base!r} is not a preset ({', '.join(PRESETS)})")
+        cfg = get_preset(base) if base else Config(name=path.stem)
+        data = upgrade(data, cfg.model.head.type)
+        cfg = merge(cfg, data, str(path))
+        norm_given = _sets_backbone_norm(data)
+    else:
+        raise ConfigError(f"unknown config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) or a YAML file")
+    if overrides:
+        data = upgrade(parse_overrides(overrides), cfg.model.head.type, warn=True)
+        cfg = merge(cfg, data, "--set")
+        norm_given = norm_given or _sets_backbone_norm(data)
+    if name_or_path in PRESETS:  # a preset's own values are sound: a bad one came from --set
+        where = "--set" if overrides else name_or_path
+    else:
+        where = f"{path} with --set" if overrides else str(path)
+    check_values(cfg, where)
+    return from_scratch_unfrozen(cfg, keep_norm=norm_given)
+
+
+def config_from_dict(data: dict[str, Any], where: str) -> Config:
+    """A whole config as a checkpoint or a run folder stores it (today's layout or an older one)."""
+    head = data.get("model", {}).get("head", {}) if isinstance(data.get("model"), dict) else {}
+    return from_dict(Config, upgrade(data, head.get("type", "knet") if isinstance(head, dict) else "knet"), where)
+
+
+# Values the types allow but training or inference cannot use: (key, smallest value).
+_AT_LEAST = (
+    ("model.num_classes", 1), ("input.short_side", 1), ("input.max_size", 1), ("input.size_divisor", 1),
+    ("input.flip_prob", 0), ("train.epochs", 1), ("train.batch_size", 1), ("train.workers", 0),
+    ("train.warmup_iters", 0), ("train.eval_interval", 1), ("train.max_iters", 0), ("train.max_bad_steps", 1),
+    ("train.lr", 0), ("train.weight_decay", 0), ("train.backbone_lr_mult", 0), ("train.lr_gamma", 0),
+    ("train.warmup_ratio", 0), ("train.clip_grad", 0),
+)
+_ABOVE_ZERO = ("train.lr",)
+
+
+def check_values(cfg: Config, where: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming ``where`` (file or ``--set``) and the key of the
+    first value no run could use: a count below its minimum, a rate that is negative, NaN or
+    infinite, a zero learning rate, a flip probability above 1, a schedule or precision not known."""
+    for key, low in _AT_LEAST:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value}")
+        if value < low or (key in _ABOVE_ZERO and value <= 0):
+            raise ConfigError(f"{where}: {key} must be {'above' if key in _ABOVE_ZERO else 'at least'} {low}, got {value}")
+    if cfg.input.flip_prob > 1:
+        raise ConfigError(f"{where}: input.flip_prob is a probability (0 to 1), got {cfg.input.flip_prob}")
+    if any(side < 1 for side in cfg.input.train_short_sides):
+        raise ConfigError(f"{where}: input.train_short_sides must be at least 1 each, got {list(cfg.input.train_short_sides)}")
+    if cfg.train.schedule not in SCHEDULES:
+        raise ConfigError(f"{where}: train.schedule={cfg.train.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"{where}: train.precision={cfg.train.precision!r}: choose one of {', '.join(PRECISIONS)}")
+
+
+def _sets_backbone_norm(data: dict[str, Any]) -> bool:
+    model = data.get("model")
+    return isinstance(model, dict) and isinstance(model.get("backbone"), dict) and "norm" in model["backbone"]
+
+
+def from_scratch_unfrozen(cfg: Config, keep_norm: bool = False) -> Config:
+    """A backbone without pretrained weights trains whole: nothing frozen (a frozen random stem is
+    never right) and BatchNorm trainable, unless ``keep_norm`` (the norm was chosen explicitly)."""
+    backbone = cfg.model.backbone
+    if backbone.weights not in (None, "", "none", "None"):
+        return cfg
+    norm = backbone.norm if keep_norm else "bn"
+    backbone = dataclasses.replace(backbone, weights=None, frozen_stages=0, norm=norm)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+
+
+def without_pretrained(cfg: Config) -> Config:
+    """The same network with no pretrained weights to fetch: for a model whose weights come from
+    a checkpoint next, or for sizes and speeds measured on random weights."""
+    backbone = dataclasses.replace(cfg.model.backbone, weights=None)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

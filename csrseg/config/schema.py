@@ -1,0 +1,53 @@
+"""The run's configuration: the model's, the input pipeline's and the training recipe's settings.
+
+The model's parts own their settings (:mod:`csrseg.models.config`, each head's folder), the input
+pipeline its own (:class:`csrseg.data.transforms.InputConfig`); :class:`Config` puts them together
+with the training recipe, which lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from csrseg.data.transforms import InputConfig
+from csrseg.models.config import ModelConfig
+
+SCHEDULES = ("step", "cosine", "linear")  # the lr decays of csrseg.engine.schedule
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # csrseg.runtime.precision
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """K-Net's 1x recipe used by the paper (§IV-A). ``batch_size`` is the total over all processes.
+
+    ``precision``: ``auto`` (on CUDA bf16 where the GPU computes it, else fp16 with loss scaling;
+    on a CPU whichever of fp32 and bf16 a short probe of the run's own step finds faster), or
+    ``fp32``, ``bf16``, ``fp16`` as asked (:mod:`csrseg.runtime.precision`).
+    """
+
+    epochs: int = 12
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    backbone_lr_mult: float = 0.25
+    schedule: str = "step"  # step (at milestones) | cosine | linear (to lr_gamma over the run): engine/schedule.py
+    milestones: tuple[int, ...] = (8, 11)
+    lr_gamma: float = 0.1
+    warmup_iters: int = 1000
+    warmup_ratio: float = 0.001
+    clip_grad: float = 1.0
+    batch_size: int = 4
+    workers: int = 2
+    precision: str = "auto"
+    channels_last: bool = False  # NHWC memory format (oneDNN's NHWC kernels); see benchmarks/train_speed.py
+    seed: int = 0
+    eval_interval: int = 1
+    max_iters: int = 0  # >0 stops after this many iterations in total (quick runs, tests)
+    max_bad_steps: int = 10  # consecutive non-finite losses before training stops
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

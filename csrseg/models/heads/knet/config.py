@@ -1,0 +1,50 @@
+"""K-Net's head settings (``model.head`` when ``model.head.type=knet``): K-Net's det config
+(``knet_s3_r50_fpn``), its losses and its inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from csrseg.models.heads.common import LossConfig
+
+
+@dataclass(frozen=True)
+class KNetPostprocessConfig:
+    """Inference: the top ``max_per_img`` (proposal, class) pairs of the last stage, masks > ``mask_thr``."""
+
+    mask_thr: float = 0.5
+    max_per_img: int = 100
+
+
+@dataclass(frozen=True)
+class KNetConfig:
+    """K-Net's head: kernel head + iterative kernel-update stages.
+
+    ``cost_*`` weigh the Hungarian matching cost (focal class, Dice, mask BCE); ``semantic_weight``
+    the auxiliary semantic focal loss of the kernel head. ``assign_on_previous``: each stage is
+    matched on the previous stage's predictions (the kernel head's for stage 1), as K-Net does;
+    off, on its own. ``loss``: eq. 6 (the paper's 1, 2, 3 by default; the ``knet`` preset sets
+    K-Net's own weights).
+    """
+
+    type: str = "knet"
+    num_proposals: int = 100
+    num_stages: int = 3
+    ffn_channels: int = 2048
+    num_heads: int = 8
+    num_groups: int = 32  # at most; the largest count dividing the width is used
+    kernel_init_std: float = 1.0
+    hard_mask_thr: float = 0.5
+    prior_prob: float = 0.01
+    cost_cls: float = 2.0
+    cost_dice: float = 4.0
+    cost_mask: float = 1.0
+    semantic_weight: float = 1.0
+    assign_on_previous: bool = True
+    loss: LossConfig = field(default_factory=LossConfig)
+    postprocess: KNetPostprocessConfig = field(default_factory=KNetPostprocessConfig)
+
+    def at_full_load(self) -> KNetConfig:
+        """The same head with post-processing keeping every candidate (for timing): K-Net keeps its
+        top ``max_per_img`` whatever their scores already."""
+        return self

@@ -1,0 +1,30 @@
+"""The neck's settings (``model.neck``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NeckConfig:
+    """The neck: ``type`` ``fusion`` (CSR + D2S, paper Fig. 1, with its ablation switches,
+    Tables II, III) or ``fpn_semantic`` (K-Net's FPN on C2-C5 + SemanticFPN, Table II row 1,
+    which reads only ``channels`` and ``num_groups``).
+
+    ``reweight``: Cross-Scale Reweighting on C5 (paper) or a plain lateral conv.
+    ``upsample``: ``d2s`` (paper) or ``nearest`` (the FPN baseline).
+    ``fuse``: ``sum`` (default) or ``mean`` of the merged levels.
+    ``output_norm``: GroupNorm + ReLU after the FPN baseline's 3x3 output conv. Off in the
+    paper's baseline; a control that gives nearest upsampling the normalisation D2S
+    brings with it, to tell D2S's learned upsampling from its GN + ReLU.
+    """
+
+    type: str = "fusion"
+    channels: int = 256
+    csr_channels: int = 256
+    reweight: bool = True
+    upsample: str = "d2s"
+    fuse: str = "sum"
+    # GroupNorm groups, at most: a width this does not divide gets the largest count that does
+    num_groups: int = 32
+    output_norm: bool = False

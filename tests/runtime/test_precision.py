@@ -1,0 +1,111 @@
+"""One precision setting for train, predict, eval and benchmark; ``auto`` decided by measuring."""
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from csrseg.config import ConfigError, load_config
+from csrseg.runtime import precision as prec
+from csrseg.runtime.precision import ProbeCache, probe_times, resolve
+
+
+def test_a_named_precision_is_taken_as_asked_on_any_device():
+    for name in ("fp32", "bf16", "fp16"):
+        assert resolve(name, "cpu").name == name and resolve(name, "cpu").reason == "as asked"
+    assert resolve("bf16", "cpu").dtype == torch.bfloat16 and not resolve("fp16", "cpu").loss_scaling("cpu")
+    assert resolve("fp16", "cuda").loss_scaling("cuda") and not resolve("bf16", "cuda").loss_scaling("cuda")
+    with pytest.raises(ConfigError, match="precision='tf32': choose one of auto, fp32, bf16, fp16"):
+        resolve("tf32", "cpu")
+    with pytest.raises(ConfigError, match="train.precision='half'"):
+        load_config("demo", ["train.precision=half"])
+
+
+@pytest.mark.parametrize("times,expected", [
+    ({"fp32": 1.08, "bf16": 0.52}, "bf16"),  # AMX tiles: bf16 about twice as fast
+    ({"fp32": 1.02, "bf16": 1.43}, "fp32"),  # AVX512-BF16 without AMX: bf16 slower
+    ({"fp32": 2.5, "bf16": 12.0}, "fp32"),  # no native bf16: emulated
+    ({"fp32": 1.0, "bf16": 1.0}, "fp32"),  # a tie: the exact one
+])
+def test_auto_on_a_cpu_takes_the_faster_measured_precision_and_says_both_times(times, expected):
+    chosen = resolve("auto", "cpu", probe=lambda: times)
+    assert chosen.name == expected and dict(chosen.times) == times
+    for name, seconds in times.items():
+        assert f"{name} {seconds:.3g} s" in chosen.describe()
+    assert resolve("auto", "cpu").name == "fp32"  # nothing measured: nothing assumed
+
+
+def test_auto_on_cuda_is_bf16_where_the_gpu_computes_it_else_fp16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve("auto", "cuda").name == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    fp16 = resolve("auto", "cuda")
+    assert fp16.name == "fp16" and fp16.loss_scaling("cuda")
+
+
+def test_the_probe_times_each_precision_in_turns_within_its_budget():
+    calls = []
+    ticks = itertools.count()
+    times = probe_times(calls.append, ("fp32", "bf16"), budget=4.0, clock=lambda: float(next(ticks)))
+    # one warm-up each, then turns: every step costs 1 tick, so 2 rounds fill the budget of 4
+    assert calls == ["fp32", "bf16", "fp32", "bf16", "fp32", "bf16"]
+    assert times == {"fp32": 1.0, "bf16": 1.0}
+    calls.clear()
+    slow = itertools.count(step=10)
+    probe_times(calls.append, ("fp32", "bf16"), budget=4.0, clock=lambda: float(next(slow)))
+    assert calls == ["fp32", "bf16", "fp32", "bf16"]  # at least one timed step each, however slow
+
+
+def test_probe_results_are_cached_per_machine_and_model(tmp_path, monkeypatch):
+    cache = ProbeCache(tmp_path)
+    measured = []
+
+    def measure():
+        measured.append(1)
+        return {"fp32": 1.0, "bf16": 0.5}
+
+    assert cache.times("demo model", measure) == {"fp32": 1.0, "bf16": 0.5}
+    assert cache.times("demo model", measure) == {"fp32": 1.0, "bf16": 0.5} and len(measured) == 1
+    cache.times("another model", measure)
+    assert len(measured) == 2
+    monkeypatch.setattr(prec, "machine_key", lambda: "another CPU")  # another machine or torch: measured again
+    cache.times("demo model", measure)
+    assert len(measured) == 3 and len(json.loads((tmp_path / "precision.json").read_text())) == 3
+
+
+def test_a_run_on_a_cpu_with_auto_decides_by_its_own_probe(synth_root, tmp_path, monkeypatch, caplog):
+    """The trainer asks the probe with its own model (here made to say bf16 is faster), records the
+    decision and the times in log.jsonl and keeps it on resume."""
+    import logging
+
+    from csrseg.api import train
+    from csrseg.engine import setup
+    from csrseg.engine.checkpoint import load_checkpoint
+    from csrseg.engine.plots import read_log
+    from tests.conftest import tiny_config
+
+    monkeypatch.setenv("CSRSEG_CACHE", str(tmp_path / "cache"))
+    seen = []
+
+    def fake_probe(step, names=("fp32", "bf16"), **kwargs):
+        step("bf16")  # the run's own model can take a step in each precision
+        step("fp32")
+        seen.append(names)
+        return {"fp32": 2.0, "bf16": 1.0}
+
+    monkeypatch.setattr(setup, "probe_times", fake_probe)
+    with caplog.at_level(logging.INFO, logger="csrseg"):
+        train(synth_root, tiny_config(max_iters=2, batch_size=4, precision="auto"), tmp_path / "run", device="cpu",
+              progress=False, val_split=None)
+    assert seen == [("fp32", "bf16")]
+    assert "precision: bf16 autocast (auto: measured here, bf16 1 s, fp32 2 s per step)" in caplog.text
+    run_row = read_log(tmp_path / "run" / "log.jsonl")[0]
+    assert run_row["type"] == "run" and run_row["precision"] == "bf16" and run_row["fp32"] == 2.0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["precision"] == "bf16"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="csrseg"):
+        train(out=tmp_path / "run", resume=True, overrides=["train.max_iters=3"], device="cpu", progress=False,
+              val_split=None)
+    assert seen == [("fp32", "bf16")]  # not measured again: the resumed run keeps its precision
+    assert "precision: bf16 autocast (auto: as the run started (bf16))" in caplog.text

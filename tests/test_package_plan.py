@@ -1,0 +1,101 @@
+"""The package's plan holds: every module imports only its own folder and the folders below it, and
+no modules import each other in a circle (imports inside functions included).
+
+Folders from the bottom up: ``errors``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
+-> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``cli``. A newcomer finds a
+stage by its folder, and a change low in the house never has to know what stands above it.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "csrseg"
+
+# what each folder (or top-level module) may import, besides itself
+BELOW = {
+    "errors": set(),
+    "runtime": {"errors"},
+    "models": {"errors", "runtime"},
+    "data": {"errors", "runtime"},
+    "config": {"errors", "runtime", "models", "data"},
+    "engine": {"errors", "runtime", "models", "data", "config"},
+    "inference": {"errors", "runtime", "models", "data", "config", "engine"},
+    "evaluation": {"errors", "runtime", "models", "data", "config", "engine", "inference"},
+    "deploy": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
+    "api": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
+    "tools": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
+    "cli": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api", "tools"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def _imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """The csrseg modules ``name`` imports anywhere in its file (``from X import Y`` counts Y when Y
+    is a module)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets |= {a.name for a in node.names if a.name.startswith("csrseg")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if not base.startswith("csrseg"):
+                continue
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                targets.add(full if full in known else base)
+    return {t for t in targets if t in known and t != name}
+
+
+def _folder(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "csrseg"
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, name, set(modules)) for name, path in modules.items()}
+
+
+def test_every_folder_imports_only_the_folders_below_it():
+    graph = _graph()
+    folders = {_folder(m) for m in graph} - {"csrseg"}
+    assert folders == set(BELOW), f"folders not in the plan: {sorted(folders ^ set(BELOW))}"
+    upward = [f"{module} -> {target}" for module, targets in graph.items() if _folder(module) != "csrseg"
+              for target in targets if _folder(target) not in BELOW[_folder(module)] | {_folder(module)}]
+    assert not upward, "imports against the plan:\n" + "\n".join(sorted(upward))
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    graph = {m: {t for t in targets if t != "csrseg"} for m, targets in _graph().items() if m != "csrseg"}
+    # a package's __init__ that only hands names on is its children's face: importing the package
+    # runs it, so it stays a node of its own
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                circles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert not circles, "\n".join(" -> ".join(c) for c in circles)
