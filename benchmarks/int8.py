@@ -32,7 +32,7 @@ from csrseg.runtime.cpu import cpu_description
 
 def measure(size: tuple[int, int], rounds: int, tmp: Path, warmup_rounds: int = 1) -> list[dict]:
     """Rows (name, seconds, peak_mb) for one ``size`` (H, W)."""
-    from csrseg.inference.predictor import onnx_session
+    from csrseg.inference.onnx_predictor import onnx_session
 
     cpu = torch.device("cpu")
     image = synthetic_image(*size)

@@ -38,30 +38,30 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
 
     predictor = Predictor(args.weights, device="cpu", score_thr=0.0)
-    model, head = predictor.model, predictor.model.head
+    head = predictor.model.head
     files = resolve_dataset(args.data, val_split=args.split).get(args.split)
     dataset = CocoInstances(files.annotations, files.images, Transform(predictor.cfg.input, train=False),
                             cat_ids=predictor.cat_ids)
     loader = DataLoader(dataset, batch_size=4, collate_fn=partial(collate, size_divisor=predictor.cfg.input.size_divisor))
 
-    base_post, base_head = head.post_cfg, head.cfg
-    variants = {"checkpoint's own values": (base_post, base_head)}
+    base = head.cfg  # the head reads its post-processing from its own config
+    variants = {"checkpoint's own values": base}
     for thr in args.mask_thr:
-        variants[f"mask_thr={thr}"] = (dataclasses.replace(base_post, mask_thr=thr), base_head)
+        variants[f"mask_thr={thr}"] = dataclasses.replace(base, postprocess=dataclasses.replace(base.postprocess, mask_thr=thr))
     for strides in args.strides:
         values = tuple(int(v) for v in strides.split(","))
-        variants[f"grid_strides={values}"] = (base_post, dataclasses.replace(base_head, grid_strides=values))
+        variants[f"grid_strides={values}"] = dataclasses.replace(base, grid_strides=values)
 
     lines = [f"{args.weights} on {files.annotations}", "", "| variant | AP | AP50 | AP75 | APS | APM | APL |",
              "|---|---|---|---|---|---|---|"]
     with torch.no_grad():
-        for name, (post, head_cfg) in variants.items():
-            head.post_cfg, head.cfg = post, head_cfg
-            results, _ = run_inference(model, loader, dataset.cat_ids, torch.device("cpu"))
+        for name, head_cfg in variants.items():
+            head.cfg = head_cfg
+            results, _ = run_inference(predictor, loader)
             with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its own tables
                 metrics, _ = coco_mask_ap(files.annotations, results)
             lines.append(f"| {name} | " + " | ".join(f"{metrics[k]:.1f}" for k in ("AP", "AP50", "AP75", "APS", "APM", "APL")) + " |")
-    head.post_cfg, head.cfg = base_post, base_head
+    head.cfg = base
     table = "\n".join(lines)
     print(table)
     return table

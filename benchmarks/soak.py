@@ -94,11 +94,11 @@ def make_weights(path: Path, cfg: Config, cls_bias: float = -1.0) -> Path:
 
 def soak_predict(weights: Path, images: Path, out: Path) -> Curve:
     """``csrseg predict`` over every image of the folder ``images``, RSS after each."""
-    import csrseg.inference.visualize
+    import csrseg.inference.runner
     from csrseg.cli import main
 
     curve = Curve()
-    with sampling(csrseg.inference.visualize, "draw_instances", curve):
+    with sampling(csrseg.inference.runner, "draw", curve):
         code = main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--device", "cpu",
                      "--score-thr", "0.1", "--exist-ok"])
     if code:

@@ -36,7 +36,7 @@ from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.engine.trainer import build_optimizer
 from csrseg.models import build_model
-from csrseg.inference.predictor import PRECISIONS
+from csrseg.runtime.precision import Precision
 
 
 @dataclass
@@ -72,11 +72,11 @@ class Stepper:
         self.labels = [t["labels"].to(device) for t in targets]
         self.masks = [t["masks"].to(device) for t in targets]
         self.optimizer = build_optimizer(self.model, cfg)
-        self.dtype = PRECISIONS[variant.precision]
+        self.precision = Precision(variant.precision, "as asked")
 
     def step(self) -> None:
         # fp16 without loss scaling: the same kernels as the trainer's scaled fp16 steps, for timing only
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with self.precision.autocast(self.device):
             outputs = self.model(self.images)
         loss = self.model.loss(outputs, self.labels, self.masks)["loss"]
         self.optimizer.zero_grad(set_to_none=True)

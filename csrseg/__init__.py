@@ -1,25 +1,30 @@
-"""csrseg: instance segmentation with Cross-Scale Reweighting and Depth-to-Space fusion."""
+"""csrseg: instance segmentation with Cross-Scale Reweighting and Depth-to-Space fusion.
+
+The verbs (:mod:`csrseg.api`): ``train``, ``evaluate``, ``predict``, ``export``, ``benchmark``;
+``Predictor`` / ``OnnxPredictor`` for images in your own code; the paper's two blocks,
+``CrossScaleReweighting`` and ``DepthToSpace``, to put in any network.
+"""
 
 from csrseg.config import Config, load_config
 from csrseg.models import CSRSeg, build_model
+from csrseg.models.layers import CrossScaleReweighting, DepthToSpace
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRSeg", "Config", "Predictor", "build_model", "evaluate", "load_config", "train", "__version__"]
+__all__ = ["CSRSeg", "Config", "CrossScaleReweighting", "DepthToSpace", "OnnxPredictor", "Predictor", "benchmark",
+           "build_model", "evaluate", "export", "load_config", "predict", "train", "__version__"]
+
+# the training, inference and export stacks are imported on first use: ``import csrseg`` stays light
+_LAZY = {
+    "train": "csrseg.api", "evaluate": "csrseg.api", "predict": "csrseg.api", "export": "csrseg.api",
+    "benchmark": "csrseg.tools.benchmark", "Predictor": "csrseg.inference.predictor",
+    "OnnxPredictor": "csrseg.inference.onnx_predictor",
+}
 
 
 def __getattr__(name: str):
-    # train / evaluate / Predictor pull in the data and training stack: imported on first use
-    if name == "train":
-        from csrseg.api import train
+    if name in _LAZY:
+        import importlib
 
-        return train
-    if name == "evaluate":
-        from csrseg.api import evaluate
-
-        return evaluate
-    if name == "Predictor":
-        from csrseg.inference.predictor import Predictor
-
-        return Predictor
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'csrseg' has no attribute {name!r}")

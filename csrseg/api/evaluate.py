@@ -7,7 +7,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from csrseg.data.coco import annotations_outside, warn_if_unscorable
+from csrseg.data.coco import DatasetError, annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
 from csrseg.engine.rundir import check_output_file
 
@@ -32,25 +32,36 @@ def report_path(results: Path) -> Path:
 
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
-             device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False) -> dict:
+             device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False,
+             precision: str = "fp32", exist_ok: bool = False) -> dict:
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
     annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
     ``weights``: a checkpoint, a ``.safetensors`` file, or an ``.onnx`` model written by ``csrseg
     export`` (fp32 or INT8; run by onnxruntime on the original images, its classes from its metadata).
     Writes the COCO results JSON (``out``, default ``results_<split>.json`` beside the weights) and
-    the report beside it (``<results>.metrics.json``); the report also holds both paths.
+    the report beside it (``<results>.metrics.json``); the report also holds both paths. The default
+    results file is eval's own and renewed each time; an ``out`` the caller names is never replaced
+    unless ``exist_ok``. ``precision``: the network's (:class:`~csrseg.inference.predictor.Predictor`;
+    fp32 by default, so the AP does not depend on the machine).
     """
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
     from csrseg.evaluation.coco import detailed_metrics, run_inference, run_onnx_inference, write_results
-    from csrseg.inference.predictor import OnnxPredictor, Predictor
+    from csrseg.inference.onnx_predictor import OnnxPredictor
+    from csrseg.inference.predictor import Predictor
 
+    if out:  # an explicit out is the caller's file: never replaced unasked (the default one is eval's own)
+        check_output_file(out, exist_ok, (".json",), "COCO results (JSON)")
+        check_output_file(report_path(Path(out)), exist_ok)  # the report written beside it
+    if ann and not Path(ann).is_file():
+        raise DatasetError(f"{ann}: annotation file not found (--ann)")
     is_onnx = Path(weights).suffix.lower() == ".onnx"
-    predictor = OnnxPredictor(weights, score_thr=0.0) if is_onnx else Predictor(weights, device=device, score_thr=0.0)
+    predictor = (OnnxPredictor(weights, score_thr=0.0) if is_onnx
+                 else Predictor(weights, device=device, score_thr=0.0, precision=precision))
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
-    # writable before the minutes of inference, not after (replacing is the caller's choice: the CLI asks)
+    # writable before the minutes of inference, not after
     check_output_file(results_path, exist_ok=True, suffixes=(".json",), what="COCO results (JSON)")
     if isinstance(data, DatasetSources):
         sources = data
@@ -71,10 +82,10 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
         _warn_before_scoring(dataset.index, files.annotations)
         loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
                             collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-        results, seen = run_inference(predictor.model, loader, dataset.cat_ids, predictor.device, progress=progress)
+        results, seen = run_inference(predictor, loader, progress=progress)
     write_results(results, results_path)
     report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
     metrics_path = report_path(results_path)
     metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    return dict(report, annotations=str(files.annotations), images=len(seen), instances=len(results),
+    return dict(report, annotations=str(files.annotations), images=len(seen), predictions=len(results),
                 results=str(results_path), metrics=str(metrics_path))

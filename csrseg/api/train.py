@@ -152,10 +152,7 @@ def _resumed_config(run_dir: Path, config: str | Config | None, overrides: list[
             return merge(config, parse_overrides(overrides), "--set") if overrides else config
         return load_config(config or "paper", overrides)
     cfg = load_config(str(recorded), overrides)
-    if config is None:
-        return cfg
-    given = config if isinstance(config, Config) else None
-    if given is not None and _same_run(given, cfg):
+    if config is None or (isinstance(config, Config) and _same_run(config, load_config(str(recorded)))):
         return cfg
     shown = f"--config {config}" if isinstance(config, str) else "another config"
     raise CsrsegError(f"{shown} with --resume {run_dir}: a resumed run continues with its own {recorded}; drop "

@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -23,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from csrseg.inference.records import encode_masks
-from csrseg.runtime.precision import Precision
+from csrseg.inference.predictor import Predictor
 from csrseg.errors import CsrsegError
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
@@ -86,29 +85,22 @@ def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int]
     return metrics, buffer.getvalue()
 
 
-@torch.no_grad()
-def run_inference(model: torch.nn.Module, loader: DataLoader, cat_ids: list[int], device: torch.device,
-                  precision: Precision | None = None, progress: bool = False) -> tuple[list[dict], list[int]]:
-    """COCO results of ``model`` over ``loader`` (in ``precision``, fp32 by default) and the ids of the
-    images seen."""
+def run_inference(predictor: Predictor, loader: DataLoader, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of ``predictor`` (:meth:`~csrseg.inference.predictor.Predictor.run_batch`) over ``loader``'s
+    collated batches, and the ids of the images seen."""
     from tqdm import tqdm
 
-    model.eval()
-    precision = precision or Precision("fp32", "as asked")
     results, seen = [], []
     for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        images = images.to(device, non_blocking=True)
-        with precision.autocast(device):
-            outputs = model(images)
-        instances = model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
+        instances = predictor.run_batch(images, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         for target, inst in zip(targets, instances):
             seen.append(int(target["image_id"]))
-            results.extend(predictions_to_coco(target["image_id"], inst, cat_ids))
+            results.extend(predictions_to_coco(target["image_id"], inst, predictor.cat_ids))
     return results, seen
 
 
 def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
-    """COCO results of an :class:`csrseg.inference.predictor.OnnxPredictor` over a :class:`csrseg.data.CocoInstances`
+    """COCO results of an :class:`csrseg.inference.onnx_predictor.OnnxPredictor` over a :class:`csrseg.data.CocoInstances`
     (whose raw images it reads: the graph does its own resize) and the ids of the images seen."""
     from tqdm import tqdm
 

@@ -20,6 +20,7 @@ from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.hooks import Checkpointer, RunLog, duration
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.evaluation.coco import coco_mask_ap, run_inference, write_results
+from csrseg.inference.predictor import Predictor
 from csrseg.runtime.precision import Precision
 
 logger = logging.getLogger("csrseg")
@@ -27,13 +28,15 @@ logger = logging.getLogger("csrseg")
 
 def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: du.DistEnv, precision: Precision,
                    progress: bool = False) -> tuple[dict[str, float], list[dict]]:
-    """COCO mask AP of ``model`` on ``dataset``; every process infers a shard, rank 0 scores."""
+    """COCO mask AP of ``model`` (in memory, used as it is) on ``dataset``; every process infers a shard,
+    rank 0 scores."""
     sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
     per_rank = max(1, cfg.train.batch_size // env.world_size)
     loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
                         collate_fn=partial(collate, size_divisor=cfg.input.size_divisor),
                         worker_init_fn=preempt.ignore_in_worker)
-    results, seen = run_inference(model, loader, dataset.cat_ids, env.device, precision, progress and env.is_main)
+    predictor = Predictor.for_model(model, cfg, dataset.class_names, dataset.cat_ids, env.device, precision)
+    results, seen = run_inference(predictor, loader, progress and env.is_main)
     gathered = du.all_gather_objects((results, seen))
     metrics: dict[str, float] = {}
     all_results: list[dict] = []

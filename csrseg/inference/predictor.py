@@ -1,22 +1,27 @@
-"""Inference on images: ``Predictor(weights).predict(image) -> list[Instance]``."""
+"""Inference on images: ``Predictor(weights).predict(image) -> list[Instance]``.
+
+:meth:`Predictor.run_batch` (network + post-processing on a collated batch, in the predictor's
+precision) is the one path from a batch to instances that ``predict``, ``eval``, evaluation while
+training and ``benchmark`` share.
+"""
 
 from __future__ import annotations
 
-import glob
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
-from csrseg.config import without_pretrained
-from csrseg.data.io import IMAGE_SUFFIXES, read_image, to_rgb
+from csrseg.config import Config, without_pretrained
+from csrseg.data.io import read_image, to_rgb
 from csrseg.data.transforms import Transform, collate
 from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
 from csrseg.errors import CsrsegError
 from csrseg.models import build_model
+from csrseg.runtime.precision import Precision, ProbeCache, check_choice, probe_times, resolve
 
 
 @dataclass
@@ -32,10 +37,6 @@ class Instance:
 
 
 ImageLike = str | Path | np.ndarray | Image.Image
-
-# Network precision at inference (post-processing always runs in fp32). bf16 is the fast CPU
-# path on processors with native bf16 (AVX512-BF16 / AMX); fp16 is for CUDA.
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def as_rgb_array(image: ImageLike) -> np.ndarray:
@@ -63,39 +64,67 @@ class Predictor:
         weights: checkpoint (``.pt``) or ``.safetensors`` written by csrseg.
         device: ``cpu``, ``cuda`` ... (default: CUDA when available).
         score_thr: instances scoring below are dropped.
+        precision: ``fp32`` (default: exact), ``bf16``, ``fp16`` or ``auto`` (:mod:`csrseg.runtime.precision`:
+            on a CPU the faster of fp32 and bf16 for this model, measured once per machine).
     """
 
     def __init__(self, weights: str | Path, device: str | None = None, score_thr: float = 0.3,
                  precision: str = "fp32") -> None:
+        check_choice(precision, "--precision")
         ckpt = load_checkpoint(weights)
-        self.cfg = config_from_checkpoint(ckpt, weights)
-        self.class_names: list[str] = list(ckpt.get("classes") or [str(i) for i in range(self.cfg.model.num_classes)])
-        self.cat_ids: list[int] = list(ckpt.get("cat_ids") or range(1, self.cfg.model.num_classes + 1))
-        self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})  # val metrics recorded with the weights
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = build_model(without_pretrained(self.cfg))  # every weight comes from the checkpoint
-        load_model_state(self.model, ckpt["model"], strict=True, source=str(weights))
+        cfg = config_from_checkpoint(ckpt, weights)
+        class_names = list(ckpt.get("classes") or [str(i) for i in range(cfg.model.num_classes)])
+        cat_ids = list(ckpt.get("cat_ids") or range(1, cfg.model.num_classes + 1))
+        device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = build_model(without_pretrained(cfg))  # every weight comes from the checkpoint
+        load_model_state(model, ckpt["model"], strict=True, source=str(weights))
         # channels-last: oneDNN/cuDNN's preferred layout, 1.27x -> 1.61x Mask R-CNN's speed on our CPU
-        self.model.to(self.device, memory_format=torch.channels_last).eval()
-        self.transform = Transform(self.cfg.input, train=False)
-        self.score_thr = score_thr
-        if precision not in PRECISIONS:
-            raise CsrsegError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}")
-        self.autocast_dtype = PRECISIONS[precision]
+        model.to(device_, memory_format=torch.channels_last)
+        self._setup(model, cfg, class_names, cat_ids, device_, score_thr, inference_precision(precision, cfg, model, device_))
+        self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})  # val metrics recorded with the weights
+
+    @classmethod
+    def for_model(cls, model: nn.Module, cfg: Config, class_names: list[str], cat_ids: list[int],
+                  device: torch.device | str, precision: Precision | None = None, score_thr: float = 0.0) -> Predictor:
+        """A predictor around a model in memory (a model being trained, a benchmark's), used as it is:
+        its memory format and device are left alone."""
+        predictor = cls.__new__(cls)
+        predictor._setup(model, cfg, class_names, cat_ids, torch.device(device), score_thr,
+                         precision or Precision("fp32", "as asked"))
+        predictor.metrics = {}
+        return predictor
+
+    def _setup(self, model: nn.Module, cfg: Config, class_names: list[str], cat_ids: list[int], device: torch.device,
+               score_thr: float, precision: Precision) -> None:
+        self.model, self.cfg, self.class_names, self.cat_ids = model.eval(), cfg, class_names, cat_ids
+        self.device, self.score_thr, self.precision = device, score_thr, precision
+        self.transform = Transform(cfg.input, train=False)
+        self.below = BelowThreshold()
+
+    @torch.no_grad()
+    def run_batch(self, batch: torch.Tensor, input_sizes: list[tuple[int, int]],
+                  orig_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        """Network and post-processing on a normalised, padded ``(B, 3, H, W)`` batch (as :func:`collate`
+        makes it): one dict per image (``labels``, ``scores``, ``masks (n, H0, W0)`` bool, ``boxes``),
+        every instance whatever its score. The network runs in :attr:`precision`, post-processing in fp32."""
+        self.model.eval()
+        batch = batch.to(self.device, non_blocking=True)
+        if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast(self.device):
+            outputs = self.model(batch)
+        return self.model.postprocess(outputs, input_sizes, orig_sizes)
 
     def _sample(self, image: np.ndarray) -> dict:
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
         tensor, masks = self.transform(tensor, torch.zeros((0, *image.shape[:2]), dtype=torch.uint8), np.random.default_rng(0))
         return dict(image=tensor, masks=masks, orig_size=image.shape[:2], input_size=tuple(tensor.shape[-2:]))
 
-    @torch.no_grad()
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
+        """Instances of each image (paths, PIL images or arrays), best score first."""
         arrays = [as_rgb_array(im) for im in images]
         batch, targets = collate([self._sample(a) for a in arrays], self.cfg.input.size_divisor)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
-            outputs = self.model(batch.to(self.device).contiguous(memory_format=torch.channels_last))
-        results = self.model.postprocess(outputs, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
+        results = self.run_batch(batch, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         return [self._instances(r) for r in results]
 
     def predict(self, image: ImageLike) -> list[Instance]:
@@ -104,12 +133,32 @@ class Predictor:
 
     def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
         return to_instances(result["labels"].tolist(), result["scores"].tolist(), result["masks"].cpu().numpy(),
-                            result["boxes"].tolist(), self.class_names, self.cat_ids, self.score_thr)
+                            result["boxes"].tolist(), self.class_names, self.cat_ids, self.score_thr, self.below)
+
+
+def inference_precision(choice: str, cfg: Config, model: nn.Module, device: torch.device) -> Precision:
+    """``choice`` resolved for inference of ``model`` (:func:`csrseg.runtime.precision.resolve`); ``auto``
+    on a CPU times one image's forward pass at the config's input size in fp32 and bf16 (cached)."""
+    if choice != "auto" or device.type != "cpu":
+        return resolve(choice, device)
+    side = -(-cfg.input.short_side // cfg.input.size_divisor) * cfg.input.size_divisor
+    image = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
+
+    @torch.no_grad()
+    def step(name: str) -> None:
+        with Precision(name, "probe").autocast(device):
+            model(image.contiguous(memory_format=torch.channels_last))
+
+    what = f"infer|{cfg.model}|{side}"
+    return resolve("auto", device, lambda: ProbeCache().times(what, lambda: probe_times(step)))
 
 
 def to_instances(labels: list[int], scores: list[float], masks: np.ndarray, boxes: list, class_names: list[str],
-                 cat_ids: list[int], score_thr: float) -> list[Instance]:
-    """Model outputs of one image -> :class:`Instance` list, those under ``score_thr`` left out."""
+                 cat_ids: list[int], score_thr: float, below: BelowThreshold | None = None) -> list[Instance]:
+    """Model outputs of one image -> :class:`Instance` list, those under ``score_thr`` left out (and
+    counted in ``below``)."""
+    if below is not None:
+        below.add([s for s in scores if s < score_thr])
     return [
         Instance(label, class_names[label], cat_ids[label], score, mask.astype(bool), tuple(float(v) for v in box))
         for label, score, mask, box in zip(labels, scores, masks, boxes)
@@ -117,71 +166,16 @@ def to_instances(labels: list[int], scores: list[float], masks: np.ndarray, boxe
     ]
 
 
-def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None = None, arena: bool = True):
-    """An onnxruntime ``InferenceSession`` for a model written by ``csrseg export``: all graph
-    optimisations; ``threads``: intra-op threads (0: onnxruntime's choice, one per core).
+@dataclass
+class BelowThreshold:
+    """The instances a predictor left out for scoring under its threshold: how many, and the highest
+    score among them (what to lower ``--score-thr`` to when nothing passes)."""
 
-    ``arena``: onnxruntime's CPU memory arena (its default). Measured at 1333x800 (RESULTS.md,
-    issue 14) the arena's peak was at or below the peak without it; without it, memory goes
-    back to the system between runs instead of staying with the session.
-    """
-    import onnxruntime as ort
+    count: int = 0
+    top: float = 0.0
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.enable_cpu_mem_arena = arena
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=providers or ort.get_available_providers())
+    def add(self, scores: list[float]) -> None:
+        self.count += len(scores)
+        self.top = max([self.top, *scores])
 
 
-class OnnxPredictor:
-    """The same as :class:`Predictor`, running a model exported by ``csrseg export`` with onnxruntime."""
-
-    def __init__(self, path: str | Path, score_thr: float = 0.3, providers: list[str] | None = None,
-                 threads: int = 0) -> None:
-
-        path = Path(path)
-        if not path.is_file():
-            raise CsrsegError(f"{path}: ONNX model not found")
-        try:
-            self.session = onnx_session(path, threads, providers)
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise CsrsegError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
-        meta = {k: json.loads(v) for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
-        self.class_names: list[str] = meta.get("classes", [])
-        self.cat_ids: list[int] = meta.get("cat_ids", list(range(1, len(self.class_names) + 1)))
-        self.metadata = meta  # config, classes, cat_ids; "quantization" for an INT8 model
-        self.score_thr = score_thr
-
-    def run(self, image: ImageLike) -> dict[str, np.ndarray]:
-        """The graph's outputs for one image: ``labels (n,)``, ``scores (n,)``, ``masks (n, H, W)`` bool,
-        ``boxes (n, 4)``, every instance whatever its score."""
-        array = as_rgb_array(image)
-        outputs = self.session.run(None, {"image": np.ascontiguousarray(array.transpose(2, 0, 1))[None]})
-        return dict(zip(("labels", "scores", "masks", "boxes"), outputs))
-
-    def predict(self, image: ImageLike) -> list[Instance]:
-        labels, scores, masks, boxes = self.run(image).values()
-        names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
-        cat_ids = self.cat_ids or list(range(1, len(names) + 1))
-        return to_instances(labels.tolist(), scores.tolist(), masks, boxes.tolist(), names, cat_ids, self.score_thr)
-
-    def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
-        return [self.predict(image) for image in images]
-
-
-def expand_sources(sources: list[str]) -> list[Path]:
-    """Files, folders (their images and videos, sorted) and glob patterns -> file paths, in order."""
-    from csrseg.inference.video import VIDEO_SUFFIXES
-
-    paths: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-        elif any(ch in source for ch in "*?["):
-            paths += sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
-        else:
-            paths.append(path)
-    return paths

@@ -239,7 +239,12 @@ def train_runs(pending: list[PlannedRun], device: str | None = None, jobs: int =
                           + ". Rerun the same command to retrain them; finished runs are kept.")
 
 
-def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
+def default_sweep_dir(table: int) -> Path:
+    """Where a sweep goes without ``--out`` (rerunning it resumes there)."""
+    return Path("runs") / "ablate" / f"table{table}"
+
+
+def run_ablation(data: str | Path, table: int, out: str | Path | None = None, base: str = "paper", seeds: int = 3,
                  epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
                  progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
                  rows: list[str] | tuple[str, ...] = ()) -> str:
@@ -253,7 +258,7 @@ def run_ablation(data: str | Path, table: int, out: str | Path, base: str = "pap
     """
     from csrseg.data.sources import resolve_dataset
 
-    out = Path(out)
+    out = Path(out) if out else default_sweep_dir(table)
     _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
     resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
     out.mkdir(parents=True, exist_ok=True)

@@ -29,11 +29,14 @@ import torch
 from torch import nn
 
 from csrseg.config import Config, load_config, without_pretrained
+from csrseg.engine.rundir import check_output_file
+from csrseg.errors import CsrsegError
 from csrseg.data.transforms import collate, normalize
 from csrseg.runtime.cpu import cpu_description, cuda_half_precision, native_bf16
 from csrseg.tools.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
-from csrseg.inference.predictor import PRECISIONS
+from csrseg.inference.predictor import Predictor
+from csrseg.runtime.precision import resolve
 
 
 MASK_RCNN = "Mask R-CNN R50-FPN (torchvision)"
@@ -184,24 +187,20 @@ def full_load(cfg: Config) -> Config:
 def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
               channels_last: bool = False) -> tuple[Callable[[], object], CSRSeg]:
     """One inference of ``cfg``'s model (random weights, full load) on ``image`` ``(3, H, W)`` (0-255):
-    normalise, pad, network, post-processing; and the model."""
+    normalise, pad, then the predictor's own path (:meth:`~csrseg.inference.predictor.Predictor.run_batch`:
+    network in ``precision``, post-processing); and the model."""
     cfg = full_load(cfg)
     model = build_model(without_pretrained(cfg)).to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
-    dtype = PRECISIONS[precision]
+    predictor = Predictor.for_model(model, cfg, [], [], device, resolve(precision, device))
     image = image.to(device)  # where Mask R-CNN's input is too: both pay for normalising on the device
     no_masks = torch.zeros(0, *size, device=device)
 
-    @torch.no_grad()
     def step() -> object:
         batch, _ = collate([dict(image=normalize(image, cfg.input), masks=no_masks)])
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            outputs = model(batch)
-        return model.postprocess(outputs, [size], [size])
+        return predictor.run_batch(batch, [size], [size])
 
     return step, model
 
@@ -276,7 +275,7 @@ def onnx_file(cfg: Config, size: tuple[int, int], out: Path, int8: bool = False,
 def onnx_step(path: Path, image: torch.Tensor) -> Callable[[], object]:
     """One inference of the ONNX model at ``path`` on ``image`` ``(3, H, W)`` (0-255), through the
     session settings :class:`csrseg.inference.predictor.OnnxPredictor` uses, on torch's thread count."""
-    from csrseg.inference.predictor import onnx_session
+    from csrseg.inference.onnx_predictor import onnx_session
 
     session = onnx_session(path, threads=torch.get_num_threads())
     feed = {"image": image.round().clamp(0, 255).to(torch.uint8)[None].numpy()}
@@ -311,9 +310,8 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
     thresholds). They are timed on the benchmark image of each size with their own thresholds (a
     trained model's load)."""
     from csrseg.api import evaluate
-    from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
-    from csrseg.inference.predictor import Predictor
     from csrseg.deploy.int8 import calibration_images, quantize_onnx
+    from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
 
     calib = calibration_images(data, calib_images)
     predictor = Predictor(weights, device="cpu", score_thr=0.0)
@@ -426,3 +424,36 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                  "ONNX fp32 and INT8 rows with their mask AP.")
     return text
 
+
+
+def parse_sizes(sizes: list[str]) -> list[tuple[int, int]]:
+    """``["1333x800", ...]`` (WIDTHxHEIGHT) -> ``[(800, 1333), ...]`` (H, W); one line naming a bad one."""
+    parsed = []
+    for text in sizes:
+        try:
+            width, height = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise CsrsegError(f"--sizes {text!r}: expected WIDTHxHEIGHT, e.g. 1333x800") from None
+        if min(width, height) < 32:
+            raise CsrsegError(f"--sizes {text!r}: each side at least 32 pixels (the network's coarsest stride)")
+        parsed.append((height, width))
+    return parsed
+
+
+def benchmark(sizes: list[str] | list[tuple[int, int]] = ("1333x800", "640x640"), runs: int = 5, warmup: int = 2,
+              device: str = "cpu", fast_paths: bool = True, weights: str | Path | None = None,
+              data: str | Path | None = None, calib_images: int = 64, out: str | Path | None = None,
+              exist_ok: bool = False) -> str:
+    """``csrseg benchmark``: :func:`run_benchmark` on ``sizes`` (``"WxH"`` strings or ``(H, W)``), its
+    inputs checked before the minutes of timing; the markdown table, also written to ``out`` if given."""
+    parsed = parse_sizes(list(sizes)) if sizes and isinstance(list(sizes)[0], str) else list(sizes)
+    if bool(weights) != bool(data):
+        raise CsrsegError("--weights and --data go together: the checkpoint's AP is measured on the data's val split")
+    if out:
+        check_output_file(out, exist_ok, what="benchmark table")
+    report = run_benchmark(parsed, runs=runs, warmup=warmup, device=device, fast_paths=fast_paths, weights=weights,
+                           data=data, calib_images=calib_images)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(report + "\n")
+    return report

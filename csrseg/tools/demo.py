@@ -20,7 +20,7 @@ from csrseg.runtime.cpu import cpu_description
 from csrseg.runtime.precision import Precision
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, next_run_dir
 from csrseg.api.train import train
 from csrseg.engine.setup import decide_precision
 from csrseg.evaluation.coco import format_table
@@ -48,13 +48,13 @@ def plan(cfg: Config, images: int, device: str, precision: Precision) -> str:
             f"{cfg.model.head.type} head; {precision.describe()}; on {where}")
 
 
-def run_demo(out: str | Path, quick: bool = False, images: int | None = None, device: str = "cpu",
+def run_demo(out: str | Path | None = None, quick: bool = False, images: int | None = None, device: str = "cpu",
              overrides: list[str] | tuple[str, ...] = (), num_overlays: int = 8, exist_ok: bool = False) -> str:
     """Run the demo into ``out``; returns the report printed by ``csrseg demo``.
 
     ``exist_ok``: replace a demo already in ``out`` (refused otherwise, naming its files).
     """
-    out = Path(out)
+    out = Path(out) if out else next_run_dir(Path("runs") / "demo")
     check_outputs(out, [f"train/{name}" for name in TRAIN_OUTPUTS] + ["overlays"], exist_ok)
     tic = time.perf_counter()
     images = images or (12 if quick else 1000)

@@ -65,3 +65,20 @@ def module_tree(model: nn.Module, depth: int = 2) -> str:
 
     walk(model, type(model).__name__, 0)
     return "\n".join(lines)
+
+
+def describe(config: str = "paper", overrides: list[str] | tuple[str, ...] = (), height: int = 800, width: int = 1333,
+             depth: int = 2) -> str:
+    """What ``csrseg info`` prints: the config in one line, the module tree to ``depth``, parameter
+    counts and GFLOPs at ``height`` x ``width``. Built with random weights (nothing to fetch)."""
+    from csrseg.config import load_config, without_pretrained
+    from csrseg.models import build_model
+
+    cfg = load_config(config, overrides)
+    model = build_model(without_pretrained(cfg))
+    neck = cfg.model.neck
+    neck_text = ("K-Net's FPN + SemanticFPN" if neck.type == "fpn_semantic" else
+                 f"CSR {'on' if neck.reweight else 'off'} width {neck.csr_channels}, upsample {neck.upsample}")
+    head = f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, {neck_text}, {cfg.model.head.type} head, " \
+           f"{cfg.model.num_classes} classes; built with random weights)"
+    return "\n".join([head, module_tree(model, depth=depth), model_info(model, height, width).table()])

@@ -180,7 +180,8 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
 
 
 def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidden(monkeypatch, capsys):
-    import csrseg.cli as cli
+    from csrseg.cli import commands
+    from csrseg.cli import errors as cli
 
     cpu = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to "
            "allocate 160000000000 bytes. Error code 12 (Cannot allocate memory)")
@@ -195,7 +196,7 @@ def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidd
     def allocate(args):
         raise RuntimeError(cpu)
 
-    monkeypatch.setattr(cli, "cmd_info", allocate)
+    monkeypatch.setattr(commands, "cmd_info", allocate)
     assert main(["info"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("csrseg: error: out of memory") and "batch_size" in err and "\n" not in err
@@ -203,6 +204,6 @@ def test_running_out_of_memory_is_one_line_and_other_runtime_errors_are_not_hidd
     def bug(args):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
-    monkeypatch.setattr(cli, "cmd_info", bug)
+    monkeypatch.setattr(commands, "cmd_info", bug)
     with pytest.raises(RuntimeError, match="mat1"):  # a bug keeps its traceback
         main(["info"])

@@ -8,7 +8,8 @@ import torch
 
 from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
 from csrseg.models.heads.common import boxes_from_masks
-from csrseg.inference.predictor import OnnxPredictor, Predictor
+from csrseg.inference.onnx_predictor import OnnxPredictor
+from csrseg.inference.predictor import Predictor
 from tests.conftest import CLASSES, fake_checkpoint, match_instances
 
 

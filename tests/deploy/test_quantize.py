@@ -15,7 +15,7 @@ from csrseg.data.io import ImageReadError, read_image
 from csrseg.data.synth import CLASSES
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.deploy.onnx import export_onnx
-from csrseg.inference.predictor import OnnxPredictor
+from csrseg.inference.onnx_predictor import OnnxPredictor
 from csrseg.deploy.int8 import NETWORK_SCOPE, calibration_images, quantize_onnx
 
 
@@ -110,7 +110,7 @@ def test_eval_of_onnx_gives_the_checkpoint_ap(models, synth_root, tmp_path, caps
     ckpt = evaluate(weights, ann=gt, images=images, out=tmp_path / "ckpt.json")
     onnx_report = evaluate(fp32, ann=gt, images=images, out=tmp_path / "onnx.json")
     assert onnx_report["images"] == ckpt["images"] == 4
-    assert abs(onnx_report["instances"] - ckpt["instances"]) <= 0.02 * ckpt["instances"] + 1
+    assert abs(onnx_report["predictions"] - ckpt["predictions"]) <= 0.02 * ckpt["predictions"] + 1
     assert ckpt["mask"]["AP"] > 50  # its own detections: something to lose
     for metric in ("AP", "AP50", "AP75"):
         assert abs(onnx_report["mask"][metric] - ckpt["mask"][metric]) < 1.0, metric

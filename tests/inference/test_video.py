@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from csrseg.cli import main
-from csrseg.inference.predictor import Predictor, expand_sources
+from csrseg.inference.predictor import Predictor
+from csrseg.inference.sources import expand_sources
 from csrseg.inference.video import VideoReadError, iter_frames, open_video, predict_video
 from tests.conftest import fake_checkpoint
 

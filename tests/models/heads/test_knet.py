@@ -204,7 +204,8 @@ def test_onnx_export_of_the_knet_pipeline_gives_the_same_instances(tmp_path):
     from csrseg.config import to_dict
     from csrseg.engine.checkpoint import atomic_save
     from csrseg.deploy.onnx import export_onnx
-    from csrseg.inference.predictor import OnnxPredictor, Predictor
+    from csrseg.inference.onnx_predictor import OnnxPredictor
+    from csrseg.inference.predictor import Predictor
     from tests.conftest import match_instances
 
     torch.manual_seed(0)

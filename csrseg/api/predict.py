@@ -1,0 +1,78 @@
+"""``csrseg.predict``: the one implementation of predicting over files, folders, globs and videos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from csrseg.engine.rundir import check_outputs, default_run_dir
+from csrseg.errors import CsrsegError
+from csrseg.inference.records import RecordWriter
+from csrseg.inference.runner import PredictCounts, predict_files
+from csrseg.inference.sources import expand_sources
+
+
+@dataclass
+class PredictResult:
+    """Where everything went (``out_dir`` with the overlays, ``predictions``) and what was done."""
+
+    out_dir: Path
+    predictions: Path
+    counts: PredictCounts
+
+
+def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = None, device: str | None = None,
+                   score_thr: float = 0.3, precision: str = "fp32", data: str | Path | None = None):
+    """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or an ONNX model's, with the class
+    names of ``data`` (a dataset folder or YAML) when given."""
+    if bool(weights) == bool(onnx):
+        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if onnx:
+        if precision != "fp32":
+            raise CsrsegError(f"--precision {precision} is for --weights: an ONNX model runs as it was exported "
+                              "(fp32, or INT8 with csrseg export --int8)")
+        from csrseg.inference.onnx_predictor import OnnxPredictor
+
+        predictor = OnnxPredictor(onnx, score_thr=score_thr)
+    else:
+        from csrseg.inference.predictor import Predictor
+
+        predictor = Predictor(weights, device=device, score_thr=score_thr, precision=precision)
+    if data:
+        from csrseg.data.sources import class_names_for
+
+        predictor.class_names = class_names_for(data, predictor.cat_ids)
+    return predictor
+
+
+def predict(sources: list[str | Path] | str | Path, weights: str | Path | None = None, onnx: str | Path | None = None,
+            out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
+            precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
+            exist_ok: bool = False) -> PredictResult:
+    """Predict on ``sources`` (image and video files, folders, glob patterns) with a checkpoint
+    (``weights``) or an exported model (``onnx``): an overlay per image and per video in ``out``
+    (default ``runs/predict/exp[N]``) and every instance as a COCO-style row in ``predictions.json``.
+
+    An ``out`` that already holds predictions is refused unless ``exist_ok``; when no source can be
+    read nothing is written and an earlier ``predictions.json`` stays as it was.
+    """
+    out_dir = Path(out) if out else default_run_dir("predict", "exp")
+    check_outputs(out_dir, ["predictions.json"], exist_ok)
+    predictor = load_predictor(weights, onnx, device, score_thr, precision, data)
+    given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
+    paths = expand_sources(given)
+    if not paths:
+        raise CsrsegError(f"no images or videos found in {' '.join(given)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = RecordWriter(out_dir / "predictions.json")
+    try:
+        counts = predict_files(predictor, paths, out_dir, records, batch, video_stride)
+    except BaseException:
+        records.discard()
+        raise
+    if counts.images == 0 and counts.frames == 0:  # every source unreadable: say so, keep what out held
+        records.discard()
+        reasons = "; ".join(counts.skipped_files[:3])
+        raise CsrsegError(f"none of the {len(paths)} images or videos could be read ({reasons}); nothing written "
+                          f"to {out_dir / 'predictions.json'}")
+    return PredictResult(out_dir, records.close(), counts)

@@ -1,0 +1,140 @@
+"""One function per verb: the parsed options in, a call of the Python API (or a tool), the result printed.
+
+No rule of a verb lives here: resume checks, output checks, sources and defaults are the API's
+(:mod:`csrseg.api`, :mod:`csrseg.tools`), so Python callers meet the same ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from csrseg.cli.options import sources_from_args
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from csrseg.tools.info import describe
+
+    print(describe(args.config, args.overrides, args.height, args.width, args.depth))
+
+
+def cmd_synth(args: argparse.Namespace) -> None:
+    from csrseg.tools.synth import synthesize
+
+    out = synthesize(args.out, args.images, args.seed, args.val_fraction, args.size, args.exist_ok)
+    print(f"synthetic dataset written to {out} (annotations/instances_{{train,val}}.json, train/, val/)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from csrseg.api import train
+    from csrseg.evaluation.coco import format_table
+
+    # a plain --data is resolved by train, after the config: a bad config is named first
+    explicit = args.train_ann or args.train_images or args.val_ann or args.val_images
+    data = sources_from_args(args) if explicit else args.data
+    result = train(data, args.config, args.out, args.overrides, device=args.device, resume=args.resume or False,
+                   weights=args.weights, strict=args.strict, train_split=args.train_split,
+                   val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
+                   log_interval=args.log_interval, exist_ok=args.exist_ok)
+    if result.metrics:
+        print(format_table(result.metrics))
+    print(f"run folder: {result.run_dir}  (last: {result.last.name}, best: {result.best.name if result.best else '-'}, "
+          f"log.jsonl, results.png)")
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from csrseg.api import evaluate
+    from csrseg.evaluation.coco import format_detailed
+
+    if bool(args.weights) == bool(args.onnx):
+        from csrseg.errors import CsrsegError
+
+        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
+                      out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
+                      precision=args.precision, exist_ok=args.exist_ok)
+    print(format_detailed(report))
+    print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
+          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from csrseg.api import predict
+
+    result = predict(args.sources, args.weights, args.onnx, args.out, args.score_thr, args.batch, args.device,
+                     args.precision, args.video_stride, args.data, args.exist_ok)
+    counts = result.counts
+    for reason in counts.skipped_files:
+        print(f"skipped: {reason}", file=sys.stderr)
+    done = [f"{counts.images} images"] + ([f"{counts.videos} videos ({counts.frames} frames)"] if counts.videos_given else [])
+    below = ""
+    if counts.instances == 0 and counts.below_threshold:
+        below = (f" ({counts.below_threshold} below --score-thr {args.score_thr}, the highest scoring "
+                 f"{counts.top_below:.3f})")
+    print(", ".join(done) + f", {counts.instances} instances{below}"
+          + (f", {counts.skipped} skipped" if counts.skipped else "") + f"; overlays and predictions.json in {result.out_dir}")
+
+
+def cmd_browse(args: argparse.Namespace) -> None:
+    from csrseg.tools.browse import browse
+
+    summary, out = browse(args.data, args.out, args.config, args.overrides, args.images, args.split, args.exist_ok)
+    print(summary.text())
+    print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    from csrseg.tools.convert import convert
+
+    result = convert(args.format, args.src, args.out, args.copy, args.class_attr, args.val_fraction, args.exist_ok)
+    for what, count in result.skipped.items():
+        print(f"{count} {what}", file=sys.stderr)
+    print(f"{args.format} -> COCO: {result.counts()}; {len(result.names)} classes; written to {result.out} "
+          f"(annotations/instances_<split>.json, images {'copied' if args.copy else 'linked'}); "
+          f"train with: csrseg train --data {result.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from csrseg.api import export
+
+    result = export(args.out, args.weights, args.format, args.opset, args.int8, args.calib, args.calib_images,
+                    args.exist_ok)
+    if result.int8 is not None:
+        report = result.int8
+        print(f"INT8 ONNX model (QDQ, {report.quantized} conv/matrix ops quantized, {report.kept_fp32} left in fp32, "
+              f"calibrated on {report.images} images of {args.calib}) written to {report.path}; "
+              f"run it with: csrseg predict --onnx {report.path} IMAGES")
+    elif result.format == "onnx":
+        print(f"ONNX model (opset {result.opset}, checked with onnx.checker) written to {result.path}; "
+              f"run it with: csrseg predict --onnx {result.path} IMAGES")
+    else:
+        print(f"safetensors weights written to {result.path}")
+
+
+def cmd_benchmark(args: argparse.Namespace) -> None:
+    from csrseg.tools.benchmark import benchmark
+
+    print(benchmark(args.sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast,
+                    weights=args.weights, data=args.data, calib_images=args.calib_images, out=args.out,
+                    exist_ok=args.exist_ok))
+
+
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from csrseg.tools.ablate import default_sweep_dir, run_ablation
+
+    out = Path(args.out) if args.out else default_sweep_dir(args.table)
+    text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
+                        overrides=args.overrides, device=args.device, exist_ok=args.exist_ok, jobs=args.jobs,
+                        train_only=args.train_only, rows=args.rows)
+    print(text)
+    if not args.train_only:
+        print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from csrseg.tools.demo import run_demo
+
+    print(run_demo(args.out, quick=args.quick, images=args.images, device=args.device, overrides=args.overrides,
+                   exist_ok=args.exist_ok))

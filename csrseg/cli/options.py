@@ -1,0 +1,88 @@
+"""What the verbs' options share: config and data arguments, and argparse types that refuse
+impossible values in one line (a count below its minimum, a share above 1, a GPU that is not there)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
+    parser.add_argument("--config", default=default, help=f"preset name or YAML file (default {default})")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. train.lr=2e-4 model.neck.reweight=false")
+
+
+DATA_HELP = ("dataset folder or dataset YAML: COCO ROOT (annotations/instances_<split>.json + <split>/), "
+             "Roboflow COCO export, CVAT COCO export, or YAML with train/val annotations + images")
+
+
+def add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help=DATA_HELP)
+    parser.add_argument("--train-ann", help="train annotation file (replaces the one --data gives)")
+    parser.add_argument("--train-images", help="train image folder (default: beside --train-ann)")
+    parser.add_argument("--val-ann", help="val annotation file")
+    parser.add_argument("--val-images", help="val image folder (default: beside --val-ann)")
+
+
+def sources_from_args(args: argparse.Namespace):
+    from csrseg.data.sources import resolve_dataset
+
+    return resolve_dataset(args.data, args.train_split, args.val_split, args.train_ann, args.train_images,
+                           args.val_ann, args.val_images)
+
+
+def at_least(low: int):
+    """argparse type: an integer not below ``low`` (a count, a size, a batch)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1 (a share, a score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def boolean(text: str) -> bool:
+    """argparse type: true/false (also yes/no, 1/0); anything else is refused, not read as false."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, refused here when no such GPU is usable (rather
+    than deep inside the first tensor copy)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is usable here (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: csrseg runs on cpu or cuda")
+    return text
+
+
+def add_exist_ok(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--exist-ok", action="store_true", help=text + " (without it, an occupied --out is refused)")

@@ -1,0 +1,176 @@
+"""The ``csrseg`` command line: one sub-command per verb, each ending in a call of :mod:`csrseg.cli.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from csrseg.cli import commands
+from csrseg.cli.options import (
+    DATA_HELP,
+    add_config_args,
+    add_data_args,
+    add_exist_ok,
+    at_least,
+    boolean,
+    device,
+    fraction,
+)
+
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_HELP = ("network precision: fp32 (default: exact, the same AP on every machine), bf16, fp16 (CUDA), or "
+                  "auto (CUDA: bf16 where the GPU has it; CPU: the faster of fp32 and bf16, measured once per machine)")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An option the user got wrong is one line, ``csrseg: error: ...`` and status 2, as every other
+    error of csrseg: not argparse's usage block (``--help`` still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        verb = self.prog.removeprefix("csrseg").strip()
+        where = f" ({verb})" if verb else ""
+        self.exit(2, f"csrseg: error: {message}{where}; see csrseg {verb + ' ' if verb else ''}--help\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="csrseg", description=sys.modules["csrseg.cli"].__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="more logging (libraries' own notes too)")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=OneLineParser)
+
+    p = sub.add_parser("info", help="module tree, parameter counts, GFLOPs")
+    add_config_args(p)
+    p.add_argument("--height", type=at_least(1), default=800)
+    p.add_argument("--width", type=at_least(1), default=1333)
+    p.add_argument("--depth", type=at_least(0), default=2, help="module tree depth")
+    p.set_defaults(func=commands.cmd_info)
+
+    p = sub.add_parser("synth", help="write a synthetic COCO-format dataset")
+    p.add_argument("out")
+    p.add_argument("--images", type=at_least(1), default=500, help="total images (train + val)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=at_least(32), default=256, help="image side in pixels (at least 32)")
+    p.add_argument("--val-fraction", type=fraction, default=0.2, help="share of images for val (at least one image)")
+    add_exist_ok(p, "replace a dataset already in OUT")
+    p.set_defaults(func=commands.cmd_synth)
+
+    p = sub.add_parser("train", help="train on a COCO-format dataset (torchrun for DDP)")
+    add_config_args(p, "paper")
+    p.set_defaults(config=None)  # to tell a --config given with --resume from the default (paper)
+    add_data_args(p)
+    p.add_argument("--out", help="run folder (default runs/train/<config>[N])")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, on the dataset it "
+                   "recorded (--data: another place)")
+    p.add_argument("--weights", help="initial weights (fine-tuning)")
+    p.add_argument("--strict", type=boolean, default=True,
+                   help="--strict false loads only the tensors that fit (e.g. another class count)")
+    p.add_argument("--device", type=device, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--no-val", action="store_true", help="skip evaluation")
+    p.add_argument("--checkpoint-interval", type=at_least(0), default=0, help="also save last.pt every N iterations")
+    p.add_argument("--log-interval", type=at_least(1), default=10, help="log.jsonl row every N iterations")
+    add_exist_ok(p, "replace the run already in --out (its checkpoints and log wait in --out/replaced/ until the new run finishes)")
+    p.set_defaults(func=commands.cmd_train)
+
+    p = sub.add_parser("eval", help="COCO mask AP of a checkpoint or an exported ONNX model")
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="an ONNX model written by csrseg export (fp32 or --int8), run by onnxruntime")
+    p.add_argument("--data", help=DATA_HELP)
+    p.add_argument("--split", default="val", help="split to score: val, test, or a split's own name")
+    p.add_argument("--ann", help="annotation file to score (instead of --data's split)")
+    p.add_argument("--images", help="image folder, if not the split's own (e.g. test2017 for test-dev)")
+    p.add_argument("--out", help="COCO results JSON (default: results_<split>.json beside the weights or model)")
+    p.add_argument("--device", type=device)
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
+    p.add_argument("--batch", type=at_least(1), default=2)
+    p.add_argument("--workers", type=at_least(0), default=2)
+    add_exist_ok(p, "replace an existing --out and its .metrics.json; the default results_<split>.json beside the "
+                    "model is always renewed")
+    p.set_defaults(func=commands.cmd_eval)
+
+    p = sub.add_parser("predict", help="overlays and COCO-style JSON for images and videos")
+    p.add_argument("sources", nargs="+", help="images, videos (.mp4 .avi .mov .mkv ...), folders or glob patterns")
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
+    p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
+    p.add_argument("--score-thr", type=fraction, default=0.3, help="instances scoring below are left out (default 0.3)")
+    p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
+    p.add_argument("--video-stride", type=at_least(1), default=1, metavar="N", help="videos: predict every N-th frame")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
+    p.add_argument("--device", type=device)
+    p.add_argument("--batch", type=at_least(1), default=1)
+    add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
+    p.set_defaults(func=commands.cmd_predict)
+
+    p = sub.add_parser("browse", help="ground truth drawn on images, class counts and object sizes at the input size")
+    p.add_argument("data", help=DATA_HELP)
+    add_config_args(p)
+    p.add_argument("--out", help="output folder (default runs/browse/exp[N])")
+    p.add_argument("--images", type=at_least(1), default=16, help="images to draw")
+    p.add_argument("--split", default="train")
+    add_exist_ok(p, "draw into an --out that already holds a browse")
+    p.set_defaults(func=commands.cmd_browse)
+
+    p = sub.add_parser("convert", help="YOLO-seg, LabelMe or VIA annotations -> a COCO dataset (ROOT layout)")
+    p.add_argument("format", choices=("yolo", "labelme", "via"))
+    p.add_argument("src", help="yolo: folder with data.yaml; labelme: folder of .json; via: the exported .json")
+    p.add_argument("out", help="output dataset folder")
+    p.add_argument("--copy", action="store_true", help="copy the images (default: symbolic links)")
+    p.add_argument("--class-attr", default="class", help="via: the region attribute that holds the class")
+    p.add_argument("--val-fraction", type=fraction, default=0.2,
+                   help="labelme/via without train/val folders: share of images (by file name) for val")
+    add_exist_ok(p, "replace a dataset already in OUT")
+    p.set_defaults(func=commands.cmd_convert)
+
+    p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")
+    p.add_argument("out", help="output file")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--int8", action="store_true",
+                   help="ONNX with the network quantized to INT8 (static, QDQ, per-channel); post-processing stays fp32")
+    p.add_argument("--calib", metavar="DATA", help="--int8: dataset whose train split (else val) calibrates: " + DATA_HELP)
+    p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--int8: calibration images (default 64)")
+    add_exist_ok(p, "replace the output file if it exists")
+    p.set_defaults(func=commands.cmd_export)
+
+    p = sub.add_parser("benchmark", help="images/s against torchvision Mask R-CNN, in one process")
+    p.add_argument("--sizes", nargs="+", default=["1333x800", "640x640"], help="WIDTHxHEIGHT ...")
+    p.add_argument("--runs", type=at_least(1), default=5, help="timed runs per entry (median reported)")
+    p.add_argument("--warmup", type=at_least(0), default=2)
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--no-fast", action="store_true", help="skip the bf16/fp16, channels-last and ONNX entries")
+    p.add_argument("--weights", help="a trained checkpoint: adds its ONNX fp32 and INT8 rows with mask AP (needs --data)")
+    p.add_argument("--data", help="--weights: dataset whose val split gives the AP and train split calibrates INT8")
+    p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--weights: INT8 calibration images")
+    p.add_argument("--out", help="also write the markdown table to this file")
+    add_exist_ok(p, "replace the --out file if it exists")
+    p.set_defaults(func=commands.cmd_benchmark)
+
+    p = sub.add_parser("ablate", help="Table II / III: train and evaluate every variant over seeds")
+    add_config_args(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--table", type=int, choices=(2, 3), required=True)
+    p.add_argument("--seeds", type=at_least(1), default=3)
+    p.add_argument("--epochs", type=at_least(1), help="another schedule length (the lr steps scaled with it)")
+    p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
+    p.add_argument("--device", type=device)
+    p.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
+                   help="train N runs at a time in child processes (small runs sharing one GPU or many cores)")
+    p.add_argument("--rows", nargs="+", default=[], metavar="ROW",
+                   help="only these rows, by folder name (fpn_baseline, csr, d2s, csr_d2s, csr_128, ...)")
+    p.add_argument("--train-only", action="store_true",
+                   help="stop once every run is trained; a later call without it writes the tables")
+    add_exist_ok(p, "retrain runs in --out that another sweep (other config or data) left there")
+    p.set_defaults(func=commands.cmd_ablate)
+
+    p = sub.add_parser("demo", help="synthetic data -> train -> evaluate -> overlays, on the CPU")
+    p.add_argument("--out", help="run folder (default runs/demo[N])")
+    p.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
+    p.add_argument("--images", type=at_least(5), default=None, help="synthetic images, 80%% train / 20%% val (default 1000, quick 12)")
+    p.add_argument("--device", type=device, default="cpu")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    add_exist_ok(p, "replace the demo already in --out")
+    p.set_defaults(func=commands.cmd_demo)
+    return parser

@@ -1,0 +1,74 @@
+"""The Python API of the README: ``from csrseg import train, evaluate, Predictor``."""
+
+import numpy as np
+
+import csrseg
+from conftest import tiny_config
+
+
+def test_train_evaluate_predict_as_in_the_readme(synth_root, tmp_path):
+    from csrseg import Predictor, evaluate, train
+
+    run = train(synth_root, config=tiny_config(max_iters=2, batch_size=6), out=tmp_path / "run", epochs=1,
+                progress=False)
+    assert run.best is not None and run.best.is_file() and run.iterations == 2
+    report = evaluate(run.best, synth_root)
+    assert {"mask", "box", "classes"} <= set(report) and report["images"] == 4
+    assert (tmp_path / "run" / "results_val.metrics.json").is_file()
+    image = np.zeros((64, 80, 3), np.uint8)
+    instances = Predictor(run.best, device="cpu", score_thr=0.0).predict(image)
+    assert all(inst.mask.shape == (64, 80) for inst in instances)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    try:
+        csrseg.no_such_thing
+    except AttributeError as exc:
+        assert "no_such_thing" in str(exc)
+    else:
+        raise AssertionError("csrseg.no_such_thing did not raise")
+
+
+def test_the_resume_rules_hold_from_python(synth_root, tmp_path):
+    """What ``csrseg train --resume`` refuses, ``csrseg.train(resume=...)`` refuses too."""
+    import pytest
+
+    from csrseg import load_config, train
+    from csrseg.errors import CsrsegError
+
+    cfg = tiny_config(max_iters=1, batch_size=4, epochs=1)
+    run = tmp_path / "run"
+    train(synth_root, cfg, run, device="cpu", progress=False, val_split=None)
+    with pytest.raises(CsrsegError, match="a file; --resume takes the run folder"):
+        train(resume=run / "last.pt")
+    with pytest.raises(CsrsegError, match="run folder not found"):
+        train(resume=tmp_path / "nowhere")
+    with pytest.raises(CsrsegError, match="a resumed run continues in its own folder"):
+        train(resume=run, out=tmp_path / "elsewhere")
+    with pytest.raises(CsrsegError, match="--config paper with --resume .* continues with its own"):
+        train(resume=run, config="paper")
+    with pytest.raises(CsrsegError, match="another config with --resume"):
+        train(resume=run, config=tiny_config(max_iters=1, batch_size=4, epochs=1, lr=0.5))
+    # its own config, as an object, and no data: the run recorded its dataset
+    result = train(resume=run, config=cfg, overrides=["train.max_iters=2"], device="cpu", progress=False,
+                   val_split=None)
+    assert result.iterations == 2 and load_config(str(run / "config.yaml")).train.max_iters == 2
+
+
+def test_predict_and_export_are_python_functions_too(tmp_path):
+    from PIL import Image
+
+    from csrseg import export, predict
+    from tests.conftest import fake_checkpoint
+
+    weights = fake_checkpoint(tmp_path, cls_bias=-3.0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "notes.png").write_text("not an image")
+    result = predict([folder], weights=weights, out=tmp_path / "pred", score_thr=0.0, device="cpu")
+    assert result.counts.images == 3 and len(result.counts.skipped_files) == 1
+    assert result.predictions.is_file() and sorted(p.name for p in result.out_dir.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
+    exported = export(tmp_path / "w.safetensors", weights, format="safetensors")
+    assert exported.path.is_file() and exported.format == "safetensors"
