@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +145,54 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, fmt, make, mess
     make(src)
     assert main(["convert", fmt, str(src), str(tmp_path / "out")]) == 2
     one_line_error(capsys, message)
+
+
+def _records(names):
+    from csrseg.data.convert import ImageRecord
+
+    return [ImageRecord(Path(name)) for name in names]
+
+
+def _names(records):
+    return sorted(r.path.name for r in records)
+
+
+def test_split_by_name_gives_val_exactly_its_share():
+    from csrseg.data.convert import split_by_name
+
+    counts = {}
+    for names, fraction in ((["a.jpg"], 0.2), ([f"img_{i}.jpg" for i in range(3)], 0.2),
+                            ([f"photo_{i:02d}.jpg" for i in range(10)], 0.2), ([f"{i}.png" for i in range(4)], 1.0),
+                            ([f"{i}.png" for i in range(4)], 0.0)):
+        splits = split_by_name(_records(names), fraction)
+        assert _names(splits["train"] + splits["val"]) == sorted(names)
+        counts[(len(names), fraction)] = (len(splits["train"]), len(splits["val"]))
+    # one image trains (it cannot be both); at least one image always trains; a share of 0 is no val
+    assert counts == {(1, 0.2): (1, 0), (3, 0.2): (2, 1), (10, 0.2): (8, 2), (4, 1.0): (1, 3), (4, 0.0): (4, 0)}
+
+
+def test_labelme_without_split_folders_puts_a_fifth_of_ten_images_in_val(tmp_path):
+    from csrseg.data.convert.labelme import read_labelme
+
+    for i in range(10):
+        name = f"photo_{i:02d}.jpg"
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+        (tmp_path / name).with_suffix(".json").write_text(json.dumps(dict(shapes=[], imagePath=name)))
+    splits, _, _ = read_labelme(tmp_path, 0.2)
+    assert (len(splits["train"]), len(splits["val"])) == (8, 2)
+
+
+def test_split_by_name_ignores_file_order_and_adding_files_keeps_the_old_ranking():
+    import random
+
+    from csrseg.data.convert import split_by_name
+
+    names = [f"photo_{i:02d}.jpg" for i in range(10)]
+    shuffled = random.Random(0).sample(names, len(names))
+    small = split_by_name(_records(names), 0.2)
+    assert {s: _names(r) for s, r in split_by_name(_records(shuffled), 0.2).items()} == {s: _names(r) for s, r in small.items()}
+    large = split_by_name(_records(names + [f"photo_{i:02d}.jpg" for i in range(10, 25)]), 0.2)
+    assert len(small["val"]) == 2 and len(large["val"]) == 5
+    # both vals are a prefix of one ranking: of the old files, one val holds the other's
+    old_in_large = set(_names(large["val"])) & set(names)
+    assert old_in_large <= set(_names(small["val"])) or set(_names(small["val"])) <= old_in_large

@@ -53,14 +53,24 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def split_by_name(records: list[ImageRecord], val_fraction: float) -> dict[str, list[ImageRecord]]:
-    """A deterministic train/val split by a hash of each file's name (the same on every machine)."""
-    splits: dict[str, list[ImageRecord]] = {"train": [], "val": []}
-    for record in records:
-        digest = int(hashlib.sha1(record.path.name.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-        splits["val" if digest < val_fraction else "train"].append(record)
-    if records and not splits["train"]:  # a tiny set: keep at least one training image
-        splits["train"].append(splits["val"].pop())
-    return splits
+    """``{"train": [...], "val": [...]}`` of ``records``: the same split on every machine, whatever
+    the order of the files on disk.
+
+    The rule: rank the records by the SHA-1 of their image's file name (ties by the name). Of
+    ``n`` records the first ``k = max(1, round(n * val_fraction))`` are val (Python's ``round``:
+    halves to even), the rest train; ``k`` is at most ``n - 1``, so that at least one image
+    trains. So 10 images at 0.2 give 2 val, 3 at 0.2 give 1; one image is train only (it cannot
+    be both, and a dataset has to train on something); ``val_fraction == 0`` gives no val. A
+    file's rank depends on its name alone: adding files never reorders the old ones, and an old
+    file leaves val only when new files rank before it. Each split keeps the order of ``records``.
+    """
+    if not 0 <= val_fraction <= 1:
+        raise ValueError(f"val_fraction must be from 0 to 1, got {val_fraction}")
+    n = len(records)
+    num_val = 0 if val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+    ranked = sorted(records, key=lambda r: (hashlib.sha1(r.path.name.encode("utf-8")).digest(), r.path.name))
+    val = {id(r) for r in ranked[:num_val]}
+    return {"train": [r for r in records if id(r) not in val], "val": [r for r in records if id(r) in val]}
 
 
 def rectangle(x0: float, y0: float, x1: float, y1: float) -> list[float]:

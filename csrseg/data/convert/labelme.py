@@ -5,7 +5,8 @@ One ``<image>.json`` per image (LabelMe's own format): ``shapes`` with ``label``
 ``imageWidth``. Polygons and rectangles are read (circles as 32-gons); shapes sharing a
 ``label`` and a non-null ``group_id`` are one object. Lines and points cannot be masks and
 are counted as skipped. ``SRC/train`` and ``SRC/val`` subfolders are kept as splits;
-otherwise a deterministic share of the files (by name) becomes val.
+otherwise ``val_fraction`` of the images become val, chosen by a hash of their names
+(:func:`csrseg.data.convert.split_by_name` states the rule).
 """
 
 from __future__ import annotations

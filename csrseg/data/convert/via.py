@@ -4,7 +4,8 @@
 "export annotations as JSON" file (``{key: {filename, regions, ...}}``) and a saved
 project (the same under ``_via_img_metadata``) are read. Each region's class is its
 region attribute named by ``class_attr``; polygons and rectangles are read (other
-shapes are counted as skipped). Splits as for LabelMe: a deterministic share by name.
+shapes are counted as skipped). Splits as for LabelMe:
+``val_fraction`` of the images by a hash of their names (:func:`csrseg.data.convert.split_by_name`).
 """
 
 from __future__ import annotations
