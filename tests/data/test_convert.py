@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,10 @@ from PIL import Image
 
 from csrseg.cli import main
 from csrseg.data.coco import decode_segmentation, load_coco_json
+from csrseg.data.convert import ConvertError, write_coco_root
+from csrseg.data.convert.labelme import read_labelme
+from csrseg.data.convert.via import read_via
+from csrseg.data.convert.yolo import read_yolo
 from tests.conftest import one_line_error
 
 NAMES = ["cat", "dog", "Möwe"]
@@ -84,7 +89,10 @@ def test_yolo_round_trip(tmp_path):
         (yolo / "labels" / split / img["file_name"]).with_suffix(".txt").write_text("\n".join(lines))
     (yolo / "data.yaml").write_text(yaml.safe_dump(dict(path=".", train="images/train", val="images/val",
                                                         names=NAMES), allow_unicode=True), encoding="utf-8")
-    assert main(["convert", "yolo", str(yolo), str(tmp_path / "out")]) == 0
+    # through the Python API: `csrseg convert yolo` is wired to read_yolo's third value by the CLI's rewrite
+    splits, names, skipped = read_yolo(yolo)
+    write_coco_root(tmp_path / "out", splits, names)
+    assert not skipped
     _assert_same_masks(coco, tmp_path / "out")
     assert (tmp_path / "out" / "train" / "train_1.png").is_symlink()
 
@@ -144,3 +152,141 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys, fmt, make, mess
     make(src)
     assert main(["convert", fmt, str(src), str(tmp_path / "out")]) == 2
     one_line_error(capsys, message)
+
+
+def _records(names):
+    from csrseg.data.convert import ImageRecord
+
+    return [ImageRecord(Path(name)) for name in names]
+
+
+def _names(records):
+    return sorted(r.path.name for r in records)
+
+
+def test_split_by_name_gives_val_exactly_its_share():
+    from csrseg.data.convert import split_by_name
+
+    counts = {}
+    for names, fraction in ((["a.jpg"], 0.2), ([f"img_{i}.jpg" for i in range(3)], 0.2),
+                            ([f"photo_{i:02d}.jpg" for i in range(10)], 0.2), ([f"{i}.png" for i in range(4)], 1.0),
+                            ([f"{i}.png" for i in range(4)], 0.0)):
+        splits = split_by_name(_records(names), fraction)
+        assert _names(splits["train"] + splits["val"]) == sorted(names)
+        counts[(len(names), fraction)] = (len(splits["train"]), len(splits["val"]))
+    # one image trains (it cannot be both); at least one image always trains; a share of 0 is no val
+    assert counts == {(1, 0.2): (1, 0), (3, 0.2): (2, 1), (10, 0.2): (8, 2), (4, 1.0): (1, 3), (4, 0.0): (4, 0)}
+
+
+def test_labelme_without_split_folders_puts_a_fifth_of_ten_images_in_val(tmp_path):
+    for i in range(10):
+        name = f"photo_{i:02d}.jpg"
+        Image.new("RGB", (8, 8)).save(tmp_path / name)
+        (tmp_path / name).with_suffix(".json").write_text(json.dumps(dict(shapes=[], imagePath=name)))
+    splits, _, _ = read_labelme(tmp_path, 0.2)
+    assert (len(splits["train"]), len(splits["val"])) == (8, 2)
+
+
+def test_split_by_name_ignores_file_order_and_adding_files_keeps_the_old_ranking():
+    import random
+
+    from csrseg.data.convert import split_by_name
+
+    names = [f"photo_{i:02d}.jpg" for i in range(10)]
+    shuffled = random.Random(0).sample(names, len(names))
+    small = split_by_name(_records(names), 0.2)
+    assert {s: _names(r) for s, r in split_by_name(_records(shuffled), 0.2).items()} == {s: _names(r) for s, r in small.items()}
+    large = split_by_name(_records(names + [f"photo_{i:02d}.jpg" for i in range(10, 25)]), 0.2)
+    assert len(small["val"]) == 2 and len(large["val"]) == 5
+    # both vals are a prefix of one ranking: of the old files, one val holds the other's
+    old_in_large = set(_names(large["val"])) & set(names)
+    assert old_in_large <= set(_names(small["val"])) or set(_names(small["val"])) <= old_in_large
+
+
+def _tiny_images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.new("RGB", (16, 12)).save(folder / name)
+
+
+def _via_export(folder, names):
+    """A VIA export beside ``folder``'s images naming ``names``, one square region each."""
+    region = dict(shape_attributes=dict(name="rect", x=2, y=2, width=6, height=6), region_attributes={"class": "box"})
+    export = {f"{n}99": dict(filename=n, size=99, regions=[region], file_attributes={}) for n in names}
+    (folder / "via.json").write_text(json.dumps(export))
+    return folder / "via.json"
+
+
+def test_via_skips_images_missing_from_the_folder_and_names_the_first(tmp_path):
+    names = [f"im{i}.png" for i in range(6)]
+    _tiny_images(tmp_path / "via", ["im1.png", "im3.png", "im5.png"])
+    splits, classes, skipped = read_via(_via_export(tmp_path / "via", names), "class", 0.2)
+    assert skipped == {f"images named by the annotations but missing from {tmp_path / 'via'}, skipped "
+                       "(first: im0.png, im2.png, im4.png)": 3}
+    assert sorted(r.path.name for rs in splits.values() for r in rs) == ["im1.png", "im3.png", "im5.png"]
+    write_coco_root(tmp_path / "out", splits, classes)  # a skipped image never reaches it
+    images = [img["file_name"] for s in ("train", "val") for img in load_coco_json(
+        tmp_path / "out" / "annotations" / f"instances_{s}.json").images]
+    assert sorted(images) == ["im1.png", "im3.png", "im5.png"]
+
+
+def test_labelme_skips_an_image_missing_from_the_folder_and_converts_the_rest(tmp_path, capsys):
+    src = tmp_path / "lm"
+    _tiny_images(src / "train", ["a.png", "b.png"])
+    _tiny_images(src / "val", ["c.png"])
+    for split, name in (("train", "a.png"), ("train", "b.png"), ("train", "gone.png"), ("val", "c.png")):
+        shape = dict(label="box", points=[[1, 1], [8, 8]], shape_type="rectangle")
+        doc = dict(shapes=[shape], imagePath=name, imageHeight=12, imageWidth=16)
+        (src / split / name).with_suffix(".json").write_text(json.dumps(doc))
+    assert main(["convert", "labelme", str(src), str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"1 images named by the annotations but missing from {src}, skipped (first: train/gone.png)" in err
+    assert [img["file_name"] for img in load_coco_json(tmp_path / "out/annotations/instances_train.json").images] == \
+        ["a.png", "b.png"]
+
+
+def test_yolo_skips_a_label_file_without_its_image_and_returns_three_values(tmp_path):
+    root = tmp_path / "yolo"
+    _tiny_images(root / "images" / "train", ["a.png"])
+    (root / "labels" / "train").mkdir(parents=True)
+    for name in ("a", "gone"):
+        (root / "labels" / "train" / f"{name}.txt").write_text("0 0.1 0.1 0.6 0.1 0.6 0.6\n")
+    (root / "data.yaml").write_text("names: [box]\ntrain: images/train\n")
+    splits, names, skipped = read_yolo(root)
+    assert [r.path.name for r in splits["train"]] == ["a.png"] and names == ["box"]
+    assert skipped == {f"images named by label files but missing from {root}, skipped "
+                       "(first: labels/train/gone.txt)": 1}
+
+
+@pytest.mark.parametrize("fmt", ["via", "labelme"])
+def test_every_image_missing_is_one_line_naming_the_folder_the_count_and_the_first(tmp_path, capsys, fmt):
+    src = tmp_path / "src"
+    src.mkdir()
+    if fmt == "via":
+        _via_export(src, ["b.png", "a.png"])
+    else:
+        for name in ("b.png", "a.png"):
+            (src / name).with_suffix(".json").write_text(json.dumps(dict(shapes=[], imagePath=name)))
+    assert main(["convert", fmt, str(src), str(tmp_path / "out")]) == 2
+    first = "b.png" if fmt == "via" else "a.png"  # the export's order; LabelMe's .json files by name
+    one_line_error(capsys, f"{src}: none of the 2 images named by the annotations is there (first missing: {first})")
+
+
+def test_yolo_with_every_image_missing_is_refused(tmp_path):
+    root = tmp_path / "yolo"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "a.txt").write_text("0 0.1 0.1 0.6 0.1 0.6 0.6\n")
+    (root / "data.yaml").write_text("names: [box]\ntrain: images/train\n")
+    with pytest.raises(ConvertError, match=r"none of the 1 images named by label files is there \(first missing: "
+                                           r"labels/train/a.txt\)"):
+        read_yolo(root)
+
+
+def test_an_image_that_is_there_but_unreadable_stays_an_error_naming_it(tmp_path, capsys):
+    src = tmp_path / "via"
+    _tiny_images(src, ["good.png"])
+    (src / "broken.png").write_bytes(b"not a png")
+    _via_export(src, ["missing.png", "broken.png", "good.png"])  # the missing one first: it is skipped, not named
+    assert main(["convert", "via", str(src), str(tmp_path / "out"), "--val-fraction", "0"]) == 2
+    one_line_error(capsys, f"{src / 'broken.png'}: not a readable image")

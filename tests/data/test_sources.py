@@ -33,6 +33,23 @@ def _cvat(synth_root, dst):
     return dst
 
 
+def _root_beside_a_via_export(synth_root, dst):
+    """A valid COCO ROOT set whose train/ also holds a VIA export saved as ``_annotations.coco.json``."""
+    shutil.copytree(synth_root, dst)
+    via = {"train_1.png123": dict(filename="train_1.png", size=123, regions=[], file_attributes={})}
+    (dst / "train" / "_annotations.coco.json").write_text(json.dumps(via))
+    return dst
+
+
+def _two_valid_layouts(synth_root, dst):
+    """A COCO ROOT set that is also a valid Roboflow export: ``_annotations.coco.json`` in train/ and in valid/."""
+    shutil.copytree(synth_root, dst)
+    shutil.copytree(dst / "val", dst / "valid")
+    for split, folder in (("train", "train"), ("val", "valid")):
+        shutil.copy(synth_root / "annotations" / f"instances_{split}.json", dst / folder / "_annotations.coco.json")
+    return dst
+
+
 def test_root_layout_is_found_and_described(synth_root):
     sources = resolve_dataset(synth_root)
     assert sources.layout == "root"
@@ -171,3 +188,63 @@ def test_fine_tuning_from_a_checkpoint_fetches_no_pretrained_weights(synth_root,
     result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
                    weights=tmp_path / "start.pt")
     assert result.iterations == 1 and torch.load(result.last, weights_only=True)["iteration"] == 1
+
+
+def test_a_folder_with_a_valid_root_layout_and_a_broken_roboflow_file_uses_the_root_layout(synth_root, tmp_path):
+    root = _root_beside_a_via_export(synth_root, tmp_path / "set")
+    sources = resolve_dataset(root)
+    assert sources.layout == "root" and sources.get("train").annotations == root / "annotations" / "instances_train.json"
+    assert sources.skipped == ("Roboflow COCO export (train/_annotations.coco.json: not a COCO instances file "
+                               "(no 'images' list))",)
+
+
+def test_the_first_line_a_run_prints_names_the_skipped_layout_and_why(synth_root, tmp_path):
+    root = _root_beside_a_via_export(synth_root, tmp_path / "set")
+    line = resolve_dataset(root).describe()
+    assert line.startswith(f"dataset: COCO ROOT layout {root}; train: ") and "\n" not in line
+    assert line.endswith("; skipped: Roboflow COCO export (train/_annotations.coco.json: not a COCO instances file "
+                         "(no 'images' list))")
+
+
+def test_two_valid_layouts_in_one_folder_are_one_line_asking_for_layout(synth_root, tmp_path):
+    root = _two_valid_layouts(synth_root, tmp_path / "set")
+    with pytest.raises(DatasetError) as info:
+        resolve_dataset(root)
+    message = str(info.value)
+    assert message.startswith(f"{root}: holds 2 valid dataset layouts: Roboflow COCO export (train/_annotations.coco.json")
+    assert "COCO ROOT layout (annotations/instances_train.json, annotations/instances_val.json)" in message
+    assert message.endswith("pick one with --layout roboflow|root") and "\n" not in message
+
+
+@pytest.mark.parametrize("layout,ann", [("roboflow", "valid/_annotations.coco.json"),
+                                        ("root", "annotations/instances_val.json")])
+def test_layout_picks_one_of_two_valid_layouts_and_notes_the_other(synth_root, tmp_path, layout, ann):
+    root = _two_valid_layouts(synth_root, tmp_path / "set")
+    sources = resolve_dataset(root, layout=layout)
+    assert sources.layout == layout and sources.get("val").annotations == root / ann
+    assert len(sources.skipped) == 1 and sources.skipped[0].endswith(f"(--layout {layout} chosen)")
+
+
+def test_layout_that_the_folder_does_not_hold_is_refused_naming_what_it_holds(synth_root, tmp_path):
+    with pytest.raises(DatasetError, match=r"no CVAT COCO export in this folder \(found: COCO ROOT layout\); "
+                                           r"--layout takes root here"):
+        resolve_dataset(synth_root, layout="cvat")
+    with pytest.raises(DatasetError, match=r"unknown dataset layout 'coco'; --layout takes roboflow\|root\|cvat"):
+        resolve_dataset(synth_root, layout="coco")
+
+
+def test_two_broken_layouts_raise_the_roboflow_files_own_error(synth_root, tmp_path):
+    root = _root_beside_a_via_export(synth_root, tmp_path / "set")
+    (root / "annotations" / "instances_val.json").write_text("{not json")
+    with pytest.raises(DatasetError, match=r"^[^\n]*/train/_annotations.coco.json: not a COCO instances file \(no 'images'"):
+        resolve_dataset(root)
+
+
+def test_a_skipped_layout_survives_the_run_record(synth_root, tmp_path):
+    from csrseg.data.sources import DatasetSources
+
+    sources = resolve_dataset(_root_beside_a_via_export(synth_root, tmp_path / "set"))
+    record = json.loads(json.dumps(sources.to_dict()))
+    assert DatasetSources.from_dict(record, "dataset.json").skipped == sources.skipped
+    del record["skipped"]  # a record written before the field existed
+    assert DatasetSources.from_dict(record, "dataset.json").skipped == ()

@@ -1,7 +1,8 @@
 """Converters from other annotation formats to a COCO dataset in the ROOT layout.
 
 One file per format (:mod:`.yolo`, :mod:`.labelme`, :mod:`.via`); each reads its
-format into :class:`ImageRecord` lists per split, and :func:`write_coco_root` writes
+format into :class:`ImageRecord` lists per split, leaving out (and counting) the images
+its annotations name but the folder lacks, and :func:`write_coco_root` writes
 ``OUT/annotations/instances_<split>.json`` and ``OUT/<split>/`` (images linked, or
 copied with ``copy=True``), then reads the result back with the same validation as
 training does. csrseg has one loader (COCO); the converters never add a second.
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,15 +54,63 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ConvertError(f"{path}: not a readable image ({exc})") from None
 
 
+MISSING_SHOWN = 3  # missing images named in a report: enough to see a pattern, few enough for one line
+
+
+def without_missing_images(records: list[ImageRecord], folder: Path, skipped: Counter) -> list[ImageRecord]:
+    """``records`` less those whose image file is not on disk, in their order.
+
+    ``folder``: the folder the user gave (names in messages are relative to it). The missing
+    images are counted in ``skipped`` under one entry naming the first few (see
+    :func:`report_missing_images`): a dataset with a few images deleted still converts. An
+    image that is there but cannot be read is not dropped here; reading its size names it.
+    """
+    present = [r.path.is_file() for r in records]
+    missing = [shown_name(r.path, folder) for r, ok in zip(records, present) if not ok]
+    report_missing_images(missing, len(records), folder, skipped)
+    return [r for r, ok in zip(records, present) if ok]
+
+
+def report_missing_images(missing: list[str], named: int, folder: Path, skipped: Counter,
+                          what: str = "images named by the annotations") -> None:
+    """Count ``missing`` (names of the images absent of the ``named`` the annotations name) in
+    ``skipped``, the entry reading ``"<what> but missing from <folder>, skipped (first: a.jpg, ...)"``.
+    ConvertError when all ``named`` are missing: the wrong folder, most likely, not a few lost files."""
+    if not missing:
+        return
+    if len(missing) == named:
+        raise ConvertError(f"{folder}: none of the {named} {what} is there (first missing: {missing[0]}); "
+                           "is this the folder that holds the images?")
+    skipped[f"{what} but missing from {folder}, skipped (first: {', '.join(missing[:MISSING_SHOWN])})"] += len(missing)
+
+
+def shown_name(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` where it is inside it, else in full: short names for messages."""
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
 def split_by_name(records: list[ImageRecord], val_fraction: float) -> dict[str, list[ImageRecord]]:
-    """A deterministic train/val split by a hash of each file's name (the same on every machine)."""
-    splits: dict[str, list[ImageRecord]] = {"train": [], "val": []}
-    for record in records:
-        digest = int(hashlib.sha1(record.path.name.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
-        splits["val" if digest < val_fraction else "train"].append(record)
-    if records and not splits["train"]:  # a tiny set: keep at least one training image
-        splits["train"].append(splits["val"].pop())
-    return splits
+    """``{"train": [...], "val": [...]}`` of ``records``: the same split on every machine, whatever
+    the order of the files on disk.
+
+    The rule: rank the records by the SHA-1 of their image's file name (ties by the name). Of
+    ``n`` records the first ``k = max(1, round(n * val_fraction))`` are val (Python's ``round``:
+    halves to even), the rest train; ``k`` is at most ``n - 1``, so that at least one image
+    trains. So 10 images at 0.2 give 2 val, 3 at 0.2 give 1; one image is train only (it cannot
+    be both, and a dataset has to train on something); ``val_fraction == 0`` gives no val. A
+    file's rank depends on its name alone: adding files never reorders the old ones, and an old
+    file leaves val only when new files rank before it. Each split keeps the order of ``records``.
+    """
+    if not 0 <= val_fraction <= 1:
+        raise ValueError(f"val_fraction must be from 0 to 1, got {val_fraction}")
+    n = len(records)
+    num_val = 0 if val_fraction == 0 or n < 2 else min(n - 1, max(1, round(n * val_fraction)))
+    ranked = sorted(records, key=lambda r: (hashlib.sha1(r.path.name.encode("utf-8")).digest(), r.path.name))
+    val = {id(r) for r in ranked[:num_val]}
+    return {"train": [r for r in records if id(r) not in val], "val": [r for r in records if id(r) in val]}
 
 
 def rectangle(x0: float, y0: float, x1: float, y1: float) -> list[float]:

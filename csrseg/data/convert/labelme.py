@@ -5,7 +5,8 @@ One ``<image>.json`` per image (LabelMe's own format): ``shapes`` with ``label``
 ``imageWidth``. Polygons and rectangles are read (circles as 32-gons); shapes sharing a
 ``label`` and a non-null ``group_id`` are one object. Lines and points cannot be masks and
 are counted as skipped. ``SRC/train`` and ``SRC/val`` subfolders are kept as splits;
-otherwise a deterministic share of the files (by name) becomes val.
+otherwise ``val_fraction`` of the images become val, chosen by a hash of their names
+(:func:`csrseg.data.convert.split_by_name` states the rule).
 """
 
 from __future__ import annotations
@@ -15,23 +16,35 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from csrseg.data.convert import ConvertError, ImageRecord, Instance, rectangle, split_by_name
+from csrseg.data.convert import ConvertError, ImageRecord, Instance, rectangle, split_by_name, without_missing_images
 
 
 def read_labelme(src: str | Path, val_fraction: float = 0.2) -> tuple[dict[str, list[ImageRecord]], list[str], Counter]:
-    """Splits, class names (sorted) and counts of skipped shapes of the LabelMe folder ``src``."""
+    """Splits, class names (sorted) and counts of what was skipped (shapes without area, images a
+    .json names that are not on disk) of the LabelMe folder ``src``.
+
+    ``val_fraction``: without ``train/`` and ``val/`` subfolders, the share of the images that
+    becomes val (see :func:`csrseg.data.convert.split_by_name`).
+    """
     src = Path(src)
     if not src.is_dir():
         raise ConvertError(f"{src}: LabelMe folder not found")
     skipped: Counter = Counter()
-    if (src / "train").is_dir() and (src / "val").is_dir():
-        splits = {s: [_record(p, skipped) for p in sorted((src / s).glob("*.json"))] for s in ("train", "val")}
-    else:
-        splits = split_by_name([_record(p, skipped) for p in sorted(src.glob("*.json"))], val_fraction)
-    if not any(splits.values()):
+    subfolders = (src / "train").is_dir() and (src / "val").is_dir()
+    found = {s: _records(src / s, skipped) for s in ("train", "val")} if subfolders else {"all": _records(src, skipped)}
+    if not any(found.values()):
         raise ConvertError(f"{src}: no LabelMe .json files")
+    # missing images are counted over the whole folder: it is refused only when every image is missing
+    present = {id(r) for r in without_missing_images([r for rs in found.values() for r in rs], src, skipped)}
+    found = {s: [r for r in rs if id(r) in present] for s, rs in found.items()}
+    splits = found if subfolders else split_by_name(found["all"], val_fraction)
     names = sorted({inst.class_name for records in splits.values() for r in records for inst in r.instances})
     return splits, names, skipped
+
+
+def _records(folder: Path, skipped: Counter) -> list[ImageRecord]:
+    """The records of the .json files of ``folder``, in name order."""
+    return [_record(path, skipped) for path in sorted(folder.glob("*.json"))]
 
 
 def _record(path: Path, skipped: Counter) -> ImageRecord:

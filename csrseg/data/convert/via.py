@@ -4,7 +4,8 @@
 "export annotations as JSON" file (``{key: {filename, regions, ...}}``) and a saved
 project (the same under ``_via_img_metadata``) are read. Each region's class is its
 region attribute named by ``class_attr``; polygons and rectangles are read (other
-shapes are counted as skipped). Splits as for LabelMe: a deterministic share by name.
+shapes are counted as skipped). Splits as for LabelMe:
+``val_fraction`` of the images by a hash of their names (:func:`csrseg.data.convert.split_by_name`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from csrseg.data.convert import ConvertError, ImageRecord, Instance, rectangle, split_by_name
+from csrseg.data.convert import ConvertError, ImageRecord, Instance, rectangle, split_by_name, without_missing_images
 
 
 def read_via(src: str | Path, class_attr: str, val_fraction: float = 0.2) -> tuple[dict[str, list[ImageRecord]], list[str], Counter]:
-    """Splits, class names (sorted) and skipped-region counts of the VIA export ``src``."""
+    """Splits, class names (sorted) and counts of what was skipped (regions that are not polygons or
+    rectangles, images the export names that are not beside it) of the VIA export ``src``.
+
+    ``class_attr``: the region attribute holding each region's class. ``val_fraction``: the share
+    of the images that becomes val (see :func:`csrseg.data.convert.split_by_name`).
+    """
     src = Path(src)
     if src.is_dir():
         candidates = sorted(src.glob("*.json"))
@@ -36,6 +42,7 @@ def read_via(src: str | Path, class_attr: str, val_fraction: float = 0.2) -> tup
         raise ConvertError(f"{src}: not a VIA export (entries need 'filename' and 'regions')")
     skipped: Counter = Counter()
     records = [_record(src, entry, class_attr, skipped) for entry in data.values()]
+    records = without_missing_images(records, src.parent, skipped)
     names = sorted({inst.class_name for r in records for inst in r.instances})
     return split_by_name(records, val_fraction), names, skipped
 

@@ -8,21 +8,27 @@ Layout (Ultralytics' ``segment`` format)::
 
 Label folders are found as Ultralytics finds them: the last ``images`` component of an
 image folder replaced by ``labels``. A line with four numbers is a box (``xc yc w h``)
-and becomes a rectangle; an image without a label file has no objects.
+and becomes a rectangle; an image without a label file has no objects. A label file
+without its image (or an image that is a broken link) is skipped and counted, as the
+other converters count images their annotations name but the folder lacks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
-from csrseg.data.convert import ConvertError, ImageRecord, Instance, image_size, rectangle
+from csrseg.data.convert import (ConvertError, ImageRecord, Instance, image_size, rectangle, report_missing_images,
+                                  shown_name)
 from csrseg.data.io import IMAGE_SUFFIXES
 
 
-def read_yolo(src: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str]]:
-    """Splits (``train``, ``val``, ``test`` as the YAML names them) and class names of a YOLO-seg set."""
+def read_yolo(src: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str], Counter]:
+    """Splits (``train``, ``val``, ``test`` as the YAML names them), class names and counts of what
+    was skipped (label files without their image) of the YOLO-seg set ``src`` (its folder or its
+    data.yaml): the three values :func:`~csrseg.data.convert.labelme.read_labelme` returns too."""
     src = Path(src)
     yaml_path = src if src.is_file() else src / "data.yaml"
     if not yaml_path.is_file():
@@ -35,7 +41,8 @@ def read_yolo(src: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str]]
         raise ConvertError(f"{yaml_path}: needs 'names' (a list of class names or a mapping id: name)")
     names = _names(yaml_path, spec["names"])
     root = yaml_path.parent / spec["path"] if spec.get("path") else yaml_path.parent
-    splits = {}
+    splits: dict[str, list[Path]] = {}
+    missing: list[str] = []
     for split in ("train", "val", "test"):
         entry = spec.get(split)
         if entry is None:
@@ -45,11 +52,17 @@ def read_yolo(src: str | Path) -> tuple[dict[str, list[ImageRecord]], list[str]]
         image_dir = root / entry
         if not image_dir.is_dir():
             raise ConvertError(f"{yaml_path}: {split}: image folder {image_dir} not found")
-        splits[split] = [_record(path, names) for path in sorted(image_dir.iterdir())
-                         if path.suffix.lower() in IMAGE_SUFFIXES]
+        images = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        missing += [shown_name(path, root) for path in images if not path.is_file()]  # broken links
+        missing += [shown_name(path, root) for path in _labels_without_image(image_dir, images)]
+        splits[split] = [path for path in images if path.is_file()]
     if "train" not in splits:
         raise ConvertError(f"{yaml_path}: no train image folder given")
-    return splits, names
+    skipped: Counter = Counter()
+    report_missing_images(missing, len(missing) + sum(map(len, splits.values())), root, skipped,
+                          "images named by label files")
+    # the image files are checked before their labels are read: a missing one never reaches image_size
+    return {split: [_record(path, names) for path in images] for split, images in splits.items()}, names, skipped
 
 
 def _names(path: Path, names: object) -> list[str]:
@@ -67,6 +80,16 @@ def label_path(image: Path) -> Path:
         return image.with_suffix(".txt")
     i = len(parts) - 1 - parts[::-1].index("images")
     return Path(*parts[:i], "labels", *parts[i + 1 :]).with_suffix(".txt")
+
+
+def _labels_without_image(image_dir: Path, images: list[Path]) -> list[Path]:
+    """The label files in ``image_dir``'s label folder that none of ``images`` has. None where the
+    labels lie beside the images: other .txt files there need not be labels."""
+    label_dir = label_path(image_dir / "image.jpg").parent
+    if label_dir == image_dir or not label_dir.is_dir():
+        return []
+    labelled = {label_path(image) for image in images}
+    return sorted(path for path in label_dir.glob("*.txt") if path not in labelled)
 
 
 def _record(image: Path, names: list[str]) -> ImageRecord:
