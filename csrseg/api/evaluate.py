@@ -33,7 +33,7 @@ def report_path(results: Path) -> Path:
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False,
-             precision: str = "fp32", exist_ok: bool = False) -> dict:
+             precision: str = "fp32", exist_ok: bool = False, layout: str | None = None) -> dict:
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
     annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
@@ -66,7 +66,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     if isinstance(data, DatasetSources):
         sources = data
     else:
-        sources = resolve_dataset(data, val_split=split, val_ann=ann)
+        sources = resolve_dataset(data, val_split=split, val_ann=ann, layout=layout)
     files = sources.get("val" if ann else split)
     if images:
         files = SplitFiles(files.annotations, Path(images))

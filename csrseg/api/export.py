@@ -21,7 +21,8 @@ class ExportResult:
 
 
 def export(out: str | Path, weights: str | Path, format: str = "onnx", opset: int = 17, int8: bool = False,
-           calib: str | Path | None = None, calib_images: int = 64, exist_ok: bool = False) -> ExportResult:
+           calib: str | Path | None = None, calib_images: int = 64, exist_ok: bool = False,
+           layout: str | None = None) -> ExportResult:
     """Write the checkpoint ``weights`` as ``out``: the whole pipeline as ONNX (``int8``: with the network
     quantized, calibrated on ``calib_images`` train images of the dataset ``calib``), or the weights
     as safetensors. Every input is checked before the minutes of export and calibration."""
@@ -46,7 +47,7 @@ def export(out: str | Path, weights: str | Path, format: str = "onnx", opset: in
     if int8:
         from csrseg.deploy.int8 import calibration_images
 
-        images = calibration_images(calib, calib_images)
+        images = calibration_images(calib, calib_images, layout)
     from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
     from csrseg.engine.checkpoint import save_safetensors
     from csrseg.inference.predictor import Predictor

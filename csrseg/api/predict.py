@@ -22,7 +22,8 @@ class PredictResult:
 
 
 def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = None, device: str | None = None,
-                   score_thr: float = 0.3, precision: str = "fp32", data: str | Path | None = None):
+                   score_thr: float = 0.3, precision: str = "fp32", data: str | Path | None = None,
+                   layout: str | None = None):
     """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or an ONNX model's, with the class
     names of ``data`` (a dataset folder or YAML) when given."""
     if bool(weights) == bool(onnx):
@@ -41,14 +42,14 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
     if data:
         from csrseg.data.sources import class_names_for
 
-        predictor.class_names = class_names_for(data, predictor.cat_ids)
+        predictor.class_names = class_names_for(data, predictor.cat_ids, layout)
     return predictor
 
 
 def predict(sources: list[str | Path] | str | Path, weights: str | Path | None = None, onnx: str | Path | None = None,
             out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
             precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
-            exist_ok: bool = False) -> PredictResult:
+            exist_ok: bool = False, layout: str | None = None) -> PredictResult:
     """Predict on ``sources`` (image and video files, folders, glob patterns) with a checkpoint
     (``weights``) or an exported model (``onnx``): an overlay per image and per video in ``out``
     (default ``runs/predict/exp[N]``) and every instance as a COCO-style row in ``predictions.json``.
@@ -58,7 +59,7 @@ def predict(sources: list[str | Path] | str | Path, weights: str | Path | None =
     """
     out_dir = Path(out) if out else default_run_dir("predict", "exp")
     check_outputs(out_dir, ["predictions.json"], exist_ok)
-    predictor = load_predictor(weights, onnx, device, score_thr, precision, data)
+    predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout)
     given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
     paths = expand_sources(given)
     if not paths:

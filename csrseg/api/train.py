@@ -51,7 +51,8 @@ def train(data: str | Path | DatasetSources | None = None, config: str | Config 
           out: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), epochs: int | None = None,
           device: str | None = None, *, resume: bool | str | Path = False, weights: str | Path | None = None,
           strict: bool = True, train_split: str = "train", val_split: str | None = "val", checkpoint_interval: int = 0,
-          log_interval: int = 10, exist_ok: bool = False, progress: bool = True, hooks: list[Hook] | tuple = ()) -> TrainResult:
+          log_interval: int = 10, exist_ok: bool = False, progress: bool = True, hooks: list[Hook] | tuple = (),
+          layout: str | None = None) -> TrainResult:
     """Train on ``data`` (a dataset folder or YAML in any layout :mod:`csrseg.data.sources` knows, or its
     :class:`DatasetSources`) and return the run folder, the ``last``/``best`` checkpoints and the final metrics.
 
@@ -65,11 +66,13 @@ def train(data: str | Path | DatasetSources | None = None, config: str | Config 
     config is refused) and its recorded dataset unless ``data`` points elsewhere.
     ``weights``: a checkpoint to start from (fine-tuning); ``strict=False`` keeps the initialisation
     of tensors that do not fit (another class count). ``hooks``: extra :class:`Hook` objects, run
-    after the standard ones. SIGTERM/SIGINT stop after the current step with ``last.pt`` written.
+    after the standard ones. ``layout``: which of several dataset layouts in one folder to read
+    (:func:`~csrseg.data.sources.resolve_dataset`). SIGTERM/SIGINT stop after the current step with
+    ``last.pt`` written.
     """
     run_dir, cfg = run_folder_and_config(config, out, overrides, epochs, resume)
     resuming = bool(resume)
-    sources = dataset_for(data, run_dir, resuming, train_split, val_split)
+    sources = dataset_for(data, run_dir, resuming, train_split, val_split, layout)
     env = du.init_distributed(device)
     resume_cmd = f"csrseg train --resume {run_dir}"  # the run records its dataset: no --data needed
     replaced = [] if resuming else check_outputs(
@@ -165,7 +168,7 @@ def _same_run(given: Config, recorded: Config) -> bool:
 
 
 def dataset_for(data: str | Path | DatasetSources | None, run_dir: Path, resuming: bool, train_split: str,
-                val_split: str | None) -> DatasetSources:
+                val_split: str | None, layout: str | None = None) -> DatasetSources:
     """The dataset of a run: ``data`` when given; on resume without it, the one the run recorded."""
     if isinstance(data, DatasetSources):
         return data
@@ -181,7 +184,7 @@ def dataset_for(data: str | Path | DatasetSources | None, run_dir: Path, resumin
         sources = DatasetSources.from_dict(recorded, str(record))
         logger.info("resuming on the dataset the run recorded in %s (--data points elsewhere)", record)
         return sources
-    return resolve_dataset(data, train_split, val_split or "val")
+    return resolve_dataset(data, train_split, val_split or "val", layout=layout)
 
 
 def _warn_if_schedule_stretched(trainer: Trainer, resumed_total: int) -> None:

@@ -35,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = train(data, args.config, args.out, args.overrides, device=args.device, resume=args.resume or False,
                    weights=args.weights, strict=args.strict, train_split=args.train_split,
                    val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
-                   log_interval=args.log_interval, exist_ok=args.exist_ok)
+                   log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout)
     if result.metrics:
         print(format_table(result.metrics))
     print(f"run folder: {result.run_dir}  (last: {result.last.name}, best: {result.best.name if result.best else '-'}, "
@@ -52,7 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
-                      precision=args.precision, exist_ok=args.exist_ok)
+                      precision=args.precision, exist_ok=args.exist_ok, layout=args.layout)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.api import predict
 
     result = predict(args.sources, args.weights, args.onnx, args.out, args.score_thr, args.batch, args.device,
-                     args.precision, args.video_stride, args.data, args.exist_ok)
+                     args.precision, args.video_stride, args.data, args.exist_ok, args.layout)
     counts = result.counts
     for reason in counts.skipped_files:
         print(f"skipped: {reason}", file=sys.stderr)
@@ -78,7 +78,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_browse(args: argparse.Namespace) -> None:
     from csrseg.tools.browse import browse
 
-    summary, out = browse(args.data, args.out, args.config, args.overrides, args.images, args.split, args.exist_ok)
+    summary, out = browse(args.data, args.out, args.config, args.overrides, args.images, args.split, args.exist_ok,
+                          args.layout)
     print(summary.text())
     print(f"{len(summary.drawn)} images with their annotations and summary.png in {out}")
 
@@ -98,7 +99,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.api import export
 
     result = export(args.out, args.weights, args.format, args.opset, args.int8, args.calib, args.calib_images,
-                    args.exist_ok)
+                    args.exist_ok, args.layout)
     if result.int8 is not None:
         report = result.int8
         print(f"INT8 ONNX model (QDQ, {report.quantized} conv/matrix ops quantized, {report.kept_fp32} left in fp32, "
@@ -134,7 +135,12 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from csrseg.tools.demo import run_demo
+    from csrseg.errors import CsrsegError
+    from csrseg.tools.demo import SHORT_MINUTES, run_demo
 
+    if args.minutes is not None and (args.full or args.quick):
+        raise CsrsegError("--minutes is the short demo's training time: it does not go with --full or --quick")
+    if args.minutes is not None and not args.minutes > 0:
+        raise CsrsegError(f"--minutes {args.minutes}: must be above 0")
     print(run_demo(args.out, quick=args.quick, images=args.images, device=args.device, overrides=args.overrides,
-                   exist_ok=args.exist_ok))
+                   exist_ok=args.exist_ok, full=args.full, minutes=args.minutes or SHORT_MINUTES))

@@ -22,13 +22,22 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-images", help="train image folder (default: beside --train-ann)")
     parser.add_argument("--val-ann", help="val annotation file")
     parser.add_argument("--val-images", help="val image folder (default: beside --val-ann)")
+    add_layout(parser)
+
+
+LAYOUTS = ("roboflow", "root", "cvat")
+
+
+def add_layout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layout", choices=LAYOUTS,
+                        help="a --data folder holding two dataset layouts: the one to read (else the one that loads)")
 
 
 def sources_from_args(args: argparse.Namespace):
     from csrseg.data.sources import resolve_dataset
 
     return resolve_dataset(args.data, args.train_split, args.val_split, args.train_ann, args.train_images,
-                           args.val_ann, args.val_images)
+                           args.val_ann, args.val_images, layout=args.layout)
 
 
 def at_least(low: int):
@@ -66,14 +75,18 @@ def boolean(text: str) -> bool:
 
 
 def device(text: str) -> str:
-    """argparse type: ``cpu``, ``cuda`` or ``cuda:N``, refused here when no such GPU is usable (rather
-    than deep inside the first tensor copy)."""
+    """argparse type: ``auto`` (the GPU when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``,
+    refused here when no such GPU is usable (rather than deep inside the first tensor copy)."""
     import torch
 
+    if text == "auto":
+        from csrseg.runtime.device import resolve_device
+
+        return resolve_device(text)
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu, cuda, cuda:1)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (auto, cpu, cuda, cuda:1)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise argparse.ArgumentTypeError(f"{text}: no CUDA GPU is usable here (torch.cuda.is_available() is False)")

@@ -43,7 +43,7 @@ def variants(hint: Any) -> dict[str, type] | None:
 
 
 def _variant_class(choices: dict[str, type], name: Any, where: str) -> type:
-    if name not in choices:
+    if not isinstance(name, str) or name not in choices:
         raise ConfigError(f"{where}.type={name!r}: choose {' or '.join(choices)}")
     return choices[name]
 

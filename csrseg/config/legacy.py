@@ -50,6 +50,7 @@ def upgrade(data: dict[str, Any], head_type: str, warn: bool = False) -> dict[st
     if "type" not in head and "num_grids" in head and "knet" not in head:
         head["type"] = "solov2"  # written before heads had a type: every head was SOLOv2's
     kind = head.get("type", head_type)
+    kind = kind if isinstance(kind, str) else head_type  # a type of the wrong kind is refused later, in one line
     dropped: list[str] = []
     knet = head.pop("knet", None)
     if kind == "knet":

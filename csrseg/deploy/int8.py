@@ -37,7 +37,7 @@ class CalibrationError(CsrsegError, ValueError):
     """The calibration data cannot be used."""
 
 
-def calibration_images(data: str | Path, count: int) -> list[Path]:
+def calibration_images(data: str | Path, count: int, layout: str | None = None) -> list[Path]:
     """``count`` image files of ``data``'s train split (else its val, else test), spread evenly over it.
 
     Fewer when the split has fewer; a one-line :class:`CalibrationError` when there are none.
@@ -45,7 +45,7 @@ def calibration_images(data: str | Path, count: int) -> list[Path]:
     if count < 1:
         raise CalibrationError(f"--calib-images {count}: must be at least 1")
     try:
-        sources = resolve_dataset(data)
+        sources = resolve_dataset(data, layout=layout)
     except DatasetError as exc:
         raise CalibrationError(f"--calib: {exc}") from None
     split = next((s for s in ("train", "val", "test") if s in sources.splits), None)

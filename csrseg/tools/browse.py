@@ -148,7 +148,7 @@ def plot_summary(summary: DatasetSummary, path: Path) -> Path:
 
 
 def browse(data: str | Path, out: str | Path | None = None, config: str = "paper", overrides: list[str] | tuple[str, ...] = (),
-           images: int = 16, split: str = "train", exist_ok: bool = False) -> tuple[DatasetSummary, Path]:
+           images: int = 16, split: str = "train", exist_ok: bool = False, layout: str | None = None) -> tuple[DatasetSummary, Path]:
     """What ``csrseg browse`` does: :func:`browse_dataset` at ``config``'s input size into ``out`` (default
     ``runs/browse/exp[N]``), refusing a folder that holds an earlier browse unless ``exist_ok``."""
     from csrseg.config import load_config
@@ -157,4 +157,5 @@ def browse(data: str | Path, out: str | Path | None = None, config: str = "paper
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_run_dir("browse", "exp")
     check_outputs(out, ["summary.png"], exist_ok)
-    return browse_dataset(data, out, cfg.input, images=images, split=split), out
+    sources = resolve_dataset(data, layout=layout)  # before anything is written
+    return browse_dataset(sources, out, cfg.input, images=images, split=split), out

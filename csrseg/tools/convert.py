@@ -38,7 +38,7 @@ def convert(format: str, src: str | Path, out: str | Path, copy: bool = False, c
     if format == "yolo":
         from csrseg.data.convert.yolo import read_yolo
 
-        splits, names = read_yolo(src)
+        splits, names, skipped = read_yolo(src)
     elif format == "labelme":
         from csrseg.data.convert.labelme import read_labelme
 

@@ -248,3 +248,19 @@ def test_a_skipped_layout_survives_the_run_record(synth_root, tmp_path):
     assert DatasetSources.from_dict(record, "dataset.json").skipped == sources.skipped
     del record["skipped"]  # a record written before the field existed
     assert DatasetSources.from_dict(record, "dataset.json").skipped == ()
+
+
+def test_the_layout_flag_reaches_every_verb_that_reads_a_dataset(synth_root, tmp_path, capsys):
+    """Two valid layouts in one folder: the command stops in one line naming --layout, and with
+    --layout it reads the one picked (browse, the cheapest verb that reads a dataset, and eval)."""
+    from tests.conftest import fake_checkpoint, one_line_error
+
+    root = _two_valid_layouts(synth_root, tmp_path / "set")
+    assert main(["browse", str(root), "--out", str(tmp_path / "b"), "--images", "1"]) == 2
+    one_line_error(capsys, "holds 2 valid dataset layouts", "--layout roboflow|root")
+    assert main(["browse", str(root), "--out", str(tmp_path / "b"), "--images", "1", "--layout", "root"]) == 0
+    assert "1 images with their annotations" in capsys.readouterr().out
+    weights = fake_checkpoint(tmp_path, cls_bias=-3.0)
+    assert main(["eval", "--weights", str(weights), "--data", str(root), "--layout", "roboflow", "--workers", "0",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    assert "valid/_annotations.coco.json" in capsys.readouterr().out

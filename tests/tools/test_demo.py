@@ -1,10 +1,14 @@
 """The demo says what it will cost: its plan before training, a time estimate after 20 iterations."""
 
 import logging
+import math
+
+import pytest
 
 from csrseg.api import train
 from csrseg.config import load_config
 from csrseg.engine.hooks import ETA_AFTER
+from csrseg.engine.trainer import Hook
 from csrseg.runtime.precision import Precision, choose
 from csrseg.tools import demo
 from tests.conftest import tiny_config
@@ -28,3 +32,67 @@ def test_training_estimates_its_remaining_time_after_the_first_iterations(synth_
         train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None)
     estimates = [r.getMessage() for r in caplog.records if "training will take about" in r.getMessage()]
     assert len(estimates) == 1 and "(2 iterations left" in estimates[0]
+
+
+class _Clock:
+    """A clock the test moves: the short demo's hooks read time through it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Tick(Hook):
+    """Moves the clock by ``step`` seconds after every training step."""
+
+    def __init__(self, clock: _Clock, step: float) -> None:
+        self.clock, self.step = clock, step
+
+    def after_step(self, trainer) -> None:
+        self.clock.now += self.step
+
+
+class _Record(Hook):
+    """Records, before each step, the lr and the short side the dataset resizes to."""
+
+    def __init__(self) -> None:
+        self.rows = []
+
+    def before_step(self, trainer) -> None:
+        self.rows.append((trainer.optimizer.param_groups[-1]["lr"], trainer.dataset.transform.cfg.short_side))
+
+
+def test_the_short_demo_trains_for_its_time_small_first_and_ends_when_it_is_spent(synth_root, tmp_path):
+    clock = _Clock()
+    budget = demo.TimeBudget(10.0, clock=clock)  # 10 s of training, each step takes 1 s on the test's clock
+    size = demo.ProgressiveSize(budget, small_side=64, share=0.5)
+    record = _Record()
+    cfg = tiny_config(epochs=20, batch_size=2, warmup_iters=0, lr_gamma=0.01, lr=1e-3, eval_interval=1000)
+    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False,
+                   hooks=[_Tick(clock, 1.0), budget, size, record])  # time passes during each step
+    assert result.iterations == 10  # the run's own schedule had 120 iterations: the budget ended it
+    assert result.metrics and (tmp_path / "run" / "last.pt").is_file()  # evaluated once, at the end
+    lrs = [lr for lr, _ in record.rows]
+    assert lrs[0] == pytest.approx(1e-3) and all(b < a for a, b in zip(lrs, lrs[1:]))  # cosine over the time
+    assert lrs[-1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 0.9))))
+    sides = [side for _, side in record.rows]
+    assert sides[:5] == [64] * 5 and sides[5:] == [128] * 5  # input 128: half the time at 64 px
+    assert load_config(str(tmp_path / "run" / "config.yaml")).input.short_side == 128  # the model's own size kept
+
+
+def test_the_small_input_scales_the_solov2_size_ranges_alike(synth_root, tmp_path):
+    clock = _Clock()
+    budget = demo.TimeBudget(4.0, clock=clock)
+    seen = []
+
+    class Ranges(Hook):
+        def before_step(self, trainer) -> None:
+            seen.append(trainer.model.head.criterion.head_cfg.scale_ranges)
+
+    cfg = tiny_config(epochs=20, batch_size=2, warmup_iters=0, eval_interval=1000)
+    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+          hooks=[_Tick(clock, 1.0), budget, demo.ProgressiveSize(budget, small_side=64, share=0.5), Ranges()])
+    full = cfg.model.head.scale_ranges
+    assert seen[0] == tuple((lo / 2, hi / 2) for lo, hi in full) and seen[-1] == full
