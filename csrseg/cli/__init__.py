@@ -50,16 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# Libraries whose INFO lines are theirs, not the user's business (onnxruntime's quantizer notes every
-# bias it copies): shown with -v only.
-QUIET_LIBRARIES = ("onnxruntime", "onnx", "matplotlib", "PIL")
-
-
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
-    if not verbose:
-        for name in QUIET_LIBRARIES:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    """csrseg's own lines at INFO; the libraries' INFO lines (onnxruntime's quantizer notes every bias it
+    copies, through the root logger) only with -v, everything at DEBUG."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("csrseg").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def _close_progress_bars() -> None:

@@ -27,6 +27,7 @@ import torch
 from csrseg.errors import ConfigError
 from csrseg.runtime.cpu import cpu_model, cuda_half_precision
 
+AUTO_ENV = "CSRSEG_AUTO_PRECISION"
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHOICES = ("auto", *DTYPES)
 
@@ -70,7 +71,9 @@ def resolve(choice: str, device: torch.device | str, probe: Callable[[], dict[st
 
     ``probe``: on a CPU with ``auto``, returns the seconds per step of ``{"fp32": ..., "bf16": ...}``
     (:func:`probe_times`, usually through :meth:`ProbeCache.times`); without one, ``auto`` on a CPU
-    is fp32 (nothing measured, nothing assumed).
+    is fp32 (nothing measured, nothing assumed). ``$CSRSEG_AUTO_PRECISION`` (``fp32`` or ``bf16``)
+    answers for the probe on a CPU: the way to take, on any CPU, the path a CPU that computes bf16
+    fast takes (the tests do).
     """
     check_choice(choice)
     device = torch.device(device)
@@ -79,6 +82,11 @@ def resolve(choice: str, device: torch.device | str, probe: Callable[[], dict[st
     if device.type == "cuda":
         half = cuda_half_precision(device)
         return Precision(half, "auto: the GPU computes bf16" if half == "bf16" else "auto: this GPU has no bf16")
+    forced = os.environ.get(AUTO_ENV, "")
+    if forced:
+        if forced not in ("fp32", "bf16"):
+            raise ConfigError(f"${AUTO_ENV}={forced!r}: choose fp32 or bf16 (or leave it unset to measure)")
+        return Precision(forced, f"auto: ${AUTO_ENV}={forced}")
     if probe is None:
         return Precision("fp32", "auto: nothing measured")
     return choose(probe())

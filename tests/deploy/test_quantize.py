@@ -170,3 +170,21 @@ def test_quantize_onnx_writes_nothing_on_failure(tmp_path):
     with pytest.raises(ImageReadError, match="bad.jpg"):
         quantize_onnx(fp32, tmp_path / "int8.onnx", [bad])
     assert not (tmp_path / "int8.onnx").exists() and not list(tmp_path.glob(".int8*"))
+
+
+@pytest.mark.slow
+def test_int8_export_keeps_onnxruntimes_notes_out_of_the_terminal_unless_verbose(synth_root, tmp_path):
+    """onnxruntime's quantizer logs a line for every bias it copies (through the root logger): the user's
+    terminal shows csrseg's own lines only, the libraries' with -v."""
+    import subprocess
+    import sys
+
+    weights = _checkpoint(tmp_path / "model.pt")
+    cmd = [sys.executable, "-m", "csrseg.cli", "export", str(tmp_path / "int8.onnx"), "--weights", str(weights),
+           "--int8", "--calib", str(synth_root), "--calib-images", "2"]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "Created a copy of bias input" not in quiet.stderr + quiet.stdout
+    assert "INT8 ONNX model" in quiet.stdout
+    loud = subprocess.run([*cmd[:3], "-v", *cmd[3:], "--exist-ok"], capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0 and "Created a copy of bias input" in loud.stderr

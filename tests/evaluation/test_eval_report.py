@@ -85,3 +85,40 @@ def test_classes_the_model_lacks_are_named_in_a_warning(synth_root, caplog):
     assert len(caplog.records) == 1 and lacking > 0
     assert f"{lacking} annotations of 2 categories the model has no class for" in caplog.text
     assert "triangle (" in caplog.text and "star (" in caplog.text
+
+
+def _weights(tmp_path):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    weights = tmp_path / "model.pt"
+    atomic_save(dict(model=build_model(cfg).state_dict(), config=to_dict(cfg), classes=["circle", "rectangle", "triangle", "star"],
+                     cat_ids=[1, 2, 3, 4]), weights)
+    return weights
+
+
+def test_an_unreadable_image_met_in_a_loader_worker_is_one_line(synth_root, tmp_path, capsys):
+    """The error a DataLoader worker raises reaches the user as the one line it carried, not as torch's
+    'Caught DatasetError in DataLoader worker process 0' and the worker's traceback."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_root / "val", bad)
+    first = sorted(bad.iterdir())[0]
+    first.write_bytes(b"garbage")
+    argv = ["eval", "--weights", str(_weights(tmp_path)), "--ann", str(synth_root / "annotations" / "instances_val.json"),
+            "--images", str(bad), "--workers", "2", "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.split("\r")[-1].strip()  # after the progress bar's own clearing of its line
+    assert err.startswith("csrseg: error:") and "\n" not in err and first.name in err, err
+    assert "DataLoader worker" not in err and "Traceback" not in err
+
+
+def test_eval_names_the_option_typed_and_counts_predictions_as_predictions(synth_root, tmp_path, capsys):
+    from tests.conftest import one_line_error
+
+    weights = _weights(tmp_path)
+    assert main(["eval", "--weights", str(weights), "--ann", str(tmp_path / "missing.json")]) == 2
+    one_line_error(capsys, "missing.json: annotation file not found (--ann)")
+    assert main(["eval", "--weights", str(weights), "--data", str(synth_root), "--workers", "0"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert " predictions; COCO results JSON" in last and " instances;" not in last

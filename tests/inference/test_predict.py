@@ -134,3 +134,16 @@ def test_record_writer_streams_a_valid_array_and_an_interrupted_one_leaves_the_o
     empty = RecordWriter(tmp_path / "empty.json")
     empty.close()
     assert json.loads((tmp_path / "empty.json").read_text()) == []
+
+
+def test_when_nothing_passes_the_score_threshold_predict_says_how_many_fell_below(tmp_path, capsys):
+    from PIL import Image
+
+    weights = fake_checkpoint(tmp_path, cls_bias=-3.0)
+    image = tmp_path / "img.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(image)
+    assert main(["predict", str(image), "--weights", str(weights), "--out", str(tmp_path / "p"), "--score-thr", "1.0"]) == 0
+    out = capsys.readouterr().out
+    below = int(out.split("0 instances (")[1].split(" below")[0])
+    top = float(out.split("the highest scoring ")[1].split(")")[0])
+    assert below > 0 and 0 < top < 1.0 and "below --score-thr 1.0" in out

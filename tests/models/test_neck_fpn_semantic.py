@@ -3,7 +3,8 @@
 import torch
 
 from csrseg.models.necks.config import NeckConfig
-from csrseg.models.necks.fpn_semantic import FPNSemanticNeck, sine_position_encoding
+from csrseg.models.layers.position import sine_position_encoding
+from csrseg.models.necks.fpn_semantic import FPNSemanticNeck
 
 
 def test_two_stride_8_outputs_from_four_levels():

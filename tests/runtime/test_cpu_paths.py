@@ -1,9 +1,12 @@
-"""The numerics-sensitive tests again on the AVX2 code paths, and proof that the switch works.
+"""The CPU paths this machine does not take by itself, taken on purpose.
 
 Most users' CPUs have AVX2 but neither AVX-512 nor native bf16. On a machine that has more,
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`` make PyTorch,
 oneDNN and MKL take the AVX2 kernels, whose rounding differs; the tests marked ``numerics``
 (export parity, DDP and resume equivalence, overfitting) run again under them in a subprocess.
+Others compute bf16 fast (AMX), and there ``train.precision=auto`` trains in bf16: the tests marked
+``auto_precision`` run again with ``$CSRSEG_AUTO_PRECISION=bf16``, which makes ``auto`` answer so on
+any CPU (the bf16 path itself, forced, is tested on every CPU: tests/engine/test_bf16.py).
 """
 
 import os
@@ -40,4 +43,10 @@ def test_avx2_variables_switch_aten_and_onednn_to_avx2():
 def test_numerics_sensitive_tests_pass_on_the_avx2_code_paths():
     done = _run(["-m", "pytest", "-q", "-m", "numerics", "-p", "no:cacheprovider", "tests"],
                 AVX2_ENV, timeout=1800)  # csrseg.runtime.cpu.native_bf16() is False under them: fp32
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_runs_with_auto_precision_pass_where_auto_takes_bf16():
+    done = _run(["-m", "pytest", "-q", "-m", "auto_precision", "-p", "no:cacheprovider", "tests"],
+                {"CSRSEG_AUTO_PRECISION": "bf16"}, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -28,12 +28,23 @@ def test_a_named_precision_is_taken_as_asked_on_any_device():
     ({"fp32": 2.5, "bf16": 12.0}, "fp32"),  # no native bf16: emulated
     ({"fp32": 1.0, "bf16": 1.0}, "fp32"),  # a tie: the exact one
 ])
-def test_auto_on_a_cpu_takes_the_faster_measured_precision_and_says_both_times(times, expected):
+def test_auto_on_a_cpu_takes_the_faster_measured_precision_and_says_both_times(times, expected, monkeypatch):
+    monkeypatch.delenv(prec.AUTO_ENV, raising=False)
     chosen = resolve("auto", "cpu", probe=lambda: times)
     assert chosen.name == expected and dict(chosen.times) == times
     for name, seconds in times.items():
         assert f"{name} {seconds:.3g} s" in chosen.describe()
     assert resolve("auto", "cpu").name == "fp32"  # nothing measured: nothing assumed
+
+
+def test_the_environment_can_answer_for_the_probe(monkeypatch):
+    monkeypatch.setenv(prec.AUTO_ENV, "bf16")
+    told = resolve("auto", "cpu", probe=lambda: {"fp32": 1.0, "bf16": 9.0})
+    assert told.name == "bf16" and "CSRSEG_AUTO_PRECISION=bf16" in told.reason
+    assert resolve("fp32", "cpu").name == "fp32"  # a precision asked for stays as asked
+    monkeypatch.setenv(prec.AUTO_ENV, "fp8")
+    with pytest.raises(ConfigError, match="CSRSEG_AUTO_PRECISION='fp8': choose fp32 or bf16"):
+        resolve("auto", "cpu")
 
 
 def test_auto_on_cuda_is_bf16_where_the_gpu_computes_it_else_fp16(monkeypatch):
@@ -86,6 +97,7 @@ def test_a_run_on_a_cpu_with_auto_decides_by_its_own_probe(synth_root, tmp_path,
     from tests.conftest import tiny_config
 
     monkeypatch.setenv("CSRSEG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CSRSEG_AUTO_PRECISION", raising=False)  # measured here, not told
     seen = []
 
     def fake_probe(step, names=("fp32", "bf16"), **kwargs):

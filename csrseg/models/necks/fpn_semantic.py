@@ -15,15 +15,14 @@ whose two outputs feed the kernel head's localisation and segmentation branches.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csrseg.models.necks.config import NeckConfig
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.layers.position import sine_position_encoding
 from csrseg.models.necks.output import NeckOutput
 
 
@@ -33,29 +32,6 @@ def conv_gn_relu(in_channels: int, out_channels: int, kernel: int, num_groups: i
         nn.GroupNorm(group_count(out_channels, num_groups), out_channels),
         nn.ReLU(inplace=True),
     )
-
-
-def sine_position_encoding(feat: Tensor, temperature: float = 10000.0) -> Tensor:
-    """DETR's normalised sine encoding of ``(B, C, h, w)`` positions -> ``(B, C, h, w)``.
-
-    ``C / 2`` channels encode y, then ``C / 2`` x; within each half sines and cosines
-    alternate over geometrically spaced frequencies; positions run over (0, 2π].
-    """
-    b, c, h, w = feat.shape
-    half = c // 2
-    ys = torch.arange(1, h + 1, device=feat.device, dtype=torch.float32) / (h + 1e-6) * 2 * math.pi
-    xs = torch.arange(1, w + 1, device=feat.device, dtype=torch.float32) / (w + 1e-6) * 2 * math.pi
-    dim_t = torch.arange(half, device=feat.device, dtype=torch.float32)
-    dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / half)
-
-    def encode(pos: Tensor) -> Tensor:  # (n,) -> (n, half), sin and cos interleaved
-        angles = pos[:, None] / dim_t
-        return torch.stack([angles[:, 0::2].sin(), angles[:, 1::2].cos()], dim=2).flatten(1)
-
-    pos_y = encode(ys)[:, None, :].expand(h, w, half)
-    pos_x = encode(xs)[None, :, :].expand(h, w, half)
-    pos = torch.cat([pos_y, pos_x], dim=2).permute(2, 0, 1)  # (C, h, w)
-    return pos[None].expand(b, -1, -1, -1).to(feat.dtype)
 
 
 class FPN(nn.Module):

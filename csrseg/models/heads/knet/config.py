@@ -41,6 +41,15 @@ class KNetConfig:
     cost_mask: float = 1.0
     semantic_weight: float = 1.0
     assign_on_previous: bool = True
+    # What K-Net's own neck gives its head that one fused feature (CSR + D2S) does not, as choices; the
+    # defaults are the head as K-Net defines it. branch_convs: 3x3 conv-GN-ReLU layers on each of the
+    # two branches before its 1x1 (the paper writes of four per branch); position: "sine" adds DETR's
+    # encoding to the head's input (as K-Net's neck adds it to P5), "coords" appends x, y channels to
+    # each branch's input (as SOLOv2 does); mask_cost: the matching's mask term, "bce" (pixel-mean
+    # BCE, DESIGN.md) or "linear" (K-Net's own, -(p t + (1-p)(1-t)) per pixel, bounded in [0, 1]).
+    branch_convs: int = 0
+    position: str = "none"
+    mask_cost: str = "bce"
     loss: LossConfig = field(default_factory=LossConfig)
     postprocess: KNetPostprocessConfig = field(default_factory=KNetPostprocessConfig)
 

@@ -2,8 +2,9 @@
 
 ::
 
-    F (C, H/8) -> loc 1x1 conv-GN-ReLU -> init_kernels (1x1, C -> N) = initial mask logits
-               -> seg 1x1 conv-GN-ReLU -> 1x1 C -> K = auxiliary semantic logits
+    F (C, H/8) -> loc branch -> init_kernels (1x1, C -> N) = initial mask logits
+               -> seg branch -> 1x1 C -> K = auxiliary semantic logits
+    (a branch: ``branch_convs`` x 3x3 conv-GN-ReLU, then 1x1 conv-GN-ReLU; K-Net's is the 1x1 alone)
     kernels_0 = init_kernels' weights + loc+seg features pooled under each binary initial mask
     stage s = 1..S:  F_s = 1x1(F);  pooled = Σ_hw [sigmoid(mask) > 0.5] · F_s
                      kernels = KernelUpdator(pooled, kernels) -> self-attention + LN -> FFN + LN
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from csrseg.errors import ConfigError
 from csrseg.models.heads.knet.config import KNetConfig
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.layers.position import coord_channels, sine_position_encoding
 from csrseg.models.necks.output import NeckOutput
 from csrseg.models.heads.knet.loss import KNetLoss
 from csrseg.models.heads.knet.outputs import KNetOutput
@@ -124,6 +126,20 @@ class KernelUpdateStage(nn.Module):
         return cls_logits, masks, kernels
 
 
+POSITIONS = ("none", "sine", "coords")
+
+
+def branch(in_channels: int, channels: int, convs: int, num_groups: int) -> nn.Sequential:
+    """One of the kernel head's two branches: ``convs`` x (3x3 conv, GN, ReLU), then K-Net's 1x1 conv-GN-ReLU."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=False),
+                   nn.GroupNorm(num_groups, channels), nn.ReLU(inplace=True)]
+    layers += [nn.Conv2d(channels if convs else in_channels, channels, 1, bias=False), nn.GroupNorm(num_groups, channels),
+               nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
 class KNetHead(nn.Module):
     """``forward(neck)`` -> :class:`KNetOutput`; :meth:`loss` (eq. 6 per stage), :meth:`postprocess` (no NMS).
 
@@ -136,20 +152,26 @@ class KNetHead(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         ch, g = in_channels, group_count(in_channels, cfg.num_groups)  # a count that divides the width
-        self.loc_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
-        self.seg_conv = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.GroupNorm(g, ch), nn.ReLU(inplace=True))
+        if cfg.position not in POSITIONS:
+            raise ConfigError(f"model.head.position={cfg.position!r}: choose {', '.join(POSITIONS)}")
+        if cfg.branch_convs < 0:
+            raise ConfigError(f"model.head.branch_convs={cfg.branch_convs}: must be at least 0")
+        in_ch = ch + 2 if cfg.position == "coords" else ch
+        self.loc_conv = branch(in_ch, ch, cfg.branch_convs, g)
+        self.seg_conv = branch(in_ch, ch, cfg.branch_convs, g)
         self.init_kernels = nn.Conv2d(ch, cfg.num_proposals, 1, bias=False)
         self.sem_out = nn.Conv2d(ch, num_classes, 1)
         self.stages = nn.ModuleList(KernelUpdateStage(ch, num_classes, cfg) for _ in range(cfg.num_stages))
-        for conv in (self.loc_conv[0], self.seg_conv[0], self.sem_out):
+        for conv in (*(m for m in (*self.loc_conv, *self.seg_conv) if isinstance(m, nn.Conv2d)), self.sem_out):
             nn.init.normal_(conv.weight, std=0.01)
         nn.init.constant_(self.sem_out.bias, -math.log((1 - cfg.prior_prob) / cfg.prior_prob))
         nn.init.normal_(self.init_kernels.weight, std=cfg.kernel_init_std)
         self.criterion = KNetLoss(num_classes, cfg)
 
     def forward(self, neck: NeckOutput) -> KNetOutput:
-        sem_in = neck.semantic if neck.semantic is not None else neck.features
-        loc = self.loc_conv(neck.features)  # (B, C, h, w)
+        loc_in = self._with_position(neck.features)
+        sem_in = loc_in if neck.semantic is None else self._with_position(neck.semantic)
+        loc = self.loc_conv(loc_in)  # (B, C, h, w)
         sem = self.seg_conv(sem_in)
         masks = self.init_kernels(loc)  # (B, N, h, w)
         sem_logits = self.sem_out(sem)  # (B, K, h, w)
@@ -163,6 +185,13 @@ class KNetHead(nn.Module):
             stage_masks.append(masks)
             stage_cls.append(cls_logits)
         return KNetOutput(stage_masks, stage_cls, sem_logits)
+
+    def _with_position(self, feat: Tensor) -> Tensor:
+        if self.cfg.position == "sine":
+            return feat + sine_position_encoding(feat)
+        if self.cfg.position == "coords":
+            return torch.cat([feat, coord_channels(feat)], dim=1)
+        return feat
 
     def loss(self, outputs: KNetOutput, gt_labels: list[Tensor], gt_masks: list[Tensor]) -> dict[str, Tensor]:
         """Eq. 6 losses of the kernel head and every stage, plus the semantic loss (:class:`KNetLoss`)."""

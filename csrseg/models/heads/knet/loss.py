@@ -59,6 +59,8 @@ class KNetLoss(nn.Module):
         super().__init__()
         if cfg.loss.cls_type not in ("focal", "ce"):
             raise ConfigError(f"model.head.loss.cls_type={cfg.loss.cls_type!r}: choose focal or ce")
+        if cfg.mask_cost not in ("bce", "linear"):
+            raise ConfigError(f"model.head.mask_cost={cfg.mask_cost!r}: choose bce or linear")
         if cfg.loss.mask_type not in ("focal", "bce"):
             raise ConfigError(f"model.head.loss.mask_type={cfg.loss.mask_type!r}: choose focal or bce")
         self.num_classes = num_classes

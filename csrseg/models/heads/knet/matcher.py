@@ -3,8 +3,9 @@
 cost = ``cost_cls`` · focal class cost + ``cost_dice`` · Dice cost + ``cost_mask`` · mask BCE cost
 (K-Net's det config: 2, 4, 1), masks compared at stride 4. The assignment minimising the
 total cost is ``scipy.optimize.linear_sum_assignment``'s; unmatched proposals are background.
-K-Net's own mask cost is the linear ``-(p·t + (1-p)·(1-t))``; DESIGN.md asks for BCE, which
-ranks the same perfect matches first and punishes confident mistakes more.
+The mask cost is BCE as DESIGN.md asks (``mask_cost="bce"``), which ranks the same perfect matches
+first and punishes confident mistakes more, or K-Net's own linear ``-(p·t + (1-p)·(1-t))``
+(``"linear"``), bounded in [0, 1] so that near-duplicate masks differ in it by less than in BCE.
 """
 
 from __future__ import annotations
@@ -41,11 +42,20 @@ def mask_bce_cost(mask_logits: Tensor, gt_masks: Tensor) -> Tensor:
     return -(pos + neg) / mask_logits.shape[1]
 
 
+def mask_linear_cost(mask_logits: Tensor, gt_masks: Tensor) -> Tensor:
+    """``(N, P)`` logits, ``(G, P)`` targets -> ``(N, G)``: K-Net's ``-(p·t + (1-p)·(1-t))`` per pixel, averaged."""
+    probs = mask_logits.sigmoid()
+    return -(probs @ gt_masks.T + (1 - probs) @ (1 - gt_masks).T) / mask_logits.shape[1]
+
+
+MASK_COSTS = {"bce": mask_bce_cost, "linear": mask_linear_cost}
+
+
 def match_cost(cls_logits: Tensor | None, mask_logits: Tensor, gt_labels: Tensor, gt_masks: Tensor,
                cfg: KNetConfig) -> Tensor:
     """The ``(N, G)`` matching cost; ``cls_logits`` ``None`` for the kernel head (it has no classes)."""
     mask_logits, gt_masks = mask_logits.float().flatten(1), gt_masks.float().flatten(1)
-    cost = cfg.cost_dice * dice_cost(mask_logits, gt_masks) + cfg.cost_mask * mask_bce_cost(mask_logits, gt_masks)
+    cost = cfg.cost_dice * dice_cost(mask_logits, gt_masks) + cfg.cost_mask * MASK_COSTS[cfg.mask_cost](mask_logits, gt_masks)
     if cls_logits is not None and cfg.cost_cls:
         cost = cost + cfg.cost_cls * focal_class_cost(cls_logits.float(), gt_labels)
     return cost

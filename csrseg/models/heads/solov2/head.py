@@ -23,16 +23,8 @@ from csrseg.models.heads.solov2.loss import SOLOLoss
 from csrseg.models.heads.solov2.outputs import SOLOv2Output
 from csrseg.models.heads.solov2.postprocess import postprocess
 from csrseg.models.layers.d2s import group_count
+from csrseg.models.layers.position import coord_channels
 from csrseg.models.necks.output import NeckOutput
-
-
-def coord_channels(feat: Tensor) -> Tensor:
-    """``(B, C, h, w)`` -> ``(B, 2, h, w)`` of x and y in [-1, 1] (CoordConv)."""
-    b, _, h, w = feat.shape
-    ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
-    xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([grid_x, grid_y])[None].expand(b, -1, -1, -1)
 
 
 def conv_stack(in_channels: int, channels: int, depth: int, num_groups: int) -> nn.Sequential:
