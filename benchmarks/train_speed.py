@@ -11,8 +11,9 @@ rounds after one warm-up step each. "GFLOP/s" counts the whole step (forward + b
 ``torch.utils.flop_counter``, 2 per multiply-add) over its time; "share" divides it by one 3x3
 convolution's throughput measured in the same process (:func:`csrseg.runtime.cpu.conv_gflops`), so the
 column says how much of what the machine does on convolutions a training step gets.
-bf16 rows are skipped on CPUs without native bf16 (AVX512-BF16 / AMX): there it is emulated,
-slower than fp32, and the trainer does not use it. On a GPU (``--device cuda``) the half precision
+Every CPU gets an fp32 and a bf16 row (without native bf16 the bf16 one is emulated, and slow);
+the "auto" column marks the one ``train.precision=auto`` picks here, by the trainer's own short probe
+(:func:`csrseg.engine.setup.decide_precision`; its decision and times are printed under the table). On a GPU (``--device cuda``) the half precision
 is the trainer's (bf16 where the GPU computes it, else fp16), cuDNN picks its fastest kernels, and
 the reference convolution is a larger one (32x128x64x64) that keeps the GPU busy. Prints a markdown table; copy it into
 benchmarks/RESULTS.md with the command and the machine.
@@ -21,6 +22,7 @@ benchmarks/RESULTS.md with the command and the machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -31,7 +33,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from csrseg.config import Config, load_config, without_pretrained
-from csrseg.runtime.cpu import conv_gflops, cpu_description, cuda_half_precision, keep_freed_memory, native_bf16
+from csrseg.engine.setup import decide_precision
+from csrseg.runtime.cpu import conv_gflops, cpu_description, cuda_half_precision, keep_freed_memory
 from csrseg.data import CocoInstances, Transform, collate, resolve_split
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.engine.trainer import build_optimizer
@@ -122,8 +125,7 @@ def main(argv: list[str] | None = None) -> str:
                                              f"{torch.backends.cudnn.allow_tf32})"]
         where = torch.cuda.get_device_name(device)
     else:
-        precisions = ["fp32", "bf16"] if native_bf16() else ["fp32"]
-        notes = [] if native_bf16() else ["bf16 skipped: this CPU has no native bf16 (emulated bf16 is slower than fp32)"]
+        precisions, notes = ["fp32", "bf16"], []  # both, whatever the CPU: the auto column says which wins here
         where = cpu_description()
     steppers, configs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +139,9 @@ def main(argv: list[str] | None = None) -> str:
             cfg = without_pretrained(load_config(name, overrides))
             batch_size = args.batch or (cfg.train.batch_size if name == "demo" else 2)
             batch = make_batch(cfg, root, batch_size)
-            configs[name] = (cfg, batch_size, tuple(batch[0].shape[-2:]))
+            # what train.precision=auto picks for this config here (the trainer's own probe, cached)
+            auto_cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="auto"))
+            configs[name] = (cfg, batch_size, tuple(batch[0].shape[-2:]), decide_precision(auto_cfg, None, device))
             for precision in precisions:
                 for channels_last in (False, True):
                     steppers.append(Stepper(cfg, Variant(name, precision, channels_last), batch, device))
@@ -157,17 +161,19 @@ def main(argv: list[str] | None = None) -> str:
         f"{'GPU' if device.type == 'cuda' else 'CPU'}: {where}; torch {torch.__version__}; glibc keeps freed memory: {kept}",
         f"3x3 conv throughput ({b}x128x{side}x{side}, fp32, same process): {conv:.0f} GFLOP/s",
         "",
-        "| config | precision | layout | input | batch | s/iter (median) | images/s | GFLOP/step | GFLOP/s | share of conv |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| config | precision | layout | input | batch | s/iter (median) | images/s | GFLOP/step | GFLOP/s | share of conv | auto |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for stepper in steppers:
         v = stepper.variant
-        cfg, batch_size, (h, w) = configs[v.config]
+        cfg, batch_size, (h, w), auto = configs[v.config]
         sec = statistics.median(times[v.name])
         gflop = flops[v.name] / 1e9
+        chosen = "**chosen**" if auto.name == v.precision and v.channels_last == cfg.train.channels_last else ""
         lines.append(f"| {v.config} | {v.precision} | {'channels-last' if v.channels_last else 'NCHW'} | {w}×{h} | "
                      f"{batch_size} | {sec:.3f} | {batch_size / sec:.2f} | {gflop:.1f} | {gflop / sec:.0f} | "
-                     f"{gflop / sec / conv:.0%} |")
+                     f"{gflop / sec / conv:.0%} | {chosen} |")
+    notes += [f"auto for {name}: {auto.describe()}" for name, (_, _, _, auto) in configs.items()]
     report = "\n".join(lines + [""] + notes)
     print(report)
     return report

@@ -15,9 +15,9 @@ def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None
     """An onnxruntime ``InferenceSession`` for a model written by ``csrseg export``: all graph
     optimisations; ``threads``: intra-op threads (0: onnxruntime's choice, one per core).
 
-    ``arena``: onnxruntime's CPU memory arena (its default). Measured at 1333x800 (RESULTS.md,
-    issue 14) the arena's peak was at or below the peak without it; without it, memory goes
-    back to the system between runs instead of staying with the session.
+    ``arena``: onnxruntime's CPU memory arena (its default): its peak at 1333x800 was measured at or
+    below the peak without it (benchmarks/RESULTS.md, "CPU inference at the limit"); without it,
+    memory goes back to the system between runs instead of staying with the session.
     """
     import onnxruntime as ort
 

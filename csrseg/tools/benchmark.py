@@ -255,7 +255,7 @@ def onnx_file(cfg: Config, size: tuple[int, int], out: Path, int8: bool = False,
     """``model`` (default: ``cfg``'s with random weights) exported by :func:`csrseg.deploy.onnx.export_onnx`,
     its input resize set to ``size`` (H, W) so the graph sees the pixels the eager entries see (the
     config's own resize would turn a 640x640 image into 800x800: 1.56x the work, which is what made
-    ONNX look slower than eager at 640x640 in issue 4). ``int8``: quantized with
+    ONNX look slower than eager at 640x640). ``int8``: quantized with
     :func:`csrseg.deploy.int8.quantize_onnx`, calibrated on ``calib`` (default: 4 random images)."""
     from csrseg.deploy.onnx import export_onnx
 
@@ -274,7 +274,7 @@ def onnx_file(cfg: Config, size: tuple[int, int], out: Path, int8: bool = False,
 
 def onnx_step(path: Path, image: torch.Tensor) -> Callable[[], object]:
     """One inference of the ONNX model at ``path`` on ``image`` ``(3, H, W)`` (0-255), through the
-    session settings :class:`csrseg.inference.predictor.OnnxPredictor` uses, on torch's thread count."""
+    session settings :class:`csrseg.inference.onnx_predictor.OnnxPredictor` uses, on torch's thread count."""
     from csrseg.inference.onnx_predictor import onnx_session
 
     session = onnx_session(path, threads=torch.get_num_threads())
@@ -392,10 +392,10 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                        ours_entry(knet, image, dev, name="knet (K-Net, Table II row 1)"),
                        ours_entry(paper, image, dev, name="paper (CSR + D2S)")]
             if fast_paths:
-                if dev.type == "cuda" or native_bf16():
-                    entries.append(ours_entry(paper, image, dev, precision=half, name=f"paper, {half} autocast"))
-                    if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
-                        entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
+                # on every CPU: where bf16 is emulated the row shows what auto avoids
+                entries.append(ours_entry(paper, image, dev, precision=half, name=f"paper, {half} autocast"))
+                if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
+                    entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
                 entries.append(ours_entry(paper, image, dev, channels_last=True, name="paper, channels-last"))
                 if dev.type == "cpu":
                     entries.append(onnx_entry(paper, image, work))
@@ -408,9 +408,10 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     text = format_rows(rows, MASK_RCNN, matmul, device_name)
     text += (f"\n\nEach figure is the median of {runs} rounds in which the entries of one input size took turns "
              f"(after {max(1, warmup)} warm-up runs each, over which peak memory is measured).")
-    if fast_paths and dev.type == "cpu" and not native_bf16():
-        text += ("\n\nbf16 autocast not timed: this CPU has no native bf16 (AVX512-BF16 / AMX), so bf16 is "
-                 "emulated and slower than fp32; it is not a fast path here.")
+    if fast_paths:
+        auto = auto_precision(paper, dev)
+        text += (f"\n\n`--precision auto` (predict, eval) for `paper` here: {auto.describe()}; the rows above are "
+                 f"the same choice at each input size{'' if native_bf16() else ' (this CPU has no native bf16: emulated)'}.")
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): K-Net's FPN + SemanticFPN {necks['knet'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['knet'] / necks['paper']:.2f}× faster).")
@@ -424,6 +425,14 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                  "ONNX fp32 and INT8 rows with their mask AP.")
     return text
 
+
+
+def auto_precision(cfg: Config, device: torch.device):
+    """What ``--precision auto`` picks for ``cfg``'s network on ``device`` (the predictor's own probe, cached)."""
+    from csrseg.inference.predictor import inference_precision
+
+    model = build_model(without_pretrained(cfg)).to(device, memory_format=torch.channels_last).eval()
+    return inference_precision("auto", cfg, model, device)
 
 
 def parse_sizes(sizes: list[str]) -> list[tuple[int, int]]:
