@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from csrseg.errors import CsrsegError
-from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, to_instances
+from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, crops_of, to_instances
 
 
 def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None = None, arena: bool = True):
@@ -60,8 +60,9 @@ class OnnxPredictor:
         labels, scores, masks, boxes = self.run(image).values()
         names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
         cat_ids = self.cat_ids or list(range(1, len(names) + 1))
-        return to_instances(labels.tolist(), scores.tolist(), masks, boxes.tolist(), names, cat_ids, self.score_thr,
-                            self.below)
+        boxes = boxes.tolist()
+        return to_instances(labels.tolist(), scores.tolist(), crops_of(masks, boxes), boxes, masks.shape[1:], names,
+                            cat_ids, self.score_thr, self.below)
 
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
         return [self.predict(image) for image in images]

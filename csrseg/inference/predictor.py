@@ -26,14 +26,32 @@ from csrseg.runtime.precision import Precision, ProbeCache, check_choice, probe_
 
 @dataclass
 class Instance:
-    """One detected instance in original-image coordinates."""
+    """One detected instance in original-image coordinates.
+
+    Its mask is kept as ``crop``, the mask within ``box``: a 24 MP photo's 100 full-size masks would
+    take 2.4 GB. :attr:`mask` builds the full-size mask when asked.
+    """
 
     label: int  # contiguous label
     class_name: str
     category_id: int  # the dataset's category id
     score: float
-    mask: np.ndarray  # (H, W) bool
-    box: tuple[float, float, float, float]  # x0, y0, x1, y1
+    crop: np.ndarray  # (y1 - y0 + 1, x1 - x0 + 1) bool: the mask within `box`
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1, inclusive and tight around the mask
+    image_size: tuple[int, int]  # (H, W)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(H, W)`` bool, the mask at the image's size: built on each access, keep it to reuse it."""
+        mask = np.zeros(self.image_size, dtype=bool)
+        x0, y0 = self.origin
+        mask[y0 : y0 + self.crop.shape[0], x0 : x0 + self.crop.shape[1]] = self.crop
+        return mask
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """``(x0, y0)``: where the crop's top-left pixel lies in the image."""
+        return int(self.box[0]), int(self.box[1])
 
 
 ImageLike = str | Path | np.ndarray | Image.Image
@@ -105,8 +123,9 @@ class Predictor:
     def run_batch(self, batch: torch.Tensor, input_sizes: list[tuple[int, int]],
                   orig_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
         """Network and post-processing on a normalised, padded ``(B, 3, H, W)`` batch (as :func:`collate`
-        makes it): one dict per image (``labels``, ``scores``, ``masks (n, H0, W0)`` bool, ``boxes``),
-        every instance whatever its score. The network runs in :attr:`precision`, post-processing in fp32."""
+        makes it): one dict per image (``labels``, ``scores``, ``masks``: a
+        :class:`~csrseg.models.heads.paste.MaskCrops` at the original size, ``boxes``), every instance
+        whatever its score. The network runs in :attr:`precision`, post-processing in fp32."""
         self.model.eval()
         batch = batch.to(self.device, non_blocking=True)
         if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
@@ -132,8 +151,9 @@ class Predictor:
         return self.predict_batch([image])[0]
 
     def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
-        return to_instances(result["labels"].tolist(), result["scores"].tolist(), result["masks"].cpu().numpy(),
-                            result["boxes"].tolist(), self.class_names, self.cat_ids, self.score_thr, self.below)
+        masks = result["masks"]
+        return to_instances(result["labels"].tolist(), result["scores"].tolist(), masks.numpy(), masks.boxes.tolist(),
+                            masks.size, self.class_names, self.cat_ids, self.score_thr, self.below)
 
 
 def inference_precision(choice: str, cfg: Config, model: nn.Module, device: torch.device) -> Precision:
@@ -153,17 +173,26 @@ def inference_precision(choice: str, cfg: Config, model: nn.Module, device: torc
     return resolve("auto", device, lambda: ProbeCache().times(what, lambda: probe_times(step)))
 
 
-def to_instances(labels: list[int], scores: list[float], masks: np.ndarray, boxes: list, class_names: list[str],
-                 cat_ids: list[int], score_thr: float, below: BelowThreshold | None = None) -> list[Instance]:
-    """Model outputs of one image -> :class:`Instance` list, those under ``score_thr`` left out (and
-    counted in ``below``)."""
+def to_instances(labels: list[int], scores: list[float], crops: list[np.ndarray], boxes: list,
+                 image_size: tuple[int, int], class_names: list[str], cat_ids: list[int], score_thr: float,
+                 below: BelowThreshold | None = None) -> list[Instance]:
+    """Model outputs of one ``image_size`` ``(H, W)`` image, each mask a crop within its tight box ->
+    :class:`Instance` list, those under ``score_thr`` left out (and counted in ``below``)."""
     if below is not None:
         below.add([s for s in scores if s < score_thr])
+    size = (int(image_size[0]), int(image_size[1]))
     return [
-        Instance(label, class_names[label], cat_ids[label], score, mask.astype(bool), tuple(float(v) for v in box))
-        for label, score, mask, box in zip(labels, scores, masks, boxes)
+        Instance(label, class_names[label], cat_ids[label], score, crop.astype(bool, copy=False),
+                 tuple(float(v) for v in box), size)
+        for label, score, crop, box in zip(labels, scores, crops, boxes)
         if score >= score_thr
     ]
+
+
+def crops_of(masks: np.ndarray, boxes: list) -> list[np.ndarray]:
+    """Full-size masks ``(n, H, W)`` and their tight inclusive boxes -> each mask's crop, a copy (so
+    the full-size masks can be let go)."""
+    return [mask[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].copy() for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from csrseg.data.io import ImageReadError
 from csrseg.inference.predictor import Instance, as_rgb_array
 from csrseg.inference.records import RecordWriter, instance_records
 from csrseg.inference.video import VideoReadError, is_video, predict_video
-from csrseg.inference.visualize import draw_instances
+from csrseg.inference.visualize import draw_predictions
 
 
 @dataclass
@@ -74,8 +74,7 @@ def predict_files(predictor, paths: list[Path], out_dir: Path, records: RecordWr
 
 def draw(image, instances: list[Instance], class_names: list[str]):
     """The overlay of ``instances`` on ``image`` ``(H, W, 3)`` uint8, as a PIL image."""
-    return draw_instances(image, [i.mask for i in instances], [i.label for i in instances],
-                          [i.score for i in instances], class_names)
+    return draw_predictions(image, instances, class_names)
 
 
 def _frame_records(file_name: str, index: int, instances: list[Instance]) -> list[dict]:

@@ -97,7 +97,7 @@ def predict_video(predictor: FramePredictor, path: str | Path, out_path: str | P
     final name and renamed when complete, so an interrupted run never leaves a clip that
     looks finished.
     """
-    from csrseg.inference.visualize import draw_instances
+    from csrseg.inference.visualize import draw_predictions
 
     path, out_path = Path(path), Path(out_path)
     if stride < 1:
@@ -113,8 +113,7 @@ def predict_video(predictor: FramePredictor, path: str | Path, out_path: str | P
 
     def flush(pending: list[tuple[int, np.ndarray]]) -> None:
         for (index, frame), instances in zip(pending, predictor.predict_batch([f for _, f in pending])):
-            overlay = draw_instances(frame, [i.mask for i in instances], [i.label for i in instances],
-                                     [i.score for i in instances], predictor.class_names)
+            overlay = draw_predictions(frame, instances, predictor.class_names)
             writer.write(np.ascontiguousarray(np.asarray(overlay)[..., ::-1]))
             results.append((index, convert(index, instances) if convert else instances))
 

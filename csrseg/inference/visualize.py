@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+BAND_PIXELS = 1 << 21  # image pixels blended at a time: a band of rows, 24 MB of float32
 
 
 def instance_colour(index: int) -> tuple[int, int, int]:
@@ -40,37 +44,92 @@ def drawable_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont)
     return text
 
 
+def draw_predictions(image: np.ndarray, instances: Sequence, class_names: list[str]) -> Image.Image:
+    """The overlay of :class:`~csrseg.inference.predictor.Instance` s on ``image`` ``(H, W, 3)`` uint8,
+    drawn from their crops."""
+    return draw_instances(image, [i.crop for i in instances], [i.label for i in instances],
+                          [i.score for i in instances], class_names, origins=[i.origin for i in instances])
+
+
+class Placed(NamedTuple):
+    """A mask trimmed to its tight box: ``mask`` and its outline ``contour``, ``(y1 - y0 + 1, x1 - x0 + 1)``
+    bool, the box's corners inclusive."""
+
+    mask: np.ndarray
+    contour: np.ndarray
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+def place(mask: np.ndarray, origin: tuple[int, int]) -> Placed | None:
+    """A crop whose top-left pixel lies at ``origin`` ``(x0, y0)`` -> trimmed to its pixels, with its
+    outline; ``None`` for an empty one. Outside the crop the mask is empty, so its outline is the crop's."""
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    tight = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    x0, y0 = origin[0] + int(cols[0]), origin[1] + int(rows[0])
+    return Placed(tight, mask_contour(tight), x0, y0, x0 + tight.shape[1] - 1, y0 + tight.shape[0] - 1)
+
+
 def draw_instances(
     image: np.ndarray,
-    masks: np.ndarray,
+    masks: Sequence[np.ndarray],
     labels: list[int],
     scores: list[float] | None,
     class_names: list[str],
     alpha: float = 0.45,
+    origins: Sequence[tuple[int, int]] | None = None,
 ) -> Image.Image:
-    """``image (H, W, 3)`` uint8 and ``masks (n, H, W)`` bool -> overlay as a PIL image.
+    """``image (H, W, 3)`` uint8 and masks -> overlay as a PIL image.
 
-    ``scores``: drawn beside the class names; ``None`` for ground truth (names only).
+    ``masks``: ``(n, H, W)`` bool; or, with ``origins``, crops: ``masks[i]`` ``(h_i, w_i)`` bool with
+    its top-left pixel at ``origins[i]`` ``(x0, y0)``, empty outside. ``scores``: drawn beside the
+    class names; ``None`` for ground truth (names only).
     """
-    canvas = image.astype(np.float32).copy()
-    anchors = []
-    for i, mask in enumerate(masks):
-        mask = mask.astype(bool)
-        if not mask.any():
-            continue
-        colour = np.array(instance_colour(i), dtype=np.float32)
-        canvas[mask] = canvas[mask] * (1 - alpha) + colour * alpha
-        canvas[mask_contour(mask)] = colour
-        ys, xs = np.nonzero(mask)
-        anchors.append((int(xs.min()), int(ys.min()), i))
-    out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+    placed = [place(mask, origin) for mask, origin in zip(masks, origins or [(0, 0)] * len(masks))]
+    out = Image.fromarray(blend(image, placed, alpha))
     draw = ImageDraw.Draw(out)
     font = label_font()
-    for x, y, i in anchors:
+    for i, p in enumerate(placed):
+        if p is None:
+            continue
+        x, y = p.x0, p.y0
         name = class_names[labels[i]] if 0 <= labels[i] < len(class_names) else str(labels[i])
         text = drawable_text(name if scores is None else f"{name} {scores[i]:.2f}", font)
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         y_text = max(0, y - (bottom - top) - 2)
         draw.rectangle((x, y_text, x + (right - left) + 2, y_text + (bottom - top) + 2), fill=instance_colour(i))
         draw.text((x + 1, y_text), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+def blend(image: np.ndarray, placed: list[Placed | None], alpha: float) -> np.ndarray:
+    """``image (H, W, 3)`` uint8 with each mask blended in its colour and outlined, in order -> uint8.
+
+    The result of one float32 canvas of the whole image, every mask blended into it and every outline
+    painted, rounded down at the end; worked a band of rows at a time, each mask over its box only,
+    so the cost follows what the masks cover and the float canvas stays one band's.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    height, width = out.shape[:2]
+    step = max(1, BAND_PIXELS // max(width, 1))
+    colours = [np.array(instance_colour(i), dtype=np.float32) for i in range(len(placed))]
+    for top in range(0, height, step):
+        bottom = min(top + step, height)
+        inside = [(i, p) for i, p in enumerate(placed) if p is not None and p.y0 < bottom and p.y1 >= top]
+        if not inside:
+            continue
+        left, right = min(p.x0 for _, p in inside), max(p.x1 for _, p in inside) + 1
+        canvas = out[top:bottom, left:right].astype(np.float32)
+        for i, p in inside:
+            y_lo, y_hi = max(top, p.y0), min(bottom, p.y1 + 1)
+            region = canvas[y_lo - top : y_hi - top, p.x0 - left : p.x1 + 1 - left]
+            mask, contour = p.mask[y_lo - p.y0 : y_hi - p.y0], p.contour[y_lo - p.y0 : y_hi - p.y0]
+            region[mask] = region[mask] * (1 - alpha) + colours[i] * alpha
+            region[contour] = colours[i]
+        out[top:bottom, left:right] = np.clip(canvas, 0, 255).astype(np.uint8)
     return out

@@ -39,7 +39,7 @@ from csrseg.engine.setup import decide_precision
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.evaluation.coco import format_table
 from csrseg.inference.predictor import Predictor
-from csrseg.inference.visualize import draw_instances
+from csrseg.inference.visualize import draw_predictions
 from csrseg.models.backbones import backbone_name
 from csrseg.runtime.cpu import cpu_description
 from csrseg.runtime.device import resolve_device
@@ -180,8 +180,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, images: int | N
     overlay_dir.mkdir(parents=True, exist_ok=True)
     val_images = sorted((data / "val").glob("*.png"))[:num_overlays]
     for path, instances in zip(val_images, predictor.predict_batch(val_images)):
-        overlay = draw_instances(read_image(path), [i.mask for i in instances], [i.label for i in instances],
-                                 [i.score for i in instances], predictor.class_names)
+        overlay = draw_predictions(read_image(path), instances, predictor.class_names)
         overlay.save(overlay_dir / f"{path.stem}.jpg", quality=92)
     minutes_taken = (time.perf_counter() - tic) / 60
     recipe = "the full recipe" if full else ("quick" if quick else f"the short recipe ({minutes:g} min of training)")

@@ -94,3 +94,13 @@ def test_masks_encoded_together_equal_masks_encoded_one_by_one():
     masks[2] = False  # an empty mask
     assert encode_masks(torch.from_numpy(masks)) == [encode_mask(m) for m in masks]
     assert encode_masks(np.zeros((0, 4, 4), dtype=bool)) == []
+
+
+def test_masks_kept_as_crops_encode_as_their_full_size_masks():
+    from csrseg.inference.records import encode_masks
+    from csrseg.models.heads.paste import MaskCrops
+
+    masks = np.random.default_rng(1).random((4, 37, 53)) > 0.7
+    masks[1] = False
+    masks[1, 36, 52] = True  # one pixel in the last corner
+    assert encode_masks(MaskCrops.from_dense(torch.from_numpy(masks))) == [encode_mask(m) for m in masks]

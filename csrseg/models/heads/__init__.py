@@ -7,7 +7,10 @@ the ONNX export and the benchmark never ask which head runs:
 - ``forward(neck)``: the neck's :class:`~csrseg.models.necks.NeckOutput` -> the head's raw outputs;
 - ``loss(outputs, gt_labels, gt_masks)`` -> dict of scalar losses, ``"loss"`` the total;
 - ``postprocess(outputs, input_sizes, orig_sizes, static=False)`` -> one dict per image with
-  ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool at the original size, ``boxes (n, 4)``.
+  ``labels (n,)``, ``scores (n,)``, ``masks`` at the original size, ``boxes (n, 4)``: ``masks`` a
+  :class:`~csrseg.models.heads.paste.MaskCrops` (each mask within its box, ``dense()`` the
+  ``(n, H0, W0)`` bool masks), or with ``static`` (the form the ONNX export traces) those
+  ``(n, H0, W0)`` bool masks themselves.
 
 A head is chosen by ``model.head.type``, one entry of :data:`HEADS`: its config class (what
 ``model.head`` holds, loss weights and thresholds included) and the module that builds it.

@@ -104,7 +104,9 @@ def upsample_masks(
 
     Upsampled to the padded input ``(h * stride, w * stride)``, cropped to the unpadded
     ``input_size``, resized to ``orig_size``; done ``chunk`` masks at a time (0: all at once)
-    so 100 full-size float masks need not sit in memory together.
+    so 100 full-size float masks need not sit in memory together. This full-size form is what the
+    ONNX export traces; eager inference gets the same masks within their boxes
+    (:func:`~csrseg.models.heads.paste.paste_masks`).
     """
     n = soft.shape[0]
     if chunk <= 0:

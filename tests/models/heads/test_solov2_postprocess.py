@@ -83,7 +83,7 @@ def _one_instance_output():
 def test_postprocess_returns_masks_at_the_original_size_with_boxes():
     result = postprocess(_one_instance_output(), [(64, 64)], [(128, 96)], (4,), PostprocessConfig())[0]
     assert result["labels"].tolist() == [1]
-    assert result["masks"].shape == (1, 128, 96) and result["masks"].dtype == torch.bool
+    assert result["masks"].shape == (1, 128, 96) and result["masks"].dense().dtype == torch.bool
     x0, y0, x1, y1 = result["boxes"][0].tolist()
     # the square covers 16..47 of 64 input pixels -> about 32..95 rows and 24..71 columns
     assert abs(y0 - 32) <= 2 and abs(y1 - 95) <= 2 and abs(x0 - 24) <= 2 and abs(x1 - 71) <= 2

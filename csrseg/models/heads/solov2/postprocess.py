@@ -4,7 +4,8 @@ sigmoid scores -> local maxima (2x2 max-pool) -> score > ``score_thr`` -> masks 
 stride 8 > ``mask_thr`` -> drop masks not larger than their grid's stride counted at
 stride 4 -> score x maskness -> top ``nms_pre`` -> Matrix NMS (gaussian, σ=2) ->
 score > ``update_thr`` -> top ``max_per_img`` -> masks upsampled to the original
-image size; boxes derived from the masks (SOLOv2's order, DESIGN.md).
+image size (eager: each within its box, :func:`~csrseg.models.heads.paste.paste_instances`);
+boxes derived from the masks (SOLOv2's order, DESIGN.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from csrseg.models.heads.common import drop_empty, upsample_masks
+from csrseg.models.heads.paste import paste_instances
 from csrseg.models.heads.solov2.config import SOLOv2PostprocessConfig
 from csrseg.models.heads.solov2.outputs import SOLOv2Output
 
@@ -86,7 +88,8 @@ def postprocess_image(
             candidate gets score 0 and an empty mask, so it sorts last and suppresses
             nothing in Matrix NMS.
     Returns:
-        dict with ``labels (n,)``, ``scores (n,)``, ``masks (n, H0, W0)`` bool, ``boxes (n, 4)`` xyxy.
+        dict with ``labels (n,)``, ``scores (n,)``, ``masks``, ``boxes (n, 4)`` xyxy; ``masks`` a
+        :class:`~csrseg.models.heads.paste.MaskCrops`, or ``(n, H0, W0)`` bool when ``static``.
     """
     num_classes = cls_scores.shape[1]
     e, h, w = mask_feats.shape
@@ -115,7 +118,10 @@ def postprocess_image(
     keep = scores > cfg.update_thr
     soft, scores, labels = soft[keep], scores[keep], labels[keep]
 
-    masks = upsample_masks(soft.reshape(-1, h, w), 8, input_size, orig_size, cfg.mask_thr, chunk=0 if static else 16)
+    soft = soft.reshape(-1, h, w)
+    if not static:
+        return paste_instances(labels, scores, soft, 8, input_size, orig_size, cfg.mask_thr)
+    masks = upsample_masks(soft, 8, input_size, orig_size, cfg.mask_thr, chunk=0)
     return drop_empty(dict(labels=labels, scores=scores, masks=masks))
 
 

@@ -1,0 +1,307 @@
+"""Instance masks at the original image size, each one computed and kept only within its box.
+
+:func:`~csrseg.models.heads.common.upsample_masks` resizes every mask to the whole original image:
+on a 24 MP photo with 100 instances that is 2.4 G pixels of bilinear resize and as many bytes of
+masks, nearly all of them far from any instance. :func:`paste_masks` gives the same pixels at the cost
+of the instances' boxes (Mask R-CNN pastes its masks within their boxes too):
+
+1. the first, cheap step is unchanged: the probabilities upsampled to the padded input and cropped
+   to the resized image (``part``, ``(in_h, in_w)`` a mask);
+2. the rows and columns of ``part`` that come near the threshold bound the original image's rows
+   and columns where the mask can have pixels (a bilinear resize only mixes neighbouring values);
+3. the resize to the original size is evaluated over that region only, with PyTorch's source
+   indices and weights and its kernel's arithmetic (:func:`resize_arithmetic`, checked against
+   ``F.interpolate`` at first use), so every value is bit for bit ``F.interpolate``'s and the
+   thresholded masks are identical; without a resize, ``part`` is thresholded within the region;
+4. each mask is kept as its tight box and the crop of the mask within it (:class:`MaskCrops`); its
+   box is the full-size mask's.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from csrseg.models.heads.common import _upsample
+
+# A resize only mixes values with non-negative weights summing to 1 (to a few float32 ulps):
+# where every value of ``part`` a pixel mixes is at most ``threshold - SUPPORT_MARGIN``, the pixel
+# stays under the threshold. The margin only widens the region evaluated, never the result.
+SUPPORT_MARGIN = 1e-4
+# float32 sums computed without a fused multiply-add differ from fused ones by an ulp or two (values
+# in [0, 1]): pixels this close to the threshold are recomputed with the exact fused arithmetic
+REFINE_MARGIN = 1e-5
+# PyTorch resizes to outputs of height + width <= 128 with another (channels-last) kernel, whose
+# arithmetic is not modelled here: such frames, which cost nothing at full size, are resized so.
+# resize_arithmetic checks the smallest size past it, so a kernel switch moved up would be noticed.
+SMALL_FRAME = 128
+BLOCK = 1 << 22  # output pixels of one mask resized at a time
+
+
+@dataclass(frozen=True)
+class MaskCrops:
+    """``n`` binary masks of an ``(H, W)`` image, each kept within its box.
+
+    ``crops[i]``: ``(y1 - y0 + 1, x1 - x0 + 1)`` bool, mask ``i`` over its box; ``boxes``: ``(n, 4)``
+    float32 inclusive ``x0, y0, x1, y1``, tight (each crop's first and last row and column hold a
+    pixel); ``size``: ``(H, W)``. Outside its box a mask has no pixel.
+    """
+
+    crops: list[Tensor]
+    boxes: Tensor
+    size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(n, H, W)``: the shape of :meth:`dense`."""
+        return (len(self.crops), *self.size)
+
+    def dense(self) -> Tensor:
+        """The masks at full size, ``(n, H, W)`` bool (what :func:`upsample_masks` gives)."""
+        out = torch.zeros(self.shape, dtype=torch.bool, device=self.boxes.device)
+        for i, (x0, y0, x1, y1) in enumerate(self.int_boxes()):
+            out[i, y0 : y1 + 1, x0 : x1 + 1] = self.crops[i]
+        return out
+
+    def int_boxes(self) -> list[tuple[int, int, int, int]]:
+        """Each box as ints ``(x0, y0, x1, y1)``."""
+        return [(int(x0), int(y0), int(x1), int(y1)) for x0, y0, x1, y1 in self.boxes.tolist()]
+
+    def select(self, keep: list[int]) -> MaskCrops:
+        """The masks at indices ``keep``, in that order."""
+        index = torch.as_tensor(keep, dtype=torch.long, device=self.boxes.device)
+        return MaskCrops([self.crops[i] for i in keep], self.boxes[index], self.size)
+
+    def numpy(self) -> list[np.ndarray]:
+        """The crops as numpy bool arrays (copied off the GPU, if there)."""
+        return [crop.cpu().numpy() for crop in self.crops]
+
+    @classmethod
+    def from_dense(cls, masks: Tensor) -> MaskCrops:
+        """``(n, H, W)`` bool masks, none empty -> their crops (copies: the full-size masks can go)."""
+        boxes = _tight_boxes(masks.any(dim=2), masks.any(dim=1))
+        crops = [masks[i, y0 : y1 + 1, x0 : x1 + 1].clone() for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist())]
+        return cls(crops, boxes, (int(masks.shape[1]), int(masks.shape[2])))
+
+
+def _tight_boxes(rows: Tensor, cols: Tensor) -> Tensor:
+    """Inclusive ``(n, 4)`` float32 boxes of masks whose rows ``(n, H)`` and columns ``(n, W)`` hold a pixel."""
+    first_row, last_row = _first_last(rows)
+    first_col, last_col = _first_last(cols)
+    return torch.stack([first_col, first_row, last_col, last_row], dim=1).float()
+
+
+def _first_last(flags: Tensor) -> tuple[Tensor, Tensor]:
+    """First and last index of a true entry in each row of ``(n, L)`` bool (0 and -1 for none)."""
+    length = flags.shape[1]
+    first = flags.to(torch.uint8).argmax(dim=1)
+    last = length - 1 - flags.flip(1).to(torch.uint8).argmax(dim=1)
+    none = ~flags.any(dim=1)
+    return torch.where(none, 0, first), torch.where(none, -1, last)
+
+
+class Axis(NamedTuple):
+    """A bilinear resize (``align_corners=False``) of one axis from ``in_size`` to ``out_size`` samples,
+    as PyTorch computes it: output ``i`` is ``lambda0[i] * x[index0[i]] + lambda1[i] * x[index1[i]]``.
+    ``index0``, ``index1``: ``(out_size,)`` long, non-decreasing; ``lambda0``, ``lambda1``: float32."""
+
+    index0: Tensor
+    index1: Tensor
+    lambda0: Tensor
+    lambda1: Tensor
+
+    def reach(self, first: int, last: int) -> tuple[int, int]:
+        """The outputs that mix an input in ``[first, last]``: ``(lo, hi)`` inclusive, ``hi < lo`` for none."""
+        lo = int(torch.searchsorted(self.index1, first))
+        hi = int(torch.searchsorted(self.index0, last, right=True)) - 1
+        return lo, hi
+
+
+def resize_axis(in_size: int, out_size: int, fused: bool, device: torch.device) -> Axis:
+    """The source indices and weights of PyTorch's bilinear resize of one axis (``area_pixel_compute_source_index``
+    then the clamps of its CPU kernel); ``fused``: the source coordinate computed as one multiply-add."""
+    out = torch.arange(out_size, device=device)
+    if in_size == out_size:  # PyTorch copies such an axis
+        ones = torch.ones(out_size, device=device)
+        return Axis(out, out, ones, torch.zeros_like(ones))
+    scale = torch.tensor(in_size, dtype=torch.float32, device=device) / torch.tensor(out_size, dtype=torch.float32, device=device)
+    centre = out.float() + 0.5
+    half = torch.full_like(centre, -0.5)
+    src = fma32(scale.expand_as(centre), centre, half) if fused else scale * centre - 0.5
+    src = src.clamp(min=0)
+    index0 = src.floor().long().clamp(max=in_size - 1)
+    lambda1 = (src - index0.float()).clamp(0, 1)
+    index1 = index0 + (index0 < in_size - 1).long()
+    return Axis(index0, index1, 1 - lambda1, lambda1)
+
+
+def fma32(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """``a * b + c`` of float32 tensors with one rounding (a fused multiply-add), exactly.
+
+    ``a * b`` is exact in float64; the float64 sum is made round-to-odd (its error, from TwoSum, moves
+    an even result one ulp towards the exact sum), and a round-to-odd result with 29 spare bits rounds
+    to float32 as the exact sum would: no double rounding.
+    """
+    prod = a.double() * b.double()
+    c64 = c.double()
+    total = prod + c64
+    back = total - prod
+    err = (prod - (total - back)) + (c64 - back)
+    even = (total.view(torch.int64) & 1) == 0
+    towards = torch.where(err > 0, torch.inf, -torch.inf).to(total.dtype)
+    total = torch.where((err != 0) & even, torch.nextafter(total, towards), total)
+    return total.float()
+
+
+def mix(x0: Tensor, w0: Tensor, x1: Tensor, w1: Tensor, fused: bool) -> Tensor:
+    """``x0 * w0 + x1 * w1`` in float32 as the resize kernel computes it: two products and a sum, or
+    (``fused``) the second product added to the first in a multiply-add."""
+    return fma32(x0, w0, x1 * w1) if fused else x0 * w0 + x1 * w1
+
+
+def resize_rows(part: Tensor, rows: Axis, cols: Axis, fused: bool) -> tuple[Tensor, Tensor]:
+    """The two input rows each output of a block mixes, resized along the width (the kernel's order),
+    each ``(len(rows), len(cols))`` float32.
+
+    ``part``: ``(Hs, Ws)`` values; ``rows``, ``cols``: slices of the full resize's :class:`Axis` for the
+    block's outputs. The input rows the block reads are resized once, then gathered.
+    """
+    first, last = int(rows.index0[0]), int(rows.index1[-1])
+    band = part[first : last + 1]
+    across = mix(band[:, cols.index0], cols.lambda0, band[:, cols.index1], cols.lambda1, fused)
+    return across[rows.index0 - first], across[rows.index1 - first]
+
+
+def resize_threshold_block(part: Tensor, rows: Axis, cols: Axis, threshold: float, fused: bool) -> Tensor:
+    """``(len(rows), len(cols))`` bool: the block of ``F.interpolate(part) > threshold``, bit for bit.
+
+    Plain float32 arithmetic is the kernel's own without ``fused``; with it, it is an ulp or two off, and
+    the few pixels that close to the threshold are recomputed exactly.
+    """
+    top, bottom = resize_rows(part, rows, cols, fused)
+    values = top * rows.lambda0[:, None] + bottom * rows.lambda1[:, None]
+    above = values > threshold
+    if fused:
+        near = ((values - threshold).abs() <= REFINE_MARGIN).nonzero(as_tuple=True)
+        y = near[0]
+        above[near] = fma32(top[near], rows.lambda0[y], bottom[near] * rows.lambda1[y]) > threshold
+    return above
+
+
+@functools.lru_cache(maxsize=None)
+def resize_arithmetic(device_type: str) -> bool | None:
+    """Whether ``F.interpolate``'s bilinear resize of float32 on ``device_type`` mixes values with fused
+    multiply-adds (``True``: PyTorch's AVX2 and AVX-512 CPU kernels), plain products and sums (``False``:
+    its portable kernel), or neither (``None``: :func:`paste_masks` then resizes at full size).
+    Found once by comparing both with ``F.interpolate`` bit for bit, up- and downsampling."""
+    generator = torch.Generator().manual_seed(0)
+    cases = [((20, 30), (65, 64)), ((23, 37), (157, 263)), ((150, 90), (61, 77)), ((40, 40), (40, 131)),
+             ((31, 17), (250, 9))]
+    for fused in (True, False):
+        if all(_resize_matches(fused, src, dst, device_type, generator) for src, dst in cases):
+            return fused
+    return None
+
+
+def _resize_matches(fused: bool, src: tuple[int, int], dst: tuple[int, int], device_type: str,
+                    generator: torch.Generator) -> bool:
+    x = torch.rand(src, generator=generator).to(device_type)
+    want = F.interpolate(x[None, None], size=dst, mode="bilinear", align_corners=False)[0, 0]
+    rows, cols = (resize_axis(s, d, fused, x.device) for s, d in zip(src, dst))
+    top, bottom = resize_rows(x, rows, cols, fused)
+    got = mix(top, rows.lambda0[:, None].expand_as(top), bottom, rows.lambda1[:, None].expand_as(top), fused)
+    return torch.equal(got, want)
+
+
+class Resize(NamedTuple):
+    """The resize of ``part`` to the original size: its two axes and the kernel's arithmetic."""
+
+    rows: Axis
+    cols: Axis
+    fused: bool
+
+
+def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_size: tuple[int, int], threshold: float,
+                chunk: int = 16) -> tuple[MaskCrops, Tensor]:
+    """Probabilities ``(n, h, w)`` at ``stride`` of the padded input -> the masks of
+    :func:`~csrseg.models.heads.common.upsample_masks` with the same arguments, as crops; and which of
+    the ``n`` kept a pixel (``(n,)`` bool): the crops are of those only, in order.
+
+    ``soft`` must hold probabilities (values in ``[0, 1]``). The first upsampling is done ``chunk``
+    masks at a time, as ``upsample_masks`` does.
+    """
+    n, h, w = soft.shape
+    resize, full_size = None, False
+    if tuple(input_size) != tuple(orig_size):
+        fused = resize_arithmetic(soft.device.type) if orig_size[0] + orig_size[1] > SMALL_FRAME else None
+        full_size = fused is None
+        if not full_size:
+            resize = Resize(resize_axis(input_size[0], orig_size[0], fused, soft.device),
+                            resize_axis(input_size[1], orig_size[1], fused, soft.device), fused)
+    pasted: list[tuple[Tensor, tuple[int, int, int, int]] | None] = []
+    for start in range(0, n, max(chunk, 1)):
+        piece = soft[start : start + max(chunk, 1)]
+        if full_size:  # upsample_masks' own path, then cropped
+            pasted += _crop_dense(_upsample(piece, stride, input_size, orig_size, threshold))
+            continue
+        padded = F.interpolate(piece[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
+        pasted += [_paste_one(part, resize, threshold) for part in padded[:, 0, : input_size[0], : input_size[1]]]
+    kept = [p for p in pasted if p is not None]
+    boxes = torch.tensor([box for _, box in kept], dtype=torch.float32, device=soft.device).reshape(-1, 4)
+    masks = MaskCrops([crop for crop, _ in kept], boxes, (int(orig_size[0]), int(orig_size[1])))
+    return masks, torch.tensor([p is not None for p in pasted], dtype=torch.bool, device=soft.device)
+
+
+def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
+    """Full-size ``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    out = []
+    for i, (x0, y0, x1, y1) in enumerate(_tight_boxes(rows, cols).long().tolist()):
+        out.append(None if x1 < x0 else (masks[i, y0 : y1 + 1, x0 : x1 + 1].clone(), (x0, y0, x1, y1)))
+    return out
+
+
+def _paste_one(part: Tensor, resize: Resize | None, threshold: float) -> tuple[Tensor, tuple[int, int, int, int]] | None:
+    """One mask's ``(in_h, in_w)`` probabilities -> its crop at the original size and tight box
+    ``(x0, y0, x1, y1)``, or ``None`` when it has no pixel there. ``resize``: ``None`` when the original
+    size is the input size."""
+    near = part > threshold - SUPPORT_MARGIN
+    (c0, r0, c1, r1), = _tight_boxes(near.any(dim=1)[None], near.any(dim=0)[None]).long().tolist()
+    if r1 < r0:
+        return None
+    if resize is None:
+        y_lo, x_lo = r0, c0
+        region = part[r0 : r1 + 1, c0 : c1 + 1] > threshold
+    else:
+        (y_lo, y_hi), (x_lo, x_hi) = resize.rows.reach(r0, r1), resize.cols.reach(c0, c1)
+        if y_hi < y_lo or x_hi < x_lo:
+            return None
+        cols = Axis(*(t[x_lo : x_hi + 1] for t in resize.cols))
+        step = max(1, BLOCK // (x_hi - x_lo + 1))  # rows at a time: bounds the float temporaries
+        region = torch.cat([
+            resize_threshold_block(part, Axis(*(t[y : min(y + step, y_hi + 1)] for t in resize.rows)), cols, threshold,
+                                   resize.fused)
+            for y in range(y_lo, y_hi + 1, step)
+        ])
+    pasted = _crop_dense(region[None])[0]
+    if pasted is None:
+        return None
+    crop, (x0, y0, x1, y1) = pasted
+    return crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
+
+
+def paste_instances(labels: Tensor, scores: Tensor, soft: Tensor, stride: int, input_size: tuple[int, int],
+                    orig_size: tuple[int, int], threshold: float) -> dict:
+    """The eager form of ``drop_empty(dict(labels, scores, masks=upsample_masks(soft, ...)))``: the same
+    instances, ``labels (n,)``, ``scores (n,)``, ``boxes (n, 4)``, with ``masks`` as :class:`MaskCrops`."""
+    masks, kept = paste_masks(soft, stride, input_size, orig_size, threshold)
+    return dict(labels=labels[kept], scores=scores[kept], masks=masks, boxes=masks.boxes)
