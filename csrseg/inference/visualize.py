@@ -129,7 +129,11 @@ def blend(image: np.ndarray, placed: list[Placed | None], alpha: float) -> np.nd
             y_lo, y_hi = max(top, p.y0), min(bottom, p.y1 + 1)
             region = canvas[y_lo - top : y_hi - top, p.x0 - left : p.x1 + 1 - left]
             mask, contour = p.mask[y_lo - p.y0 : y_hi - p.y0], p.contour[y_lo - p.y0 : y_hi - p.y0]
-            region[mask] = region[mask] * (1 - alpha) + colours[i] * alpha
+            # the blend of the whole box, kept where the mask is: the arithmetic of blending the
+            # masked pixels alone, without gathering and scattering them
+            blended = region * (1 - alpha)
+            blended += colours[i] * alpha
+            np.copyto(region, blended, where=mask[..., None])
             region[contour] = colours[i]
         out[top:bottom, left:right] = np.clip(canvas, 0, 255).astype(np.uint8)
     return out

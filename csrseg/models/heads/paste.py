@@ -30,10 +30,11 @@ from torch import Tensor
 
 from csrseg.models.heads.common import _upsample
 
-# A resize only mixes values with non-negative weights summing to 1 (to a few float32 ulps):
-# where every value of ``part`` a pixel mixes is at most ``threshold - SUPPORT_MARGIN``, the pixel
-# stays under the threshold. The margin only widens the region evaluated, never the result.
-SUPPORT_MARGIN = 1e-4
+# A resize mixes values with non-negative weights summing to 1 (to a few float32 ulps): a pixel whose
+# values are all above ``threshold + MARGIN`` is in its mask, one whose values are all at most
+# ``threshold - MARGIN`` is not; only the others are computed. The margin only moves pixels to the
+# computed ones, never changes a result.
+MARGIN = 1e-4
 # float32 sums computed without a fused multiply-add differ from fused ones by an ulp or two (values
 # in [0, 1]): pixels this close to the threshold are recomputed with the exact fused arithmetic
 REFINE_MARGIN = 1e-5
@@ -41,7 +42,7 @@ REFINE_MARGIN = 1e-5
 # arithmetic is not modelled here: such frames, which cost nothing at full size, are resized so.
 # resize_arithmetic checks the smallest size past it, so a kernel switch moved up would be noticed.
 SMALL_FRAME = 128
-BLOCK = 1 << 22  # output pixels of one mask resized at a time
+BLOCK = 1 << 22  # output pixels of one mask worked at a time: bounds the temporaries
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,15 @@ class Axis(NamedTuple):
     lambda0: Tensor
     lambda1: Tensor
 
-    def reach(self, first: int, last: int) -> tuple[int, int]:
-        """The outputs that mix an input in ``[first, last]``: ``(lo, hi)`` inclusive, ``hi < lo`` for none."""
-        lo = int(torch.searchsorted(self.index1, first))
+    def covering(self, first: int, last: int) -> tuple[int, int]:
+        """The outputs whose ``index0`` is in ``[first, last]``: ``(lo, hi)`` inclusive, ``hi < lo`` for none."""
+        lo = int(torch.searchsorted(self.index0, first))
         hi = int(torch.searchsorted(self.index0, last, right=True)) - 1
         return lo, hi
+
+    def part(self, lo: int, hi: int) -> Axis:
+        """The outputs ``lo`` to ``hi`` inclusive."""
+        return Axis(*(t[lo : hi + 1] for t in self))
 
 
 def resize_axis(in_size: int, out_size: int, fused: bool, device: torch.device) -> Axis:
@@ -168,33 +173,45 @@ def mix(x0: Tensor, w0: Tensor, x1: Tensor, w1: Tensor, fused: bool) -> Tensor:
     return fma32(x0, w0, x1 * w1) if fused else x0 * w0 + x1 * w1
 
 
-def resize_rows(part: Tensor, rows: Axis, cols: Axis, fused: bool) -> tuple[Tensor, Tensor]:
-    """The two input rows each output of a block mixes, resized along the width (the kernel's order),
-    each ``(len(rows), len(cols))`` float32.
+def resize_across(part: Tensor, rows: Axis, cols: Axis, fused: bool) -> tuple[Tensor, int]:
+    """The input rows the outputs ``rows`` mix, resized along the width (the kernel's first step):
+    ``(k, len(cols))`` float32, row ``j`` input row ``first + j``; and ``first``.
 
-    ``part``: ``(Hs, Ws)`` values; ``rows``, ``cols``: slices of the full resize's :class:`Axis` for the
-    block's outputs. The input rows the block reads are resized once, then gathered.
+    ``part``: ``(Hs, Ws)`` values; ``rows``, ``cols``: parts of the full resize's :class:`Axis`.
     """
     first, last = int(rows.index0[0]), int(rows.index1[-1])
     band = part[first : last + 1]
-    across = mix(band[:, cols.index0], cols.lambda0, band[:, cols.index1], cols.lambda1, fused)
-    return across[rows.index0 - first], across[rows.index1 - first]
+    return mix(band[:, cols.index0], cols.lambda0, band[:, cols.index1], cols.lambda1, fused), first
 
 
-def resize_threshold_block(part: Tensor, rows: Axis, cols: Axis, threshold: float, fused: bool) -> Tensor:
-    """``(len(rows), len(cols))`` bool: the block of ``F.interpolate(part) > threshold``, bit for bit.
+def resized_above(across: Tensor, first: int, rows: Axis, ys: Tensor, xs: Tensor, threshold: float,
+                  fused: bool) -> Tensor:
+    """Whether the resized values at ``(ys, xs)`` (``(k,)`` indices into ``rows`` and the columns of
+    ``across``, from :func:`resize_across`) are above ``threshold``, exactly as ``F.interpolate``'s.
 
     Plain float32 arithmetic is the kernel's own without ``fused``; with it, it is an ulp or two off, and
-    the few pixels that close to the threshold are recomputed exactly.
+    the few values that close to the threshold are recomputed exactly.
     """
-    top, bottom = resize_rows(part, rows, cols, fused)
-    values = top * rows.lambda0[:, None] + bottom * rows.lambda1[:, None]
+    top, bottom = across[rows.index0[ys] - first, xs], across[rows.index1[ys] - first, xs]
+    weight0, weight1 = rows.lambda0[ys], rows.lambda1[ys]
+    values = top * weight0 + bottom * weight1
     above = values > threshold
     if fused:
-        near = ((values - threshold).abs() <= REFINE_MARGIN).nonzero(as_tuple=True)
-        y = near[0]
-        above[near] = fma32(top[near], rows.lambda0[y], bottom[near] * rows.lambda1[y]) > threshold
+        near = ((values - threshold).abs() <= REFINE_MARGIN).nonzero()[:, 0]
+        above[near] = fma32(top[near], weight0[near], bottom[near] * weight1[near]) > threshold
     return above
+
+
+def cell_classes(part: Tensor, threshold: float) -> Tensor:
+    """``(c, Hs, Ws)`` values -> ``(c, Hs, Ws)`` uint8, of the cell each value is the top-left corner of
+    (it, its right, lower and lower-right neighbours; at the last row and column itself, as the resize
+    clamps): every output pixel mixes the values of one cell. 0: all at most ``threshold - MARGIN``
+    (pixels out of the mask), 2: all above ``threshold + MARGIN`` (in it), 1: neither (computed)."""
+    padded = F.pad(part[:, None], (0, 1, 0, 1), mode="replicate")[:, 0]
+    corners = padded[:, :-1, :-1], padded[:, 1:, :-1], padded[:, :-1, 1:], padded[:, 1:, 1:]
+    high = torch.maximum(torch.maximum(corners[0], corners[1]), torch.maximum(corners[2], corners[3]))
+    low = torch.minimum(torch.minimum(corners[0], corners[1]), torch.minimum(corners[2], corners[3]))
+    return (high > threshold - MARGIN).to(torch.uint8) + (low > threshold + MARGIN).to(torch.uint8)
 
 
 @functools.lru_cache(maxsize=None)
@@ -217,7 +234,8 @@ def _resize_matches(fused: bool, src: tuple[int, int], dst: tuple[int, int], dev
     x = torch.rand(src, generator=generator).to(device_type)
     want = F.interpolate(x[None, None], size=dst, mode="bilinear", align_corners=False)[0, 0]
     rows, cols = (resize_axis(s, d, fused, x.device) for s, d in zip(src, dst))
-    top, bottom = resize_rows(x, rows, cols, fused)
+    across, first = resize_across(x, rows, cols, fused)
+    top, bottom = across[rows.index0 - first], across[rows.index1 - first]
     got = mix(top, rows.lambda0[:, None].expand_as(top), bottom, rows.lambda1[:, None].expand_as(top), fused)
     return torch.equal(got, want)
 
@@ -254,7 +272,8 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
             pasted += _crop_dense(_upsample(piece, stride, input_size, orig_size, threshold))
             continue
         padded = F.interpolate(piece[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
-        pasted += [_paste_one(part, resize, threshold) for part in padded[:, 0, : input_size[0], : input_size[1]]]
+        part = padded[:, 0, : input_size[0], : input_size[1]]
+        pasted += _crop_dense(part > threshold) if resize is None else _paste_resized(part, resize, threshold)
     kept = [p for p in pasted if p is not None]
     boxes = torch.tensor([box for _, box in kept], dtype=torch.float32, device=soft.device).reshape(-1, 4)
     masks = MaskCrops([crop for crop, _ in kept], boxes, (int(orig_size[0]), int(orig_size[1])))
@@ -262,7 +281,7 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
 
 
 def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
-    """Full-size ``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
+    """``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
     rows, cols = masks.any(dim=2), masks.any(dim=1)
     out = []
     for i, (x0, y0, x1, y1) in enumerate(_tight_boxes(rows, cols).long().tolist()):
@@ -270,33 +289,47 @@ def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] 
     return out
 
 
-def _paste_one(part: Tensor, resize: Resize | None, threshold: float) -> tuple[Tensor, tuple[int, int, int, int]] | None:
-    """One mask's ``(in_h, in_w)`` probabilities -> its crop at the original size and tight box
-    ``(x0, y0, x1, y1)``, or ``None`` when it has no pixel there. ``resize``: ``None`` when the original
-    size is the input size."""
-    near = part > threshold - SUPPORT_MARGIN
-    (c0, r0, c1, r1), = _tight_boxes(near.any(dim=1)[None], near.any(dim=0)[None]).long().tolist()
-    if r1 < r0:
-        return None
-    if resize is None:
-        y_lo, x_lo = r0, c0
-        region = part[r0 : r1 + 1, c0 : c1 + 1] > threshold
-    else:
-        (y_lo, y_hi), (x_lo, x_hi) = resize.rows.reach(r0, r1), resize.cols.reach(c0, c1)
-        if y_hi < y_lo or x_hi < x_lo:
-            return None
-        cols = Axis(*(t[x_lo : x_hi + 1] for t in resize.cols))
-        step = max(1, BLOCK // (x_hi - x_lo + 1))  # rows at a time: bounds the float temporaries
+def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
+    """``(c, in_h, in_w)`` probabilities -> each mask's crop at the original size and tight box, ``None``
+    for one without a pixel there.
+
+    Every output pixel mixes one cell of input values (:func:`cell_classes`): the pixels of cells wholly
+    above or below the threshold are decided at once, the others computed; only the outputs of the
+    cells not wholly below it are looked at.
+    """
+    classes = cell_classes(part, threshold)
+    active = classes > 0
+    cell_boxes = _tight_boxes(active.any(dim=2), active.any(dim=1)).long().tolist()
+    out = []
+    for values, cells, (c0, r0, c1, r1) in zip(part, classes, cell_boxes):
+        (y_lo, y_hi), (x_lo, x_hi) = resize.rows.covering(r0, r1), resize.cols.covering(c0, c1)
+        if r1 < r0 or y_hi < y_lo or x_hi < x_lo:
+            out.append(None)
+            continue
+        cols = resize.cols.part(x_lo, x_hi)
+        step = max(1, BLOCK // (x_hi - x_lo + 1))
         region = torch.cat([
-            resize_threshold_block(part, Axis(*(t[y : min(y + step, y_hi + 1)] for t in resize.rows)), cols, threshold,
-                                   resize.fused)
+            _decide(values, cells, resize.rows.part(y, min(y + step, y_hi + 1) - 1), cols, threshold, resize.fused)
             for y in range(y_lo, y_hi + 1, step)
         ])
-    pasted = _crop_dense(region[None])[0]
-    if pasted is None:
-        return None
-    crop, (x0, y0, x1, y1) = pasted
-    return crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
+        pasted = _crop_dense(region[None])[0]
+        if pasted is not None:
+            crop, (x0, y0, x1, y1) = pasted
+            pasted = crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
+        out.append(pasted)
+    return out
+
+
+def _decide(values: Tensor, cells: Tensor, rows: Axis, cols: Axis, threshold: float, fused: bool) -> Tensor:
+    """The ``(len(rows), len(cols))`` block of ``F.interpolate(values) > threshold``: from the classes of
+    the cells its pixels mix, those of mixed cells computed."""
+    classes = cells[rows.index0][:, cols.index0]
+    region = classes == 2
+    ys, xs = (classes == 1).nonzero(as_tuple=True)
+    if len(ys):
+        across, first = resize_across(values, rows, cols, fused)
+        region[ys, xs] = resized_above(across, first, rows, ys, xs, threshold, fused)
+    return region
 
 
 def paste_instances(labels: Tensor, scores: Tensor, soft: Tensor, stride: int, input_size: tuple[int, int],
