@@ -6,6 +6,8 @@ inference did, and the ONNX export still traces), pycocotools' encoding of each 
 the overlay drawn on one float canvas of the whole image (``reference_overlay``, the former drawing).
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -150,7 +152,7 @@ def predictor(request, tmp_path_factory):
 
 
 @pytest.mark.numerics
-@pytest.mark.parametrize("shape", [(300, 460, 3), (517, 250, 3), (90, 60, 3)])
+@pytest.mark.parametrize("shape", [(240, 370, 3), (413, 201, 3), (90, 60, 3)])
 def test_predictions_equal_the_full_size_path(predictor, shape, monkeypatch):
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     want, full = reference_rows(predictor, image, monkeypatch)
@@ -172,6 +174,15 @@ def test_inference_on_a_large_image_never_makes_full_size_masks(predictor, monke
     monkeypatch.setattr(paste, "_upsample", refuse)  # the fallback for kernels whose arithmetic is unknown
     monkeypatch.setattr(knet_postprocess, "upsample_masks", refuse)
     monkeypatch.setattr(solov2_postprocess, "upsample_masks", refuse)
-    image = np.random.default_rng(5).integers(0, 256, (1200, 1600, 3), dtype=np.uint8)
+    image = np.random.default_rng(5).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
     instances = predictor.predict(image)
-    assert instances and all(inst.mask.shape == (1200, 1600) for inst in instances[:3])
+    assert instances and all(inst.mask.shape == (900, 1200) for inst in instances[:3])
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="reads the peak RSS from /proc (Linux)")
+def test_the_large_image_benchmark_predicts_exactly_the_instances_it_asks_for(tmp_path):
+    from benchmarks.large_images import measure, photo_size, write_photo
+
+    write_photo(tmp_path / "photo.jpg", photo_size(0.3))
+    result = measure(0.3, 7, (0.03, 0.2), tmp_path)
+    assert result["instances"] == 7 and result["peak_mb"] >= result["baseline_mb"] > 0

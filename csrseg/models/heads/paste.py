@@ -7,12 +7,13 @@ of the instances' boxes (Mask R-CNN pastes its masks within their boxes too):
 
 1. the first, cheap step is unchanged: the probabilities upsampled to the padded input and cropped
    to the resized image (``part``, ``(in_h, in_w)`` a mask);
-2. the rows and columns of ``part`` that come near the threshold bound the original image's rows
-   and columns where the mask can have pixels (a bilinear resize only mixes neighbouring values);
-3. the resize to the original size is evaluated over that region only, with PyTorch's source
-   indices and weights and its kernel's arithmetic (:func:`resize_arithmetic`, checked against
-   ``F.interpolate`` at first use), so every value is bit for bit ``F.interpolate``'s and the
-   thresholded masks are identical; without a resize, ``part`` is thresholded within the region;
+2. every pixel of the original image mixes one cell of 2x2 neighbouring values of ``part``
+   (:func:`cell_classes`): a cell wholly below the threshold puts its pixels out of the mask, one
+   wholly above it puts them in, and only the box of the cells not wholly below is looked at;
+3. the pixels of the other cells are computed with PyTorch's source indices and weights and its
+   kernel's arithmetic (:func:`resize_arithmetic`, checked against ``F.interpolate`` at first use),
+   so every value is bit for bit ``F.interpolate``'s and the thresholded masks are identical;
+   without a resize, ``part`` is thresholded as it is;
 4. each mask is kept as its tight box and the crop of the mask within it (:class:`MaskCrops`); its
    box is the full-size mask's.
 """
