@@ -70,6 +70,8 @@ class TimeBudget(Hook):
 
     def before_train(self, trainer: Trainer) -> None:
         self.start = self.clock()
+        logger.info("training for %s (the time budget), at most %d iterations: the estimate below is for all of them",
+                    duration(self.seconds), trainer.state.total_iters)
 
     def progress(self) -> float:
         """The share of the budget spent, 0 to 1."""
