@@ -137,6 +137,7 @@ def output_lock(output: str | Path, what: str, folder: bool = True) -> Iterator[
     is reported and taken. ``what`` names the verb in the lock and in the message; ``folder``: the
     output is a folder (else one file). The lock is removed when the block ends, however it ends."""
     path = lock_path(Path(output), folder)
+    made = _missing_folders(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"), what=what)
     while True:
@@ -154,6 +155,9 @@ def output_lock(output: str | Path, what: str, folder: bool = True) -> Iterator[
         with contextlib.suppress(OSError, ValueError):
             if json.loads(path.read_text()).get("pid") == mine["pid"]:
                 path.unlink()
+        for folder in made:  # the folders the lock made, if nothing else came into them: as they were
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _refuse_or_clear(path: Path, output: Path, mine: dict) -> None:
@@ -176,6 +180,15 @@ def _refuse_or_clear(path: Path, output: Path, mine: dict) -> None:
                    held.get("what", "an earlier run"), pid if pid > 0 else "unknown")
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _running(pid: int) -> bool:
