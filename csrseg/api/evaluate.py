@@ -9,7 +9,7 @@ from pathlib import Path
 
 from csrseg.data.coco import DatasetError, annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
-from csrseg.engine.rundir import check_output_file
+from csrseg.engine.rundir import check_output_file, output_lock
 
 logger = logging.getLogger("csrseg")
 
@@ -61,31 +61,32 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     predictor = (OnnxPredictor(weights, score_thr=0.0) if is_onnx
                  else Predictor(weights, device=device, score_thr=0.0, precision=precision))
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
-    # writable before the minutes of inference, not after
-    check_output_file(results_path, exist_ok=True, suffixes=(".json",), what="COCO results (JSON)")
-    if isinstance(data, DatasetSources):
-        sources = data
-    else:
-        sources = resolve_dataset(data, val_split=split, val_ann=ann, layout=layout)
-    files = sources.get("val" if ann else split)
-    if images:
-        files = SplitFiles(files.annotations, Path(images))
-    logger.info("dataset: %s (images %s)", files.annotations, files.images)
-    if is_onnx:  # the graph resizes and normalises: it gets the images as they are
-        dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
-        _warn_before_scoring(dataset.index, files.annotations)
-        results, seen = run_onnx_inference(predictor, dataset, progress=progress)
-    else:
-        cfg = predictor.cfg
-        dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
-                                cat_ids=predictor.cat_ids)
-        _warn_before_scoring(dataset.index, files.annotations)
-        loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
-                            collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-        results, seen = run_inference(predictor, loader, progress=progress)
-    write_results(results, results_path)
-    report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
-    metrics_path = report_path(results_path)
-    metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    return dict(report, annotations=str(files.annotations), images=len(seen), predictions=len(results),
-                results=str(results_path), metrics=str(metrics_path))
+    with output_lock(results_path, "csrseg eval", folder=False):  # one evaluation at a time writes these results
+        # writable before the minutes of inference, not after
+        check_output_file(results_path, exist_ok=True, suffixes=(".json",), what="COCO results (JSON)")
+        if isinstance(data, DatasetSources):
+            sources = data
+        else:
+            sources = resolve_dataset(data, val_split=split, val_ann=ann, layout=layout)
+        files = sources.get("val" if ann else split)
+        if images:
+            files = SplitFiles(files.annotations, Path(images))
+        logger.info("dataset: %s (images %s)", files.annotations, files.images)
+        if is_onnx:  # the graph resizes and normalises: it gets the images as they are
+            dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
+            _warn_before_scoring(dataset.index, files.annotations)
+            results, seen = run_onnx_inference(predictor, dataset, progress=progress)
+        else:
+            cfg = predictor.cfg
+            dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
+                                    cat_ids=predictor.cat_ids)
+            _warn_before_scoring(dataset.index, files.annotations)
+            loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
+                                collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
+            results, seen = run_inference(predictor, loader, progress=progress)
+        write_results(results, results_path)
+        report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
+        metrics_path = report_path(results_path)
+        metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+        return dict(report, annotations=str(files.annotations), images=len(seen), predictions=len(results),
+                    results=str(results_path), metrics=str(metrics_path))

@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from csrseg.engine.rundir import check_output_file
+from csrseg.engine.rundir import check_output_file, output_lock
 from csrseg.errors import CsrsegError
 
 FORMATS = ("onnx", "safetensors")
@@ -42,25 +42,26 @@ def export(out: str | Path, weights: str | Path, format: str = "onnx", opset: in
     if format == "onnx" and not 17 <= opset <= max_opset:
         raise CsrsegError(f"--opset {opset}: choose 17 (the default, the opset the tests check) to {max_opset} "
                           "(the newest torch's exporter writes)")
-    check_output_file(out, exist_ok)
-    images = None
-    if int8:
-        from csrseg.deploy.int8 import calibration_images
+    with output_lock(out, "csrseg export", folder=False):  # one export at a time writes this file
+        check_output_file(out, exist_ok)
+        images = None
+        if int8:
+            from csrseg.deploy.int8 import calibration_images
 
-        images = calibration_images(calib, calib_images, layout)
-    from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
-    from csrseg.engine.checkpoint import save_safetensors
-    from csrseg.inference.predictor import Predictor
+            images = calibration_images(calib, calib_images, layout)
+        from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
+        from csrseg.engine.checkpoint import save_safetensors
+        from csrseg.inference.predictor import Predictor
 
-    predictor = Predictor(weights, device="cpu", score_thr=0.0)
-    meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
-    if format == "safetensors":
-        return ExportResult(save_safetensors(predictor.model.state_dict(), meta, out), format)
-    if not int8:
-        return ExportResult(export_onnx(predictor.model, predictor.cfg.input, out, meta, opset=opset), format, opset)
-    from csrseg.deploy.int8 import quantize_onnx
+        predictor = Predictor(weights, device="cpu", score_thr=0.0)
+        meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
+        if format == "safetensors":
+            return ExportResult(save_safetensors(predictor.model.state_dict(), meta, out), format)
+        if not int8:
+            return ExportResult(export_onnx(predictor.model, predictor.cfg.input, out, meta, opset=opset), format, opset)
+        from csrseg.deploy.int8 import quantize_onnx
 
-    with tempfile.TemporaryDirectory(prefix="csrseg-export-") as tmp:
-        fp32 = export_onnx(predictor.model, predictor.cfg.input, Path(tmp) / "fp32.onnx", meta, opset=opset)
-        report = quantize_onnx(fp32, out, images)
-    return ExportResult(report.path, format, opset, report)
+        with tempfile.TemporaryDirectory(prefix="csrseg-export-") as tmp:
+            fp32 = export_onnx(predictor.model, predictor.cfg.input, Path(tmp) / "fp32.onnx", meta, opset=opset)
+            report = quantize_onnx(fp32, out, images)
+        return ExportResult(report.path, format, opset, report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from csrseg.engine.rundir import check_outputs, default_run_dir
+from csrseg.engine.rundir import check_outputs, default_run_dir, output_lock
 from csrseg.errors import CsrsegError
 from csrseg.inference.records import RecordWriter
 from csrseg.inference.runner import PredictCounts, predict_files
@@ -58,22 +58,23 @@ def predict(sources: list[str | Path] | str | Path, weights: str | Path | None =
     read nothing is written and an earlier ``predictions.json`` stays as it was.
     """
     out_dir = Path(out) if out else default_run_dir("predict", "exp")
-    check_outputs(out_dir, ["predictions.json"], exist_ok)
-    predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout)
-    given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
-    paths = expand_sources(given)
-    if not paths:
-        raise CsrsegError(f"no images or videos found in {' '.join(given)}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    records = RecordWriter(out_dir / "predictions.json")
-    try:
-        counts = predict_files(predictor, paths, out_dir, records, batch, video_stride)
-    except BaseException:
-        records.discard()
-        raise
-    if counts.images == 0 and counts.frames == 0:  # every source unreadable: say so, keep what out held
-        records.discard()
-        reasons = "; ".join(counts.skipped_files[:3])
-        raise CsrsegError(f"none of the {len(paths)} images or videos could be read ({reasons}); nothing written "
-                          f"to {out_dir / 'predictions.json'}")
-    return PredictResult(out_dir, records.close(), counts)
+    with output_lock(out_dir, "csrseg predict"):  # one run at a time writes here
+        check_outputs(out_dir, ["predictions.json"], exist_ok)
+        predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout)
+        given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
+        paths = expand_sources(given)
+        if not paths:
+            raise CsrsegError(f"no images or videos found in {' '.join(given)}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = RecordWriter(out_dir / "predictions.json")
+        try:
+            counts = predict_files(predictor, paths, out_dir, records, batch, video_stride)
+        except BaseException:
+            records.discard()
+            raise
+        if counts.images == 0 and counts.frames == 0:  # every source unreadable: say so, keep what out held
+            records.discard()
+            reasons = "; ".join(counts.skipped_files[:3])
+            raise CsrsegError(f"none of the {len(paths)} images or videos could be read ({reasons}); nothing written "
+                              f"to {out_dir / 'predictions.json'}")
+        return PredictResult(out_dir, records.close(), counts)

@@ -8,6 +8,7 @@ epoch, and every ``checkpoint_interval`` iterations), ``best.pt`` (best val mask
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,7 +26,7 @@ from csrseg.data.splits import training_splits
 from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.hooks import RunLog, standard_hooks
-from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, set_aside_outputs
+from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, output_lock, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.setup import prepare, with_num_classes
 from csrseg.engine.trainer import Hook, Trainer
@@ -71,14 +72,28 @@ def train(data: str | Path | DatasetSources | None = None, config: str | Config 
     ``last.pt`` written.
     """
     run_dir, cfg = run_folder_and_config(config, out, overrides, epochs, resume)
-    resuming = bool(resume)
-    sources = dataset_for(data, run_dir, resuming, train_split, val_split, layout)
+    sources = dataset_for(data, run_dir, bool(resume), train_split, val_split, layout)
     env = du.init_distributed(device)
+    # one owner per run folder, taken before the output check: two runs started a moment apart
+    # cannot both find the folder empty (under DDP, rank 0 holds it for all)
+    with output_lock(run_dir, "csrseg train") if env.is_main else contextlib.nullcontext():
+        trainer = build_trainer(cfg, sources, run_dir, env, bool(resume), weights, strict, exist_ok, train_split,
+                                val_split, checkpoint_interval, log_interval, progress, list(hooks))
+        state = preempt.preemptible(trainer.train)()
+    best = best_path(run_dir)
+    return TrainResult(run_dir, run_dir / "last.pt", best if best.is_file() else None, state.best_ap, state.iteration,
+                       state.metrics)
+
+
+def build_trainer(cfg: Config, sources: DatasetSources, run_dir: Path, env: du.DistEnv, resuming: bool,
+                  weights: str | Path | None, strict: bool, exist_ok: bool, train_split: str, val_split: str | None,
+                  checkpoint_interval: int, log_interval: int, progress: bool, extra_hooks: list[Hook]) -> Trainer:
+    """Everything a run starts from, in order: the output check, the data, the model (fresh, fine-tuned
+    or resumed), the run folder (config, dataset record, log) and the hooks."""
     resume_cmd = f"csrseg train --resume {run_dir}"  # the run records its dataset: no --data needed
     replaced = [] if resuming else check_outputs(
         run_dir, TRAIN_OUTPUTS, exist_ok, f"continue it with `{resume_cmd}`, replace it with --exist-ok, or choose another --out")
     torch.manual_seed(cfg.train.seed)
-
     train_ds, val_ds = training_splits(sources, cfg.input, cfg.train.seed, train_split, val_split)
     if cfg.model.num_classes != len(train_ds.cat_ids):
         logger.info("num_classes set to %d from %s", len(train_ds.cat_ids), train_ds.index.path)
@@ -105,16 +120,13 @@ def train(data: str | Path | DatasetSources | None = None, config: str | Config 
 
     identity = dict(config=to_dict(cfg), classes=train_ds.class_names, cat_ids=train_ds.cat_ids)
     saved = start.state.iteration if resuming else None
-    run_hooks, checkpointer = standard_hooks(run_dir, identity, progress, log, checkpoint_interval, saved)
+    hooks, checkpointer = standard_hooks(run_dir, identity, progress, log, checkpoint_interval, saved)
     if val_ds is not None:
-        run_hooks.insert(run_hooks.index(checkpointer), Evaluation(val_ds, log, checkpointer, identity))
+        hooks.insert(hooks.index(checkpointer), Evaluation(val_ds, log, checkpointer, identity))
     trainer = Trainer(cfg, start.model, start.optimizer, start.scaler, start.precision, train_ds, env, start.state,
-                      run_dir, run_hooks + list(hooks), resume_cmd)
+                      run_dir, hooks + extra_hooks, resume_cmd)
     _warn_if_schedule_stretched(trainer, start.resumed_total)
-    state = preempt.preemptible(trainer.train)()
-    best = best_path(run_dir)
-    return TrainResult(run_dir, run_dir / "last.pt", best if best.is_file() else None, state.best_ap, state.iteration,
-                       state.metrics)
+    return trainer
 
 
 def run_folder_and_config(config: str | Config | None, out: str | Path | None, overrides: list[str] | tuple[str, ...],

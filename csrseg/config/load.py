@@ -72,7 +72,7 @@ _AT_LEAST = (
     ("input.flip_prob", 0), ("train.epochs", 1), ("train.batch_size", 1), ("train.workers", 0),
     ("train.warmup_iters", 0), ("train.eval_interval", 1), ("train.max_iters", 0), ("train.max_bad_steps", 1),
     ("train.lr", 0), ("train.weight_decay", 0), ("train.backbone_lr_mult", 0), ("train.lr_gamma", 0),
-    ("train.warmup_ratio", 0), ("train.clip_grad", 0),
+    ("train.warmup_ratio", 0), ("train.clip_grad", 0), ("input.crop", 0),
 )
 _ABOVE_ZERO = ("train.lr",)
 
@@ -88,6 +88,8 @@ def check_values(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: {key} must be a finite number, got {value}")
         if value < low or (key in _ABOVE_ZERO and value <= 0):
             raise ConfigError(f"{where}: {key} must be {'above' if key in _ABOVE_ZERO else 'at least'} {low}, got {value}")
+    if not cfg.input.crop_scale > 0 or not math.isfinite(cfg.input.crop_scale):
+        raise ConfigError(f"{where}: input.crop_scale must be a finite number above 0, got {cfg.input.crop_scale}")
     if cfg.input.flip_prob > 1:
         raise ConfigError(f"{where}: input.flip_prob is a probability (0 to 1), got {cfg.input.flip_prob}")
     if any(side < 1 for side in cfg.input.train_short_sides):

@@ -27,7 +27,7 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
 from csrseg.data.io import ImageReadError, read_image
-from csrseg.data.transforms import Transform
+from csrseg.data.transforms import Transform, crop_window
 from csrseg.errors import CsrsegError
 
 
@@ -253,8 +253,10 @@ class CocoInstances(Dataset):
     def __len__(self) -> int:
         return len(self.index.images)
 
-    def load(self, idx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Raw ``(H, W, 3)`` image, ``(N, H, W)`` masks, ``(N,)`` labels of non-crowd instances."""
+    def load(self, idx: int, window: tuple[int, int, int, int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Raw ``(H, W, 3)`` image, ``(N, H, W)`` masks, ``(N,)`` labels of non-crowd instances; with
+        ``window`` ``(y0, x0, y1, x1)``, the part of each inside it (an instance outside it left out)."""
         info = self.index.images[idx]
         path = self.image_dir / info["file_name"]
         try:
@@ -266,15 +268,32 @@ class CocoInstances(Dataset):
             raise DatasetError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say {width}x{height}")
         anns = [a for a in self.index.anns_by_image.get(info["id"], [])
                 if not a.get("iscrowd", 0) and a["category_id"] in self.cat_to_label]
-        masks = np.zeros((len(anns), height, width), dtype=np.uint8)
+        y0, x0, y1, x1 = window or (0, 0, height, width)
+        if window is not None:  # only what the crop can hold is decoded: a large frame costs its crop
+            anns = [a for a in anns if _box_meets(a.get("bbox"), window)]
+            image = image[y0:y1, x0:x1]
+        masks = np.zeros((len(anns), y1 - y0, x1 - x0), dtype=np.uint8)
         for i, ann in enumerate(anns):
-            masks[i] = decode_segmentation(ann["segmentation"], height, width)
+            masks[i] = decode_segmentation(ann["segmentation"], height, width)[y0:y1, x0:x1]
         labels = np.array([self.cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
         return image, masks, labels, info
 
+    def _window(self, idx: int, rng: np.random.Generator) -> tuple[int, int, int, int] | None:
+        """A training crop's window in image ``idx`` (None: the transform takes the whole image)."""
+        cfg = getattr(self.transform, "cfg", None)
+        if cfg is None or not cfg.crop or not getattr(self.transform, "train", False):
+            return None
+        info = self.index.images[idx]
+        boxes = np.array([a["bbox"] for a in self.index.anns_by_image.get(info["id"], [])
+                          if a.get("bbox") and not a.get("iscrowd", 0) and a["category_id"] in self.cat_to_label],
+                         dtype=np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]  # xywh -> xyxy
+        return crop_window(info["height"], info["width"], cfg, boxes, rng)
+
     def __getitem__(self, idx: int) -> dict:
-        image, masks, labels, info = self.load(idx)
         rng = np.random.default_rng([self.seed, self.epoch, idx])
+        window = self._window(idx, rng)
+        image, masks, labels, info = self.load(idx, window)
         image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
         image_t, masks_t = self.transform(image_t, torch.from_numpy(masks), rng)
         keep = masks_t.flatten(1).amax(1) > 0 if masks_t.shape[0] else torch.zeros(0, dtype=torch.bool)
@@ -286,6 +305,15 @@ class CocoInstances(Dataset):
             orig_size=(info["height"], info["width"]),
             input_size=tuple(image_t.shape[-2:]),
         )
+
+
+def _box_meets(bbox: list | None, window: tuple[int, int, int, int]) -> bool:
+    """Whether a COCO ``[x, y, w, h]`` box overlaps ``window`` ``(y0, x0, y1, x1)`` (no box: assume so)."""
+    if not bbox:
+        return True
+    x, y, w, h = bbox
+    y0, x0, y1, x1 = window
+    return x < x1 and x + w > x0 and y < y1 and y + h > y0
 
 
 def check_same_categories(reference: CocoIndex, other: CocoIndex) -> None:

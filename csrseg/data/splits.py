@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from csrseg.data.coco import CocoInstances, DatasetError, warn_if_unscorable
+from csrseg.data.sizes import object_sizes, size_advice
 from csrseg.data.sources import DatasetSources
 from csrseg.data.transforms import InputConfig, Transform
 
@@ -22,6 +23,9 @@ def training_splits(sources: DatasetSources, input_cfg: InputConfig, seed: int, 
     if not train_ds.index.num_targets():
         raise DatasetError(f"{files.annotations}: none of its {len(train_ds)} images has a usable annotation of "
                            f"{len(train_ds.cat_ids)} output classes: nothing to train on (the wrong split or file?)")
+    index = train_ds.index
+    for line in size_advice(object_sizes(index), input_cfg, [(im["height"], im["width"]) for im in index.images]):
+        logger.info(line)  # the objects' size where the model sees them, and what keeps small ones visible
     unused = [c for c in train_ds.index.unused_cat_ids if c not in train_ds.cat_ids]
     if unused:
         names = ", ".join(f"{c} {train_ds.index.categories[c][:40]!r}" for c in unused[:3])

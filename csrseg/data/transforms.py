@@ -18,7 +18,14 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class InputConfig:
-    """Resize / flip / normalise / pad. ``train_short_sides`` enables multi-scale training."""
+    """Resize / flip / normalise / pad. ``train_short_sides`` enables multi-scale training.
+
+    ``crop``: train on ``crop`` x ``crop`` crops (tiles) of the image scaled by ``crop_scale`` (1: its
+    own pixels) instead of the whole image resized to ``short_side``/``max_size``: small objects keep
+    their pixels and a step costs the crop, not the frame. An instance cut by the crop's edge is the
+    part the crop holds. 0: off. A model trained on crops predicts in tiles of the same size
+    (``csrseg predict --tile``, :mod:`csrseg.inference.tiling`).
+    """
 
     short_side: int = 800
     max_size: int = 1333
@@ -27,6 +34,8 @@ class InputConfig:
     size_divisor: int = 32
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop: int = 0
+    crop_scale: float = 1.0
 
 
 def target_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
@@ -58,14 +67,45 @@ def normalize(image: Tensor, cfg: InputConfig) -> Tensor:
     return (image - mean) / std
 
 
+# a training crop is centred on a random object this often (else placed anywhere), so that sparse
+# frames still give the crops objects to learn from
+OBJECT_CENTRED = 0.5
+
+
+def crop_window(height: int, width: int, cfg: InputConfig, boxes: np.ndarray, rng: np.random.Generator
+                ) -> tuple[int, int, int, int]:
+    """Where a training crop of ``cfg.crop`` px (at ``cfg.crop_scale``) falls in an ``height`` x ``width``
+    image: ``(y0, x0, y1, x1)`` in the image's own pixels. ``boxes``: ``(n, 4)`` xyxy of its objects;
+    with :data:`OBJECT_CENTRED` probability the crop is centred on one of them."""
+    side = max(1, int(round(cfg.crop / cfg.crop_scale)))
+    h, w = min(side, height), min(side, width)
+    if len(boxes) and rng.random() < OBJECT_CENTRED:
+        x0, y0, x1, y1 = boxes[int(rng.integers(len(boxes)))]
+        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
+        top, left = int(round(cy - h / 2)), int(round(cx - w / 2))
+    else:
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    top, left = min(max(top, 0), height - h), min(max(left, 0), width - w)
+    return top, left, top + h, left + w
+
+
 @dataclass
 class Transform:
-    """Resize (random short side among ``train_short_sides`` when training), flip, normalise."""
+    """Resize (random short side among ``train_short_sides`` when training), flip, normalise. With
+    ``cfg.crop``, training samples arrive already cropped (:func:`crop_window`) and are scaled by
+    ``crop_scale``, and evaluation scales the whole image by ``crop_scale`` (tiled by the caller)."""
 
     cfg: InputConfig
     train: bool
 
     def __call__(self, image: Tensor, masks: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        if self.cfg.crop:
+            height, width = image.shape[-2:]
+            scale = self.cfg.crop_scale
+            image, masks = resize(image, masks, (max(1, round(height * scale)), max(1, round(width * scale))))
+            if self.train and rng.random() < self.cfg.flip_prob:
+                image, masks = hflip(image, masks)
+            return normalize(image, self.cfg), masks
         short = self.cfg.short_side
         if self.train and self.cfg.train_short_sides:
             short = int(rng.choice(self.cfg.train_short_sides))

@@ -1,19 +1,29 @@
-"""Output folders: never overwrite another run's results by accident.
+"""Output folders: never overwrite another run's results by accident, never share one between two runs.
 
 Every verb that writes results (``train``, ``ablate``, ``demo``, ``predict``, ``export``)
 asks :func:`check_outputs` first. A folder that already holds results of another run is
 refused in one line naming the files, unless the caller continues that run (``--resume``)
 or means to replace it (``--exist-ok``). Without ``--out`` the CLI picks a fresh numbered
-folder, so this only fires when the user named an occupied one.
+folder, so this only fires when the user named an occupied one. While a verb writes, it owns its
+output through a lock (:func:`output_lock`): two runs started into one folder a moment apart (a
+double click, a re-run script) cannot both pass that check and interleave their files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import shutil
+import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from csrseg.errors import CsrsegError
+
+logger = logging.getLogger("csrseg")
 
 # What a training run leaves that is worth keeping (config.yaml alone is not: it is rewritten
 # at every start, and a run that died before its first checkpoint holds nothing else).
@@ -104,3 +114,95 @@ def check_output_file(path: str | Path, exist_ok: bool = False, suffixes: tuple[
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CsrsegError(f"{path}: {folder} is not writable")
     return path
+
+
+class OutputLockedError(CsrsegError, FileExistsError):
+    """Another run, still going, writes into the same output."""
+
+
+LOCK_NAME = ".csrseg.lock"
+
+
+def lock_path(output: Path, folder: bool = True) -> Path:
+    """The lock of an output: ``FOLDER/.csrseg.lock`` for a folder, ``.NAME.lock`` beside a file."""
+    output = Path(output)
+    return output / LOCK_NAME if folder else output.with_name(f".{output.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(output: str | Path, what: str, folder: bool = True) -> Iterator[Path]:
+    """Own ``output`` (a run folder, or one output file) while the block runs: its lock is made with an
+    atomic create holding this process's pid and host. A second run into the same output is refused
+    in one line naming the running pid, unless that process is gone (same host): then the stale lock
+    is reported and taken. ``what`` names the verb in the lock and in the message; ``folder``: the
+    output is a folder (else one file). The lock is removed when the block ends, however it ends."""
+    path = lock_path(Path(output), folder)
+    made = _missing_folders(path.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mine = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"), what=what)
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            _refuse_or_clear(path, Path(output), mine)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump(mine, handle)
+        break
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("pid") == mine["pid"]:
+                path.unlink()
+        for folder in made:  # the folders the lock made, if nothing else came into them: as they were
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _refuse_or_clear(path: Path, output: Path, mine: dict) -> None:
+    """An existing lock: refuse if its process runs (or may run: another host); remove it if gone."""
+    try:
+        held = json.loads(path.read_text())
+        pid, host = int(held["pid"]), str(held["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        held, pid, host = {}, -1, mine["host"]  # unreadable: a writer cut short between create and write
+        if time.time() - _mtime(path) < 5:  # give a writer that is just creating it a moment
+            time.sleep(0.2)
+            return
+    if host != mine["host"]:
+        raise OutputLockedError(f"{output}: in use by {held.get('what', 'csrseg')} (pid {pid} on {host}, since "
+                                f"{held.get('started', '?')}); if that run has ended, delete {path}")
+    if pid > 0 and _running(pid):
+        raise OutputLockedError(f"{output}: in use by {held.get('what', 'csrseg')} (pid {pid}, since "
+                                f"{held.get('started', '?')}); wait for it or choose another --out")
+    logger.warning("%s: the lock of %s (pid %s), which is no longer running, is taken over", output,
+                   held.get("what", "an earlier run"), pid if pid > 0 else "unknown")
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

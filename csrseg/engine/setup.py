@@ -105,13 +105,15 @@ def decide_precision(cfg: Config, model: nn.Module | None, device: torch.device 
 
 
 def step_timer(cfg: Config, model: nn.Module, device: torch.device):
-    """``step(name)``: one forward + backward of a copy of ``model`` in precision ``name`` on random
-    square images of ``cfg``'s short side with one object each (2 images up to 512 px, else 1); the
-    run's own model, RNG and BatchNorm statistics are left as they were."""
+    """``step(name)``: one forward + backward of a copy of ``model`` in precision ``name`` on one random
+    square image of ``cfg``'s short side (or crop) with one object; the run's own model, RNG and
+    BatchNorm statistics are left as they were. One image: the relative cost of the precisions is a
+    property of the kernels at that size, and the probe stays a few seconds."""
     probe_model = copy.deepcopy(model).train()
     divisor = cfg.input.size_divisor
-    height = width = -(-cfg.input.short_side // divisor) * divisor
-    batch = 2 if height <= 512 else 1
+    side = cfg.input.crop or cfg.input.short_side
+    height = width = -(-side // divisor) * divisor
+    batch = 1
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch, 3, height, width, generator=generator).to(device)
     if cfg.train.channels_last:

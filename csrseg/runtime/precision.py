@@ -100,12 +100,15 @@ def choose(times: dict[str, float]) -> Precision:
 
 
 def probe_times(step: Callable[[str], None], names: tuple[str, ...] = ("fp32", "bf16"), budget: float = 4.0,
-                clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Seconds per ``step(name)`` for each precision ``name``: one untimed warm-up step, then timed
-    steps until ``budget`` seconds (at least one, at most three), the median taken. The precisions
-    take turns step by step, so a drift in the machine's load falls on both."""
-    for name in names:
-        step(name)  # warm-up: oneDNN picks and caches its kernels for this shape and dtype
+                clock: Callable[[], float] = time.perf_counter, warmup: int = 2) -> dict[str, float]:
+    """Seconds per ``step(name)`` for each precision ``name``: ``warmup`` untimed steps each (oneDNN
+    picks and caches its kernels for a shape and dtype over the first calls, which can take several
+    times a step), then timed steps until ``budget`` seconds (at least one, at most three each), the
+    fastest taken: a step's own cost, what a burst of other work on the machine only adds to. The
+    precisions take turns step by step, so a drift in the machine's load falls on both."""
+    for _ in range(warmup):
+        for name in names:
+            step(name)
     samples: dict[str, list[float]] = {name: [] for name in names}
     spent = 0.0
     while not samples[names[0]] or (spent < budget and len(samples[names[0]]) < 3):
@@ -115,7 +118,7 @@ def probe_times(step: Callable[[str], None], names: tuple[str, ...] = ("fp32", "
             seconds = clock() - tic
             samples[name].append(seconds)
             spent += seconds
-    return {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
+    return {name: min(values) for name, values in samples.items()}
 
 
 def cache_dir() -> Path:
@@ -133,6 +136,15 @@ def machine_key() -> str:
     return f"{cpu_model()}|{torch.backends.cpu.get_cpu_capability()}|{caps}|torch {torch.__version__}|{torch.get_num_threads()} threads"
 
 
+def busy() -> bool:
+    """Whether other work competed for the CPU over the last minute: a load average above 1.5x the
+    cores (the probe itself keeps them all busy)."""
+    try:
+        return os.getloadavg()[0] > 1.5 * (os.cpu_count() or 1)
+    except OSError:  # no load average on this system
+        return False
+
+
 class ProbeCache:
     """Probe results kept in ``precision.json`` under :func:`cache_dir`, keyed by :func:`machine_key`
     and a description of what was measured (model config, input size, batch, train or infer)."""
@@ -148,12 +160,15 @@ class ProbeCache:
             return {}
 
     def times(self, what: str, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
-        """The cached times of ``what`` on this machine, or ``measure()``'s, then kept."""
+        """The cached times of ``what`` on this machine, or ``measure()``'s, then kept, unless the
+        machine was busy with other work while they were taken (then they hold for this run only)."""
         key = hashlib.sha256(f"{machine_key()}\n{what}".encode()).hexdigest()[:24]
         cached = self._read().get(key)
         if isinstance(cached, dict) and cached and all(isinstance(v, (int, float)) for v in cached.values()):
             return {k: float(v) for k, v in cached.items()}
         times = measure()
+        if busy():
+            return times
         with contextlib.suppress(OSError):  # a read-only home costs the probe again next time, nothing more
             self.path.parent.mkdir(parents=True, exist_ok=True)
             data = self._read()

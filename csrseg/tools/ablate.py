@@ -32,7 +32,7 @@ from typing import Any
 from csrseg.tools.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
 from csrseg.config import Config, ConfigError, config_from_dict, load_config, merge, to_dict, without_pretrained
 from csrseg.config.presets import TABLE2_ROWS, table_rows
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs
+from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs, output_lock
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.errors import CsrsegError
 from csrseg.evaluation.coco import METRICS
@@ -259,24 +259,25 @@ def run_ablation(data: str | Path, table: int, out: str | Path | None = None, ba
     from csrseg.data.sources import resolve_dataset
 
     out = Path(out) if out else default_sweep_dir(table)
-    _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
-    resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
-    out.mkdir(parents=True, exist_ok=True)
-    train_runs(pending, device, jobs, progress)
-    # every run is finished now: the summaries come from the run folders
-    summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
-    assert not pending, "a run trained above has no summary"
-    if train_only:
-        return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
-    base_cfg = load_config(base, overrides)
-    cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
-    speed = sweep_speed(out, cfgs)
-    text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
-    (out / f"table{table}.md").write_text(text + "\n")
-    title = f"Table {table} ({base_cfg.name}, {_iterations(summaries)} iterations, {seeds} seeds)"
-    plot_ablation(summaries, out / f"table{table}.png", title)
-    plot_curves(summaries, out / f"table{table}_curves.png", title)
-    return text
+    with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
+        _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+        resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
+        out.mkdir(parents=True, exist_ok=True)
+        train_runs(pending, device, jobs, progress)
+        # every run is finished now: the summaries come from the run folders
+        summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+        assert not pending, "a run trained above has no summary"
+        if train_only:
+            return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
+        base_cfg = load_config(base, overrides)
+        cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
+        speed = sweep_speed(out, cfgs)
+        text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
+        (out / f"table{table}.md").write_text(text + "\n")
+        title = f"Table {table} ({base_cfg.name}, {_iterations(summaries)} iterations, {seeds} seeds)"
+        plot_ablation(summaries, out / f"table{table}.png", title)
+        plot_curves(summaries, out / f"table{table}_curves.png", title)
+        return text
 
 
 def _with_curve(summary: dict, run_dir: Path) -> dict:

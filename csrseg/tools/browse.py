@@ -4,8 +4,8 @@
 :func:`csrseg.data.sources.resolve_dataset` knows) and summarises the split: images,
 instances per class, image sizes, and object sizes (``sqrt(area)``) in pixels both in
 the image and at the config's input size (shorter side ``input.short_side``, longer at
-most ``input.max_size``), where an object under ~8 px is a pixel or two of the stride-8
-feature the head sees.
+most ``input.max_size``, or the crops of ``input.crop``), with what to change where most objects
+would be under 16 px there (:mod:`csrseg.data.sizes`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ import numpy as np
 from csrseg.data.transforms import InputConfig
 from csrseg.data.coco import DatasetError, decode_segmentation, load_coco_json
 from csrseg.data.io import ImageReadError, read_image
+from csrseg.data.sizes import SMALL, input_scale, size_advice
 from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.inference.visualize import draw_instances
-
-SMALL_PX = 8.0  # objects under this many pixels at the input size cover about one stride-8 cell
-
 
 @dataclass
 class DatasetSummary:
@@ -39,10 +37,11 @@ class DatasetSummary:
     input_size: tuple[int, int]  # (short side, max size)
     drawn: list[Path] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # "PATH: problem" of images that could not be drawn
+    advice: list[str] = field(default_factory=list)  # object sizes at the input and what to do if small (data/sizes.py)
 
     @property
     def small(self) -> int:
-        return int((self.input_px < SMALL_PX).sum())
+        return int((self.input_px < SMALL).sum())
 
     def text(self) -> str:
         heights = np.array([h for h, _ in self.image_sizes] or [0])
@@ -59,16 +58,9 @@ class DatasetSummary:
             lines.append(f"object size sqrt(area), 5/50/95th percentile: {q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} px in the "
                          f"images, {r[0]:.1f} / {r[1]:.1f} / {r[2]:.1f} px at the input size (short side {short}, "
                          f"max {longest})")
-        if self.small:
-            lines.append(f"warning: {self.small} of {len(self.input_px)} objects are under {SMALL_PX:.0f} px at the input "
-                         f"size: about one cell of the stride-8 feature; raise input.short_side/input.max_size")
+        lines += self.advice
         lines += [f"warning: {problem} (training would stop on it)" for problem in self.unreadable]
         return "\n".join(lines)
-
-
-def input_scale(height: int, width: int, cfg: InputConfig) -> float:
-    """The resize factor of :class:`csrseg.data.transforms.Transform` at evaluation."""
-    return min(cfg.short_side / min(height, width), cfg.max_size / max(height, width))
 
 
 def browse_dataset(data: str | Path | DatasetSources, out: str | Path, input_cfg: InputConfig, images: int = 8,
@@ -97,6 +89,7 @@ def browse_dataset(data: str | Path | DatasetSources, out: str | Path, input_cfg
         f"{sources.describe((split,))}", len(index.images), {n: per_class[n] for n in names if per_class[n]},
         [(img["height"], img["width"]) for img in index.images], np.array(object_px), np.array(input_px),
         (input_cfg.short_side, input_cfg.max_size))
+    summary.advice = size_advice(summary.object_px, input_cfg, summary.image_sizes)
     step = max(1, len(index.images) // max(images, 1))
     for img in index.images[::step][:images]:
         path = files.images / img["file_name"]
@@ -136,7 +129,7 @@ def plot_summary(summary: DatasetSummary, path: Path) -> Path:
         bins = np.geomspace(max(0.5, summary.input_px.min()), max(summary.input_px.max(), 1.0) * 1.01, 30)
         ax_obj.hist(summary.input_px, bins=bins)
         ax_obj.set_xscale("log")
-    ax_obj.axvline(SMALL_PX, color="red", linestyle="--", label=f"{SMALL_PX:.0f} px")
+    ax_obj.axvline(SMALL, color="red", linestyle="--", label=f"{SMALL:.0f} px")
     ax_obj.set_xlabel(f"object sqrt(area) at input size {summary.input_size[0]}/{summary.input_size[1]} (px)")
     ax_obj.legend()
     with warnings.catch_warnings():  # a class name in a script the font lacks is drawn as boxes, not an error

@@ -6,15 +6,17 @@ Everything lands in one run folder::
     RUN/train/       config.yaml, log.jsonl, last.pt, best.pt, results.png, val_results.json
     RUN/overlays/    val images with the predicted masks drawn on them
 
-Two recipes, both the ``demo`` preset's network (ResNet-18 from scratch, SOLOv2 head, 1000 images):
+Two recipes on the same 1000 synthetic images, both with the SOLOv2 head from scratch:
 
-- the short demo (default) fits a coffee break on any CPU: it trains for a fixed time
-  (:data:`SHORT_MINUTES`), whatever the machine computes in it, with two hooks on the trainer:
-  :class:`TimeBudget` (the lr decays over the budget's time, and the run ends when it is spent) and
-  :class:`ProgressiveSize` (most of the time at 160 px, where a step costs about half, the rest at
-  256 px, where small objects keep their pixels). It stops earlier where the full recipe's
-  iterations are done first (a GPU).
-- ``--full``: the preset's own 18-epoch recipe at 256 px (mask AP about 50; 77 min on a 2-core AVX2 CPU).
+- the short demo (default) fits a coffee break on any CPU: a network light enough to take many
+  steps in little time (:data:`SHORT_NETWORK`: MobileNetV3-Small, neck and head 64 wide) trained for
+  a fixed time (:data:`SHORT_MINUTES`), whatever the machine computes in it, with two hooks on the
+  trainer: :class:`TimeBudget` (the lr decays over the budget's time, and the run ends when it is
+  spent) and :class:`ProgressiveSize` (most of the time at 160 px, where a step costs about 70 %, the
+  rest at 256 px, where small objects keep their pixels). It stops earlier where the full recipe's
+  iterations are done first (a GPU). benchmarks/RESULTS.md, "The short demo", compares recipes.
+- ``--full``: the ``demo`` preset's own 18-epoch recipe (ResNet-18) at 256 px (mask AP about 50;
+  77 min on a 2-core AVX2 CPU).
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ QUICK_OVERRIDES = ["train.epochs=1", "train.max_iters=3", "train.batch_size=2", 
 SHORT_MINUTES = 9.0
 SMALL_SIDE = 160  # the short demo's input size for the first SMALL_SHARE of its time
 SMALL_SHARE = 0.75
-SHORT_LR = 2e-3  # a budget of a few hundred steps takes a higher peak than the full recipe's 1e-3
+SHORT_LR = 3e-3  # a budget of about a thousand steps takes a higher peak than the full recipe's 1e-3
+# 4x the steps of ResNet-18 in the same time, and learning more per minute for it (RESULTS.md)
+SHORT_NETWORK = ["model.backbone.arch=mobilenet_v3_small", "model.neck.channels=64", "model.neck.csr_channels=64",
+                 "model.head.feat_channels=64", "model.head.kernel_dim=64", "model.head.stacked_convs=2"]
 
 
 class TimeBudget(Hook):
@@ -70,6 +75,8 @@ class TimeBudget(Hook):
 
     def before_train(self, trainer: Trainer) -> None:
         self.start = self.clock()
+        logger.info("training for %s (the time budget), at most %d iterations: the estimate below is for all of them",
+                    duration(self.seconds), trainer.state.total_iters)
 
     def progress(self) -> float:
         """The share of the budget spent, 0 to 1."""
@@ -120,11 +127,11 @@ class ProgressiveSize(Hook):
 
 
 def short_config(overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The short demo's config: the preset's network and data, a higher peak lr, no evaluation before
-    the end (the time goes to training), and data loading in the training process (the progressive
-    size reaches the next batch drawn)."""
-    return load_config("demo", ["train.eval_interval=1000", f"train.lr={SHORT_LR}", "train.warmup_iters=50",
-                                "train.lr_gamma=0.01", "train.workers=0", *overrides])
+    """The short demo's config: the light network, a higher peak lr, no evaluation before the end
+    (the time goes to training), and data loading in the training process (the progressive size
+    reaches the next batch drawn)."""
+    return load_config("demo", [*SHORT_NETWORK, "train.eval_interval=1000", f"train.lr={SHORT_LR}",
+                                "train.warmup_iters=50", "train.lr_gamma=0.01", "train.workers=0", *overrides])
 
 
 def plan(cfg: Config, images: int, device: str, precision: Precision, minutes: float | None = None) -> str:

@@ -264,3 +264,14 @@ def test_the_layout_flag_reaches_every_verb_that_reads_a_dataset(synth_root, tmp
     assert main(["eval", "--weights", str(weights), "--data", str(root), "--layout", "roboflow", "--workers", "0",
                  "--out", str(tmp_path / "r.json")]) == 0
     assert "valid/_annotations.coco.json" in capsys.readouterr().out
+
+
+def test_the_first_lines_of_a_run_say_how_big_the_objects_are_at_the_input(synth_root, caplog):
+    import logging
+
+    from csrseg.data.transforms import InputConfig
+
+    with caplog.at_level(logging.INFO, logger="csrseg"):
+        training_splits(resolve_dataset(synth_root), InputConfig(short_side=32, max_size=32), 0)
+    assert "objects at the input (input short side 32, long side at most 32): median" in caplog.text
+    assert "most objects would be under 16 px" in caplog.text

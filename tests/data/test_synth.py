@@ -49,3 +49,20 @@ def test_area_and_box_match_what_a_coco_reader_decodes(tmp_path):
         assert mask.sum() == ann["area"]
         ys, xs = np.nonzero(mask)
         assert ann["bbox"][:2] == [xs.min(), ys.min()]
+
+
+def test_size_advice_names_the_settings_that_keep_small_objects_and_their_cost():
+    import numpy as np
+
+    from csrseg.data.sizes import size_advice
+    from csrseg.data.transforms import InputConfig
+
+    frames = [(1080, 1920)] * 4
+    native = np.full(100, 30.0)  # 30 px objects in 1920 x 1080 frames
+    lines = size_advice(native, InputConfig(short_side=256, max_size=456), frames)
+    assert lines[0].startswith("objects at the input (input short side 256, long side at most 456): median 7 px, 100% under 16 px")
+    # the median object at 16 px: 16/30 of the frame's own scale, 576 px short side; a 256 px crop at scale 1
+    assert "input.short_side=576 input.max_size=1056" in lines[1] and "about 5.1x today's" in lines[1]
+    assert "input.crop=256 input.crop_scale=1" in lines[1] and "about 0.6x today's" in lines[1] and "--tile 256" in lines[1]
+    assert size_advice(native, InputConfig(short_side=1080, max_size=1920), frames) == [
+        "objects at the input (input short side 1080, long side at most 1920): median 30 px, 0% under 16 px"]

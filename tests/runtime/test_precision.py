@@ -55,20 +55,31 @@ def test_auto_on_cuda_is_bf16_where_the_gpu_computes_it_else_fp16(monkeypatch):
     assert fp16.name == "fp16" and fp16.loss_scaling("cuda")
 
 
-def test_the_probe_times_each_precision_in_turns_within_its_budget():
+def test_the_probe_times_each_precision_in_turns_within_its_budget_and_keeps_the_fastest():
     calls = []
-    ticks = itertools.count()
-    times = probe_times(calls.append, ("fp32", "bf16"), budget=4.0, clock=lambda: float(next(ticks)))
-    # one warm-up each, then turns: every step costs 1 tick, so 2 rounds fill the budget of 4
-    assert calls == ["fp32", "bf16", "fp32", "bf16", "fp32", "bf16"]
-    assert times == {"fp32": 1.0, "bf16": 1.0}
+    durations = {"fp32": iter([9.0, 1.0, 1.5]), "bf16": iter([7.0, 0.5, 0.75])}  # a burst of load, then steady
+    now = [0.0]
+    untimed = [4]  # the two warm-up rounds
+
+    def step(name):
+        calls.append(name)
+        if untimed[0]:
+            untimed[0] -= 1
+        else:
+            now[0] += next(durations[name])
+
+    times = probe_times(step, ("fp32", "bf16"), budget=3.0, clock=lambda: now[0])
+    # two warm-up rounds, then turns until the budget (9 + 7 spent in the first round) stops it
+    assert calls == ["fp32", "bf16"] * 3 and times == {"fp32": 9.0, "bf16": 7.0}
     calls.clear()
-    slow = itertools.count(step=10)
-    probe_times(calls.append, ("fp32", "bf16"), budget=4.0, clock=lambda: float(next(slow)))
-    assert calls == ["fp32", "bf16", "fp32", "bf16"]  # at least one timed step each, however slow
+    durations = {"fp32": iter([2.0, 1.0, 1.5]), "bf16": iter([1.0, 0.5, 0.75])}
+    times = probe_times(step, ("fp32", "bf16"), budget=100.0, clock=lambda: now[0], warmup=0)
+    assert calls == ["fp32", "bf16"] * 3  # at most three timed steps each
+    assert times == {"fp32": 1.0, "bf16": 0.5}  # the fastest of each: what a step costs without other load
 
 
 def test_probe_results_are_cached_per_machine_and_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(prec, "busy", lambda: False)
     cache = ProbeCache(tmp_path)
     measured = []
 
@@ -83,6 +94,10 @@ def test_probe_results_are_cached_per_machine_and_model(tmp_path, monkeypatch):
     monkeypatch.setattr(prec, "machine_key", lambda: "another CPU")  # another machine or torch: measured again
     cache.times("demo model", measure)
     assert len(measured) == 3 and len(json.loads((tmp_path / "precision.json").read_text())) == 3
+    monkeypatch.setattr(prec, "busy", lambda: True)  # other work competed while measuring: not kept
+    cache.times("a third model", measure)
+    cache.times("a third model", measure)
+    assert len(measured) == 5 and len(json.loads((tmp_path / "precision.json").read_text())) == 3
 
 
 def test_a_run_on_a_cpu_with_auto_decides_by_its_own_probe(synth_root, tmp_path, monkeypatch, caplog):
