@@ -33,7 +33,8 @@ def report_path(results: Path) -> Path:
 def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False,
-             precision: str = "fp32", exist_ok: bool = False, layout: str | None = None) -> dict:
+             precision: str = "fp32", exist_ok: bool = False, layout: str | None = None, tile: int | None = None,
+             overlap: float = 0.25) -> dict:
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
     annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
@@ -43,18 +44,29 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     the report beside it (``<results>.metrics.json``); the report also holds both paths. The default
     results file is eval's own and renewed each time; an ``out`` the caller names is never replaced
     unless ``exist_ok``. ``precision``: the network's (:class:`~csrseg.inference.predictor.Predictor`;
-    fp32 by default, so the AP does not depend on the machine).
+    fp32 by default, so the AP does not depend on the machine). ``tile``: sliced inference, each image
+    cut into ``tile`` px tiles overlapping by ``overlap`` and merged with the whole image
+    (:mod:`csrseg.inference.tiling`), for either kind of model.
     """
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.evaluation.coco import detailed_metrics, run_inference, run_onnx_inference, write_results
+    from csrseg.evaluation.coco import (
+        detailed_metrics,
+        run_inference,
+        run_onnx_inference,
+        run_tiled_inference,
+        write_results,
+    )
     from csrseg.inference.onnx_predictor import OnnxPredictor
     from csrseg.inference.predictor import Predictor
+    from csrseg.inference.tiling import TiledPredictor, Tiling, check_tiling
 
     if out:  # an explicit out is the caller's file: never replaced unasked (the default one is eval's own)
         check_output_file(out, exist_ok, (".json",), "COCO results (JSON)")
         check_output_file(report_path(Path(out)), exist_ok)  # the report written beside it
+    if tile is not None:
+        check_tiling(tile, overlap)
     if ann and not Path(ann).is_file():
         raise DatasetError(f"{ann}: annotation file not found (--ann)")
     is_onnx = Path(weights).suffix.lower() == ".onnx"
@@ -72,7 +84,12 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
         if images:
             files = SplitFiles(files.annotations, Path(images))
         logger.info("dataset: %s (images %s)", files.annotations, files.images)
-        if is_onnx:  # the graph resizes and normalises: it gets the images as they are
+        if tile is not None:  # tiles of the images as they are, each through the predictor
+            dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
+            _warn_before_scoring(dataset.index, files.annotations)
+            tiled = TiledPredictor(predictor, Tiling(tile, overlap, batch=batch))
+            results, seen = run_tiled_inference(tiled, dataset, progress=progress)
+        elif is_onnx:  # the graph resizes and normalises: it gets the images as they are
             dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
             _warn_before_scoring(dataset.index, files.annotations)
             results, seen = run_onnx_inference(predictor, dataset, progress=progress)

@@ -23,11 +23,16 @@ class PredictResult:
 
 def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = None, device: str | None = None,
                    score_thr: float = 0.3, precision: str = "fp32", data: str | Path | None = None,
-                   layout: str | None = None):
+                   layout: str | None = None, tile: int | None = None, overlap: float = 0.25):
     """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or an ONNX model's, with the class
-    names of ``data`` (a dataset folder or YAML) when given."""
+    names of ``data`` (a dataset folder or YAML) when given; with ``tile``, one that slices each frame
+    into tiles of that many pixels overlapping by ``overlap`` (:mod:`csrseg.inference.tiling`)."""
     if bool(weights) == bool(onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+    if tile is not None:
+        from csrseg.inference.tiling import check_tiling
+
+        check_tiling(tile, overlap)  # before minutes of loading
     if onnx:
         if precision != "fp32":
             raise CsrsegError(f"--precision {precision} is for --weights: an ONNX model runs as it was exported "
@@ -43,16 +48,25 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
         from csrseg.data.sources import class_names_for
 
         predictor.class_names = class_names_for(data, predictor.cat_ids, layout)
+    if tile is not None:
+        from csrseg.inference.tiling import TiledPredictor, Tiling
+
+        predictor = TiledPredictor(predictor, Tiling(tile, overlap))
     return predictor
 
 
 def predict(sources: list[str | Path] | str | Path, weights: str | Path | None = None, onnx: str | Path | None = None,
             out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
             precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
-            exist_ok: bool = False, layout: str | None = None) -> PredictResult:
+            exist_ok: bool = False, layout: str | None = None, tile: int | None = None,
+            overlap: float = 0.25) -> PredictResult:
     """Predict on ``sources`` (image and video files, folders, glob patterns) with a checkpoint
     (``weights``) or an exported model (``onnx``): an overlay per image and per video in ``out``
     (default ``runs/predict/exp[N]``) and every instance as a COCO-style row in ``predictions.json``.
+
+    ``tile``: slice each image and frame into ``tile`` px tiles overlapping by ``overlap`` (a share of
+    the tile), predicted with the whole frame and merged (:mod:`csrseg.inference.tiling`): small
+    objects in large frames keep their pixels.
 
     An ``out`` that already holds predictions is refused unless ``exist_ok``; when no source can be
     read nothing is written and an earlier ``predictions.json`` stays as it was.
@@ -60,7 +74,7 @@ def predict(sources: list[str | Path] | str | Path, weights: str | Path | None =
     out_dir = Path(out) if out else default_run_dir("predict", "exp")
     with output_lock(out_dir, "csrseg predict"):  # one run at a time writes here
         check_outputs(out_dir, ["predictions.json"], exist_ok)
-        predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout)
+        predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout, tile, overlap)
         given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
         paths = expand_sources(given)
         if not paths:

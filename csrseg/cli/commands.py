@@ -52,7 +52,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
-                      precision=args.precision, exist_ok=args.exist_ok, layout=args.layout)
+                      precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
+                      overlap=args.overlap)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
@@ -62,7 +63,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.api import predict
 
     result = predict(args.sources, args.weights, args.onnx, args.out, args.score_thr, args.batch, args.device,
-                     args.precision, args.video_stride, args.data, args.exist_ok, args.layout)
+                     args.precision, args.video_stride, args.data, args.exist_ok, args.layout, args.tile, args.overlap)
     counts = result.counts
     for reason in counts.skipped_files:
         print(f"skipped: {reason}", file=sys.stderr)

@@ -33,6 +33,16 @@ def add_layout(parser: argparse.ArgumentParser) -> None:
                         help="a --data folder holding two dataset layouts: the one to read (else the one that loads)")
 
 
+def add_tiling(parser: argparse.ArgumentParser) -> None:
+    """``--tile SIZE --overlap F``: sliced inference (:mod:`csrseg.inference.tiling`)."""
+    parser.add_argument("--tile", type=at_least(32), metavar="SIZE",
+                        help="slice each image into SIZE px tiles, each seen at the model's scale, merged with the "
+                             "whole image: small objects in large frames (SIZE = input.short_side sees the image's "
+                             "own pixels)")
+    parser.add_argument("--overlap", type=fraction, default=0.25, metavar="F",
+                        help="with --tile: the share of a tile its neighbours overlap (default 0.25, below 0.9)")
+
+
 def sources_from_args(args: argparse.Namespace):
     from csrseg.data.sources import resolve_dataset
 

@@ -13,6 +13,7 @@ from csrseg.cli.options import (
     add_data_args,
     add_exist_ok,
     add_layout,
+    add_tiling,
     at_least,
     boolean,
     device,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
     p.add_argument("--batch", type=at_least(1), default=2)
     p.add_argument("--workers", type=at_least(0), default=2)
+    add_tiling(p)
     add_exist_ok(p, "replace an existing --out and its .metrics.json; the default results_<split>.json beside the "
                     "model is always renewed")
     p.set_defaults(func=commands.cmd_eval)
@@ -103,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
     p.add_argument("--device", type=device)
     p.add_argument("--batch", type=at_least(1), default=1)
+    add_tiling(p)
     add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
     p.set_defaults(func=commands.cmd_predict)
 

@@ -45,8 +45,10 @@ class ExportModel(nn.Module):
         x = image.float()
         height = torch.as_tensor(x.shape[-2]).double()
         width = torch.as_tensor(x.shape[-1]).double()
-        # the resize of csrseg.data.transforms.target_size, in float64 like Python's
-        scale = torch.minimum(cfg.short_side / torch.minimum(height, width), cfg.max_size / torch.maximum(height, width))
+        if cfg.crop:  # a model trained on crops sees every image at crop_scale (csrseg.data.transforms.Transform)
+            scale = torch.as_tensor(cfg.crop_scale, dtype=torch.float64)
+        else:  # the resize of csrseg.data.transforms.target_size, in float64 like Python's
+            scale = torch.minimum(cfg.short_side / torch.minimum(height, width), cfg.max_size / torch.maximum(height, width))
         new_h = torch.round(height * scale).long()
         new_w = torch.round(width * scale).long()
         x = F.interpolate(x, size=(_size(new_h), _size(new_w)), mode="bilinear", align_corners=False)

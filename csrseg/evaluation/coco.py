@@ -21,7 +21,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from csrseg.inference.records import encode_masks
+from csrseg.inference.records import encode_crop, encode_masks
 from csrseg.inference.predictor import Predictor
 from csrseg.errors import CsrsegError
 
@@ -110,6 +110,32 @@ def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list
         seen.append(int(info["id"]))
         results.extend(predictions_to_coco(info["id"], predictor.run(image), dataset.cat_ids))
     return results, seen
+
+
+def run_tiled_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of a :class:`csrseg.inference.tiling.TiledPredictor` over a :class:`csrseg.data.CocoInstances`
+    (its raw images, sliced by the predictor) and the ids of the images seen."""
+    from tqdm import tqdm
+
+    results, seen = [], []
+    for idx in tqdm(range(len(dataset)), desc="eval (tiled)", disable=not progress, leave=False):
+        image, _, _, info = dataset.load(idx)
+        seen.append(int(info["id"]))
+        results.extend(instances_to_coco(info["id"], predictor.predict(image)))
+    return results, seen
+
+
+def instances_to_coco(image_id: int, instances: list) -> list[dict]:
+    """One image's :class:`~csrseg.inference.predictor.Instance` s -> COCO result dicts (as
+    :func:`predictions_to_coco` writes them)."""
+    results = []
+    for inst in instances:
+        x0, y0, x1, y1 = inst.box
+        results.append(dict(image_id=int(image_id), category_id=int(inst.category_id),
+                            segmentation=encode_crop(inst.crop, inst.origin, inst.image_size),
+                            score=round(float(inst.score), 5),
+                            bbox=[round(x0, 2), round(y0, 2), round(x1 - x0 + 1, 2), round(y1 - y0 + 1, 2)]))
+    return results
 
 
 def format_table(metrics: dict[str, float]) -> str:

@@ -64,23 +64,28 @@ SHORT_NETWORK = ["model.backbone.arch=mobilenet_v3_small", "model.neck.channels=
 
 class TimeBudget(Hook):
     """Fits a run into ``seconds`` of training, whatever the machine computes in them: after the warm-up
-    the lr follows half a cosine over the time (to ``train.lr_gamma`` of the peak), and the run ends
-    at the first step past the time (or at its own last iteration, whichever comes first).
+    the lr follows half a cosine over the budget (to ``train.lr_gamma`` of the peak), and the run ends
+    at the first step past the time. The budget is the time or the run's own iterations, whichever
+    runs out first: a machine that finishes the iterations early (a GPU, a fast CPU) still gets the
+    whole decay.
 
     Runs after the standard hooks: the lr it sets replaces the iteration-based schedule's.
     """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds, self.clock, self.start = seconds, clock, 0.0
+        self.state, self.total_iters = None, 0
 
     def before_train(self, trainer: Trainer) -> None:
         self.start = self.clock()
+        self.state, self.total_iters = trainer.state, trainer.state.total_iters
         logger.info("training for %s (the time budget), at most %d iterations: the estimate below is for all of them",
                     duration(self.seconds), trainer.state.total_iters)
 
     def progress(self) -> float:
-        """The share of the budget spent, 0 to 1."""
-        return min(1.0, (self.clock() - self.start) / self.seconds)
+        """The share of the budget spent, 0 to 1: of the time or of the iterations, the larger."""
+        iterations = self.state.iteration / self.total_iters if self.state is not None and self.total_iters else 0.0
+        return min(1.0, max((self.clock() - self.start) / self.seconds, iterations))
 
     def before_step(self, trainer: Trainer) -> None:
         cfg, state = trainer.cfg.train, trainer.state

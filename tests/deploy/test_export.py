@@ -115,3 +115,22 @@ def test_boxes_from_masks_matches_torchvision():
     g = torch.Generator().manual_seed(1)
     masks = torch.rand(6, 20, 30, generator=g) > 0.97
     torch.testing.assert_close(boxes_from_masks(masks), masks_to_boxes(masks))
+
+
+def test_a_crop_trained_model_is_exported_seeing_images_at_its_crop_scale():
+    import dataclasses
+
+    from csrseg.deploy.onnx import ExportModel
+    from csrseg.models import build_model
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, crop=64, crop_scale=0.5))
+    model = build_model(cfg).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    image = np.random.default_rng(0).integers(0, 255, (100, 150, 3), dtype=np.uint8)
+    with torch.no_grad():
+        ExportModel(model, cfg.input)(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())
+    Predictor.for_model(model, cfg, CLASSES, [1, 2, 3, 4], "cpu").predict(image)
+    assert seen == [(64, 96), (64, 96)]  # 50 x 75 at scale 0.5, padded to 32s, in both: not resized to 128

@@ -1,6 +1,5 @@
 """One precision setting for train, predict, eval and benchmark; ``auto`` decided by measuring."""
 
-import itertools
 import json
 
 import pytest

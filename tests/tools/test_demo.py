@@ -96,3 +96,16 @@ def test_the_small_input_scales_the_solov2_size_ranges_alike(synth_root, tmp_pat
           hooks=[_Tick(clock, 1.0), budget, demo.ProgressiveSize(budget, small_side=64, share=0.5), Ranges()])
     full = cfg.model.head.scale_ranges
     assert seen[0] == tuple((lo / 2, hi / 2) for lo, hi in full) and seen[-1] == full
+
+
+def test_a_machine_that_runs_out_of_iterations_first_gets_the_whole_decay_and_both_sizes(synth_root, tmp_path):
+    clock = _Clock()
+    budget = demo.TimeBudget(1000.0, clock=clock)  # far more time than the 6 iterations take
+    record = _Record()
+    cfg = tiny_config(epochs=1, batch_size=2, warmup_iters=0, lr_gamma=0.01, lr=1e-3, eval_interval=1000)
+    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+                   hooks=[_Tick(clock, 1.0), budget, demo.ProgressiveSize(budget, small_side=64, share=0.5), record])
+    assert result.iterations == 6
+    lrs = [lr for lr, _ in record.rows]
+    assert lrs[-1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 5 / 6))))  # by iterations
+    assert [side for _, side in record.rows] == [64, 64, 64, 128, 128, 128]
