@@ -46,7 +46,8 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     unless ``exist_ok``. ``precision``: the network's (:class:`~csrseg.inference.predictor.Predictor`;
     fp32 by default, so the AP does not depend on the machine). ``tile``: sliced inference, each image
     cut into ``tile`` px tiles overlapping by ``overlap`` and merged with the whole image
-    (:mod:`csrseg.inference.tiling`), for either kind of model.
+    (:mod:`csrseg.inference.tiling`), for either kind of model; a model trained on crops
+    (``input.crop``) is always sliced, in tiles of its crop unless ``tile`` says otherwise.
     """
     from torch.utils.data import DataLoader
 
@@ -60,7 +61,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     )
     from csrseg.inference.onnx_predictor import OnnxPredictor
     from csrseg.inference.predictor import Predictor
-    from csrseg.inference.tiling import TiledPredictor, Tiling, check_tiling
+    from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
 
     if out:  # an explicit out is the caller's file: never replaced unasked (the default one is eval's own)
         check_output_file(out, exist_ok, (".json",), "COCO results (JSON)")
@@ -84,11 +85,13 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
         if images:
             files = SplitFiles(files.annotations, Path(images))
         logger.info("dataset: %s (images %s)", files.annotations, files.images)
-        if tile is not None:  # tiles of the images as they are, each through the predictor
+        tiling = tiling_for(predictor, tile, overlap, batch)  # a model trained on crops is sliced unasked
+        if tiling is not None:  # tiles of the images as they are, each through the predictor
+            if tile is None:
+                logger.info("the model was trained on crops: predicting in tiles of %d px (--tile)", tiling.size)
             dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
             _warn_before_scoring(dataset.index, files.annotations)
-            tiled = TiledPredictor(predictor, Tiling(tile, overlap, batch=batch))
-            results, seen = run_tiled_inference(tiled, dataset, progress=progress)
+            results, seen = run_tiled_inference(TiledPredictor(predictor, tiling), dataset, progress=progress)
         elif is_onnx:  # the graph resizes and normalises: it gets the images as they are
             dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
             _warn_before_scoring(dataset.index, files.annotations)

@@ -26,7 +26,8 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
                    layout: str | None = None, tile: int | None = None, overlap: float = 0.25):
     """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or an ONNX model's, with the class
     names of ``data`` (a dataset folder or YAML) when given; with ``tile``, one that slices each frame
-    into tiles of that many pixels overlapping by ``overlap`` (:mod:`csrseg.inference.tiling`)."""
+    into tiles of that many pixels overlapping by ``overlap`` (:mod:`csrseg.inference.tiling`), as a
+    model trained on crops (``input.crop``) does by itself, in tiles of its crop."""
     if bool(weights) == bool(onnx):
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
     if tile is not None:
@@ -48,11 +49,10 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
         from csrseg.data.sources import class_names_for
 
         predictor.class_names = class_names_for(data, predictor.cat_ids, layout)
-    if tile is not None:
-        from csrseg.inference.tiling import TiledPredictor, Tiling
+    from csrseg.inference.tiling import TiledPredictor, tiling_for
 
-        predictor = TiledPredictor(predictor, Tiling(tile, overlap))
-    return predictor
+    tiling = tiling_for(predictor, tile, overlap)  # a model trained on crops predicts in tiles unasked
+    return TiledPredictor(predictor, tiling) if tiling else predictor
 
 
 def predict(sources: list[str | Path] | str | Path, weights: str | Path | None = None, onnx: str | Path | None = None,

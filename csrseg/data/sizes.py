@@ -69,9 +69,10 @@ def size_advice(native: np.ndarray, cfg: InputConfig, images: list[tuple[int, in
                      f"keeps the median one at {SMALL:.0f} px (a step then costs about {cost:.1f}x today's), or "
                      f"train on crops at the image's own scale, input.crop={cfg.short_side} input.crop_scale="
                      f"{max(needed, 1.0):.2g} (a step then costs about {crop_cost:.1f}x today's; predict in tiles: "
-                     f"--tile {cfg.short_side})")
+                     f"--tile {round(cfg.short_side / max(needed, 1.0))})")
     else:
         crop_scale = max(needed, cfg.crop_scale)
         lines.append(f"most objects would be under {SMALL:.0f} px: input.crop_scale={crop_scale:.2g} keeps the median "
-                     f"one at {SMALL:.0f} px (a step costs the same {cfg.crop} px crop; predict with the same scale)")
+                     f"one at {SMALL:.0f} px (a step costs the same {cfg.crop} px crop; predict in tiles: "
+                     f"--tile {round(cfg.crop / crop_scale)})")
     return lines

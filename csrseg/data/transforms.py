@@ -23,8 +23,9 @@ class InputConfig:
     ``crop``: train on ``crop`` x ``crop`` crops (tiles) of the image scaled by ``crop_scale`` (1: its
     own pixels) instead of the whole image resized to ``short_side``/``max_size``: small objects keep
     their pixels and a step costs the crop, not the frame. An instance cut by the crop's edge is the
-    part the crop holds. 0: off. A model trained on crops predicts in tiles of the same size
-    (``csrseg predict --tile``, :mod:`csrseg.inference.tiling`).
+    part the crop holds. 0: off. A model trained on crops predicts in tiles of its crop at the
+    frame's scale, ``crop / crop_scale`` px, without being asked (predict, eval, evaluation while
+    training; :func:`csrseg.inference.tiling.model_tile`).
     """
 
     short_side: int = 800

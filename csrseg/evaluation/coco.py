@@ -114,12 +114,13 @@ def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list
 
 def run_tiled_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
     """COCO results of a :class:`csrseg.inference.tiling.TiledPredictor` over a :class:`csrseg.data.CocoInstances`
-    (its raw images, sliced by the predictor) and the ids of the images seen."""
+    (its raw images, sliced by the predictor), or a ``Subset`` of one, and the ids of the images seen."""
     from tqdm import tqdm
 
+    base, indices = (dataset.dataset, list(dataset.indices)) if hasattr(dataset, "indices") else (dataset, range(len(dataset)))
     results, seen = [], []
-    for idx in tqdm(range(len(dataset)), desc="eval (tiled)", disable=not progress, leave=False):
-        image, _, _, info = dataset.load(idx)
+    for idx in tqdm(indices, desc="eval (tiled)", disable=not progress, leave=False):
+        image, _, _, info = base.load(idx)
         seen.append(int(info["id"]))
         results.extend(instances_to_coco(info["id"], predictor.predict(image)))
     return results, seen

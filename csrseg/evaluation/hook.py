@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from csrseg.config import Config
 from csrseg.data import CocoInstances, collate
@@ -19,8 +19,9 @@ from csrseg.engine import preempt
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.hooks import Checkpointer, RunLog, duration
 from csrseg.engine.trainer import Hook, Trainer
-from csrseg.evaluation.coco import coco_mask_ap, run_inference, write_results
+from csrseg.evaluation.coco import coco_mask_ap, run_inference, run_tiled_inference, write_results
 from csrseg.inference.predictor import Predictor
+from csrseg.inference.tiling import TiledPredictor, Tiling, model_tile
 from csrseg.runtime.precision import Precision
 
 logger = logging.getLogger("csrseg")
@@ -29,14 +30,21 @@ logger = logging.getLogger("csrseg")
 def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: du.DistEnv, precision: Precision,
                    progress: bool = False) -> tuple[dict[str, float], list[dict]]:
     """COCO mask AP of ``model`` (in memory, used as it is) on ``dataset``; every process infers a shard,
-    rank 0 scores."""
-    sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
+    rank 0 scores. A model trained on crops is scored as it predicts, in tiles of its crop
+    (:func:`csrseg.inference.tiling.model_tile`)."""
     per_rank = max(1, cfg.train.batch_size // env.world_size)
-    loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
-                        collate_fn=partial(collate, size_divisor=cfg.input.size_divisor),
-                        worker_init_fn=preempt.ignore_in_worker)
     predictor = Predictor.for_model(model, cfg, dataset.class_names, dataset.cat_ids, env.device, precision)
-    results, seen = run_inference(predictor, loader, progress and env.is_main)
+    tile = model_tile(cfg.input)
+    if tile is not None:
+        shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
+        tiled = TiledPredictor(predictor, Tiling(tile, whole=False, batch=per_rank))
+        results, seen = run_tiled_inference(tiled, shard, progress and env.is_main)
+    else:
+        sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
+        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
+                            collate_fn=partial(collate, size_divisor=cfg.input.size_divisor),
+                            worker_init_fn=preempt.ignore_in_worker)
+        results, seen = run_inference(predictor, loader, progress and env.is_main)
     gathered = du.all_gather_objects((results, seen))
     metrics: dict[str, float] = {}
     all_results: list[dict] = []

@@ -57,6 +57,45 @@ class Tiling:
         check_tiling(self.size, self.overlap)
 
 
+def model_tile(input_cfg) -> int | None:
+    """The tile a model trained on crops predicts in: its crop at the frame's scale,
+    ``input.crop / input.crop_scale`` px; ``None`` for a model trained on whole images.
+
+    Such a model has to be: SOLOv2's grid and K-Net's kernels learn object sizes relative to the
+    input, so a whole frame at the crop's scale (an input four times the crop's side) is a scale the
+    model never saw (benchmarks/RESULTS.md, "Small objects in large frames": 0.0 AP whole, 21 tiled).
+    """
+    if not getattr(input_cfg, "crop", 0):
+        return None
+    return max(MIN_TILE, round(input_cfg.crop / input_cfg.crop_scale))
+
+
+def tiling_for(predictor, tile: int | None, overlap: float = 0.25, batch: int = 8) -> Tiling | None:
+    """How ``predictor`` slices: ``tile`` as asked, else the tile of a crop-trained model
+    (:func:`model_tile`), else ``None`` (whole images). A crop-trained model gets no whole-frame pass:
+    it never saw an object larger than its crop."""
+    input_cfg = input_config(predictor)
+    trained_on = model_tile(input_cfg)
+    size = tile or trained_on
+    if size is None:
+        return None
+    return Tiling(size, overlap, whole=trained_on is None, batch=batch)
+
+
+def input_config(predictor):
+    """The predictor's ``input`` config: a Predictor's own, an ONNX model's from its metadata (a
+    namespace of the recorded keys), ``None`` if it has neither."""
+    cfg = getattr(predictor, "cfg", None)
+    if cfg is not None:
+        return cfg.input
+    recorded = getattr(predictor, "metadata", {}).get("config", {}).get("input")
+    if recorded is None:
+        return None
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**recorded)
+
+
 def check_tiling(size: int, overlap: float) -> None:
     """A one-line :class:`CsrsegError` for a tile no model can use or an overlap that never advances."""
     if size < MIN_TILE:
@@ -150,11 +189,7 @@ class TiledPredictor:
 
 def pad_colour(predictor) -> np.ndarray:
     """The colour the network's own padding stands for (the input mean, as uint8 RGB)."""
-    cfg = getattr(predictor, "cfg", None)
-    if cfg is not None:
-        mean = cfg.input.mean
-    else:  # an ONNX model carries its config in its metadata
-        mean = getattr(predictor, "metadata", {}).get("config", {}).get("input", {}).get("mean", (0.485, 0.456, 0.406))
+    mean = getattr(input_config(predictor), "mean", (0.485, 0.456, 0.406))
     return np.round(np.asarray(mean, dtype=np.float64) * 255).astype(np.uint8)
 
 

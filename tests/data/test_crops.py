@@ -54,14 +54,19 @@ def test_crop_settings_no_run_could_use_are_refused():
         load_config("demo", ["input.crop_scale=0"])
 
 
-def test_training_on_crops_runs_and_evaluates(synth_root, tmp_path):
+def test_training_on_crops_runs_and_evaluates_in_tiles_of_the_crop(synth_root, tmp_path, monkeypatch):
+    import dataclasses
+
     from csrseg.api import train
+    from csrseg.inference.tiling import TiledPredictor
     from tests.conftest import tiny_config
 
     cfg = tiny_config(epochs=1, batch_size=4, max_iters=2)
-    import dataclasses
-
     cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, crop=64))
+    sliced = []
+    predict = TiledPredictor.predict
+    monkeypatch.setattr(TiledPredictor, "predict", lambda self, image: sliced.append(self.tiling) or predict(self, image))
     result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False)
     assert result.iterations == 2 and set(result.metrics) >= {"AP", "APS"}
+    assert len(sliced) == 4 and {(t.size, t.whole) for t in sliced} == {(64, False)}  # the 4 val images, in 64 px tiles
     assert torch.load(result.last, weights_only=True)["config"]["input"]["crop"] == 64

@@ -214,3 +214,19 @@ def test_a_bad_overlap_is_one_line_before_anything_loads(tmp_path, capsys):
                  "--overlap", "0.95"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("csrseg: error:") and "--overlap 0.95" in err and "\n" not in err
+
+
+def test_a_model_trained_on_crops_is_sliced_unasked_in_tiles_of_its_crop_without_a_whole_frame_pass():
+    from types import SimpleNamespace
+
+    from csrseg.data.transforms import InputConfig
+    from csrseg.inference.tiling import model_tile, tiling_for
+
+    crops = SimpleNamespace(cfg=SimpleNamespace(input=InputConfig(crop=256, crop_scale=0.5)))
+    whole = SimpleNamespace(cfg=SimpleNamespace(input=InputConfig()))
+    onnx = SimpleNamespace(metadata=dict(config=dict(input=dict(crop=128, crop_scale=1.0, mean=[0.5, 0.5, 0.5]))))
+    assert model_tile(crops.cfg.input) == 512 and model_tile(whole.cfg.input) is None
+    assert tiling_for(crops, None) == Tiling(512, whole=False)
+    assert tiling_for(crops, 300, 0.5) == Tiling(300, 0.5, whole=False)
+    assert tiling_for(whole, None) is None and tiling_for(whole, 256) == Tiling(256, whole=True)
+    assert tiling_for(onnx, None) == Tiling(128, whole=False)

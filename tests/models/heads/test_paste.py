@@ -87,6 +87,7 @@ def test_pixels_within_an_ulp_of_the_threshold_fall_as_in_the_full_size_resize(t
         assert_same_instances(pasted(soft, 8, (130, 180), orig_size, threshold), reference)
 
 
+@pytest.mark.numerics
 def test_this_cpus_resize_arithmetic_is_modelled():
     # otherwise every mask is resized at full size: right, but as slow as before
     assert resize_arithmetic("cpu") is not None
