@@ -123,8 +123,10 @@ class TiledPredictor:
     """A predictor that slices each frame (:class:`Tiling`); the same interface as the one it wraps
     (``predict``, ``predict_batch``, ``class_names``, ``cat_ids``, ``score_thr``, ``below``).
 
-    A frame that one tile holds is predicted whole, as the wrapped predictor would. Instances under the
-    wrapped predictor's score threshold are left out tile by tile (``below`` counts them per tile).
+    A frame that one tile holds is predicted whole, as the wrapped predictor would; without the
+    whole-frame pass (a crop-trained model) it is one tile, padded, so the model sees it at the scale
+    of its crops. Instances under the wrapped predictor's score threshold are left out tile by tile
+    (``below`` counts them per tile).
     """
 
     def __init__(self, predictor, tiling: Tiling) -> None:
@@ -161,7 +163,7 @@ class TiledPredictor:
         height, width = frame.shape[:2]
         size = self.tiling.size
         windows = tile_windows(height, width, size, self.tiling.overlap)
-        if len(windows) == 1:
+        if len(windows) == 1 and self.tiling.whole:  # nothing to slice: the frame as the model sees images
             return self.predictor.predict_batch([frame])[0]
         found: list[tuple[Instance, bool]] = []
         if self.tiling.whole:
@@ -178,7 +180,7 @@ class TiledPredictor:
         than a tile), so every tile is seen at the same scale."""
         x0, y0, x1, y1 = window
         size = self.tiling.size
-        part = frame[y0:y1, x0:x1]
+        part = frame[y0:y1, x0:x1]  # a frame smaller than a tile in a direction: padded there
         if part.shape[:2] == (size, size):
             return np.ascontiguousarray(part)
         tile = np.empty((size, size, 3), dtype=np.uint8)

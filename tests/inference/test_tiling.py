@@ -144,10 +144,15 @@ def test_a_frame_narrower_than_a_tile_is_padded_not_rescaled_and_the_padding_fin
     assert sorted(i.box for i in found) == [(10.0, 5.0, 21.0, 16.0), (200.0, 20.0, 214.0, 34.0)]
 
 
-def test_a_frame_one_tile_holds_is_predicted_whole():
+def test_a_frame_one_tile_holds_is_predicted_whole_or_for_a_crop_model_as_one_padded_tile():
     finder = SquareFinder()
     found = TiledPredictor(finder, Tiling(128)).predict(_frame(100, 120, [(3, 3, 10)]))
     assert finder.seen == [(100, 120)] and len(found) == 1
+    finder = SquareFinder()  # a crop-trained model (no whole-frame pass) sees its crop's scale
+    found = TiledPredictor(finder, Tiling(128, whole=False)).predict(_frame(100, 120, [(3, 3, 10), (100, 80, 20)]))
+    assert finder.seen == [(128, 128)]
+    assert sorted(i.box for i in found) == [(3.0, 3.0, 12.0, 12.0), (100.0, 80.0, 119.0, 99.0)]
+    assert all(i.image_size == (100, 120) for i in found)
 
 
 @pytest.mark.parametrize("size,overlap,message", [(16, 0.2, "--tile 16: a tile must be at least 32 px"),
