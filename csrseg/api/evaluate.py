@@ -52,13 +52,7 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.evaluation.coco import (
-        detailed_metrics,
-        run_inference,
-        run_onnx_inference,
-        run_tiled_inference,
-        write_results,
-    )
+    from csrseg.evaluation.coco import detailed_metrics, run_image_inference, run_inference, write_results
     from csrseg.inference.onnx_predictor import OnnxPredictor
     from csrseg.inference.predictor import Predictor
     from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
@@ -86,16 +80,14 @@ def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = Non
             files = SplitFiles(files.annotations, Path(images))
         logger.info("dataset: %s (images %s)", files.annotations, files.images)
         tiling = tiling_for(predictor, tile, overlap, batch)  # a model trained on crops is sliced unasked
-        if tiling is not None:  # tiles of the images as they are, each through the predictor
-            if tile is None:
-                logger.info("the model was trained on crops: predicting in tiles of %d px (--tile)", tiling.size)
+        if tiling is not None or is_onnx:  # the images as they are: sliced, or resized by the graph itself
             dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
             _warn_before_scoring(dataset.index, files.annotations)
-            results, seen = run_tiled_inference(TiledPredictor(predictor, tiling), dataset, progress=progress)
-        elif is_onnx:  # the graph resizes and normalises: it gets the images as they are
-            dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
-            _warn_before_scoring(dataset.index, files.annotations)
-            results, seen = run_onnx_inference(predictor, dataset, progress=progress)
+            if tiling is not None:
+                if tile is None:
+                    logger.info("the model was trained on crops: predicting in tiles of %d px (--tile)", tiling.size)
+                predictor = TiledPredictor(predictor, tiling)
+            results, seen = run_image_inference(predictor, dataset, progress=progress)
         else:
             cfg = predictor.cfg
             dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),

@@ -253,10 +253,9 @@ class CocoInstances(Dataset):
     def __len__(self) -> int:
         return len(self.index.images)
 
-    def load(self, idx: int, window: tuple[int, int, int, int] | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        """Raw ``(H, W, 3)`` image, ``(N, H, W)`` masks, ``(N,)`` labels of non-crowd instances; with
-        ``window`` ``(y0, x0, y1, x1)``, the part of each inside it (an instance outside it left out)."""
+    def image(self, idx: int) -> tuple[np.ndarray, dict]:
+        """Raw ``(H, W, 3)`` image ``idx`` and its entry, checked against the entry's size (no mask
+        decoded: what inference on the raw images needs)."""
         info = self.index.images[idx]
         path = self.image_dir / info["file_name"]
         try:
@@ -266,10 +265,18 @@ class CocoInstances(Dataset):
         height, width = info["height"], info["width"]
         if image.shape[:2] != (height, width):
             raise DatasetError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but the annotations say {width}x{height}")
+        return image, info
+
+    def load(self, idx: int, window: tuple[int, int, int, int] | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Raw ``(H, W, 3)`` image, ``(N, H, W)`` masks, ``(N,)`` labels of non-crowd instances; with
+        ``window`` ``(y0, x0, y1, x1)``, the part of each inside it (an instance outside it left out)."""
+        image, info = self.image(idx)
+        height, width = info["height"], info["width"]
         anns = [a for a in self.index.anns_by_image.get(info["id"], [])
                 if not a.get("iscrowd", 0) and a["category_id"] in self.cat_to_label]
         y0, x0, y1, x1 = window or (0, 0, height, width)
-        if window is not None:  # only what the crop can hold is decoded: a large frame costs its crop
+        if window is not None:  # only the objects meeting the crop are decoded, then cut to it
             anns = [a for a in anns if _box_meets(a.get("bbox"), window)]
             image = image[y0:y1, x0:x1]
         masks = np.zeros((len(anns), y1 - y0, x1 - x0), dtype=np.uint8)

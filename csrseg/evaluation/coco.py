@@ -34,22 +34,24 @@ class EvaluationError(CsrsegError, RuntimeError):
 
 def predictions_to_coco(image_id: int, instances: dict[str, Tensor], cat_ids: list[int]) -> list[dict]:
     """One image's instances (``labels``, ``scores``, ``masks``, ``boxes``) -> COCO result dicts."""
-    results = []
-    for label, score, rle, box in zip(
-        instances["labels"].tolist(), instances["scores"].tolist(), encode_masks(instances["masks"]),
-        instances["boxes"].tolist()
-    ):
-        x0, y0, x1, y1 = box
-        results.append(
-            dict(
-                image_id=int(image_id),
-                category_id=int(cat_ids[label]),
-                segmentation=rle,
-                score=round(float(score), 5),
-                bbox=[round(x0, 2), round(y0, 2), round(x1 - x0 + 1, 2), round(y1 - y0 + 1, 2)],
-            )
-        )
-    return results
+    return [
+        coco_record(image_id, cat_ids[label], rle, score, box)
+        for label, score, rle, box in zip(instances["labels"].tolist(), instances["scores"].tolist(),
+                                          encode_masks(instances["masks"]), instances["boxes"].tolist())
+    ]
+
+
+def instances_to_coco(image_id: int, instances: list) -> list[dict]:
+    """One image's :class:`~csrseg.inference.predictor.Instance` s -> COCO result dicts."""
+    return [coco_record(image_id, inst.category_id, encode_crop(inst.crop, inst.origin, inst.image_size), inst.score,
+                        inst.box) for inst in instances]
+
+
+def coco_record(image_id: int, category_id: int, rle: dict, score: float, box) -> dict:
+    """One COCO result: ``box`` inclusive ``x0, y0, x1, y1`` becomes ``bbox`` ``[x, y, w, h]``."""
+    x0, y0, x1, y1 = box
+    return dict(image_id=int(image_id), category_id=int(category_id), segmentation=rle, score=round(float(score), 5),
+                bbox=[round(x0, 2), round(y0, 2), round(x1 - x0 + 1, 2), round(y1 - y0 + 1, 2)])
 
 
 def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int] | None = None) -> tuple[dict[str, float], str]:
@@ -99,44 +101,20 @@ def run_inference(predictor: Predictor, loader: DataLoader, progress: bool = Fal
     return results, seen
 
 
-def run_onnx_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
-    """COCO results of an :class:`csrseg.inference.onnx_predictor.OnnxPredictor` over a :class:`csrseg.data.CocoInstances`
-    (whose raw images it reads: the graph does its own resize) and the ids of the images seen."""
-    from tqdm import tqdm
-
-    results, seen = [], []
-    for idx in tqdm(range(len(dataset)), desc="eval (onnx)", disable=not progress, leave=False):
-        image, _, _, info = dataset.load(idx)
-        seen.append(int(info["id"]))
-        results.extend(predictions_to_coco(info["id"], predictor.run(image), dataset.cat_ids))
-    return results, seen
-
-
-def run_tiled_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
-    """COCO results of a :class:`csrseg.inference.tiling.TiledPredictor` over a :class:`csrseg.data.CocoInstances`
-    (its raw images, sliced by the predictor), or a ``Subset`` of one, and the ids of the images seen."""
+def run_image_inference(predictor, dataset, progress: bool = False) -> tuple[list[dict], list[int]]:
+    """COCO results of a predictor that takes raw images (``predict(image) -> list[Instance]``: an
+    :class:`~csrseg.inference.onnx_predictor.OnnxPredictor`, whose graph resizes, or a
+    :class:`~csrseg.inference.tiling.TiledPredictor`, which slices) over a :class:`csrseg.data.CocoInstances`
+    or a ``Subset`` of one, and the ids of the images seen."""
     from tqdm import tqdm
 
     base, indices = (dataset.dataset, list(dataset.indices)) if hasattr(dataset, "indices") else (dataset, range(len(dataset)))
     results, seen = [], []
-    for idx in tqdm(indices, desc="eval (tiled)", disable=not progress, leave=False):
-        image, _, _, info = base.load(idx)
+    for idx in tqdm(indices, desc="eval", disable=not progress, leave=False):
+        image, info = base.image(idx)
         seen.append(int(info["id"]))
         results.extend(instances_to_coco(info["id"], predictor.predict(image)))
     return results, seen
-
-
-def instances_to_coco(image_id: int, instances: list) -> list[dict]:
-    """One image's :class:`~csrseg.inference.predictor.Instance` s -> COCO result dicts (as
-    :func:`predictions_to_coco` writes them)."""
-    results = []
-    for inst in instances:
-        x0, y0, x1, y1 = inst.box
-        results.append(dict(image_id=int(image_id), category_id=int(inst.category_id),
-                            segmentation=encode_crop(inst.crop, inst.origin, inst.image_size),
-                            score=round(float(inst.score), 5),
-                            bbox=[round(x0, 2), round(y0, 2), round(x1 - x0 + 1, 2), round(y1 - y0 + 1, 2)]))
-    return results
 
 
 def format_table(metrics: dict[str, float]) -> str:

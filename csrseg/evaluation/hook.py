@@ -19,7 +19,7 @@ from csrseg.engine import preempt
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.hooks import Checkpointer, RunLog, duration
 from csrseg.engine.trainer import Hook, Trainer
-from csrseg.evaluation.coco import coco_mask_ap, run_inference, run_tiled_inference, write_results
+from csrseg.evaluation.coco import coco_mask_ap, run_inference, run_image_inference, write_results
 from csrseg.inference.predictor import Predictor
 from csrseg.inference.tiling import TiledPredictor, Tiling, model_tile
 from csrseg.runtime.precision import Precision
@@ -38,7 +38,7 @@ def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: d
     if tile is not None:
         shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
         tiled = TiledPredictor(predictor, Tiling(tile, whole=False, batch=per_rank))
-        results, seen = run_tiled_inference(tiled, shard, progress and env.is_main)
+        results, seen = run_image_inference(tiled, shard, progress and env.is_main)
     else:
         sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
         loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,

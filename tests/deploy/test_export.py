@@ -134,3 +134,13 @@ def test_a_crop_trained_model_is_exported_seeing_images_at_its_crop_scale():
         ExportModel(model, cfg.input)(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())
     Predictor.for_model(model, cfg, CLASSES, [1, 2, 3, 4], "cpu").predict(image)
     assert seen == [(64, 96), (64, 96)]  # 50 x 75 at scale 0.5, padded to 32s, in both: not resized to 128
+
+
+def test_an_onnx_models_coco_rows_from_its_instances_equal_those_from_its_raw_outputs(exported):
+    from csrseg.evaluation.coco import instances_to_coco, predictions_to_coco
+
+    _, path = exported
+    onnx_predictor = OnnxPredictor(path, score_thr=0.0)
+    for image in _images():
+        rows = instances_to_coco(7, onnx_predictor.predict(image))
+        assert rows and rows == predictions_to_coco(7, onnx_predictor.run(image), onnx_predictor.cat_ids)
