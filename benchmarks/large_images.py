@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -194,16 +193,6 @@ def run_one(code: Path, megapixels: float, count: int, radius: tuple[float, floa
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, nargs="+", default=[1, 6, 12, 24, 48])
@@ -239,8 +228,10 @@ def main() -> None:
                     print(f"{mp:g} MP, {count} instances, {name}: {result}", file=sys.stderr, flush=True)
     import torch
 
+    from csrseg.runtime.cpu import cpu_model
+
     threads = args.threads or torch.get_num_threads()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, {threads} PyTorch threads; torch {torch.__version__}, "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} cores, {threads} PyTorch threads; torch {torch.__version__}, "
           f"capability {torch.backends.cpu.get_cpu_capability()}; radii {radius[0]:g}-{radius[1]:g} of the short side")
     print("| photo | instances | code | total (s) | predict (s) | rest (s) | peak RSS (MB) | baseline RSS (MB) | written |")
     print("|---|---|---|---|---|---|---|---|---|")
