@@ -92,19 +92,23 @@ def draw_instances(
     """
     placed = [place(mask, origin) for mask, origin in zip(masks, origins or [(0, 0)] * len(masks))]
     out = Image.fromarray(blend(image, placed, alpha))
+    draw_labels(out, [(p.x0, p.y0, i) for i, p in enumerate(placed) if p is not None], labels, scores, class_names)
+    return out
+
+
+def draw_labels(out: Image.Image, anchors: list[tuple[int, int, int]], labels: list[int], scores: list[float] | None,
+                class_names: list[str]) -> None:
+    """Each instance's class (and score) on a tag of its colour just above its top-left ``(x, y)``:
+    ``anchors`` holds ``(x, y, i)`` for instance ``i``."""
     draw = ImageDraw.Draw(out)
     font = label_font()
-    for i, p in enumerate(placed):
-        if p is None:
-            continue
-        x, y = p.x0, p.y0
+    for x, y, i in anchors:
         name = class_names[labels[i]] if 0 <= labels[i] < len(class_names) else str(labels[i])
         text = drawable_text(name if scores is None else f"{name} {scores[i]:.2f}", font)
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         y_text = max(0, y - (bottom - top) - 2)
         draw.rectangle((x, y_text, x + (right - left) + 2, y_text + (bottom - top) + 2), fill=instance_colour(i))
         draw.text((x + 1, y_text), text, fill=(0, 0, 0), font=font)
-    return out
 
 
 def blend(image: np.ndarray, placed: list[Placed | None], alpha: float) -> np.ndarray:

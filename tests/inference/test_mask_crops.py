@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from csrseg.config import to_dict
 from csrseg.data.transforms import collate
@@ -20,7 +20,7 @@ from csrseg.evaluation.coco import predictions_to_coco
 from csrseg.inference import visualize
 from csrseg.inference.predictor import Instance, Predictor
 from csrseg.inference.records import encode_crop, encode_mask, instance_records
-from csrseg.inference.visualize import draw_instances, draw_predictions, instance_colour, label_font, drawable_text, mask_contour
+from csrseg.inference.visualize import draw_instances, draw_labels, draw_predictions, instance_colour, mask_contour
 from csrseg.models import build_model
 from csrseg.models.heads import common, paste
 from csrseg.models.heads.knet import postprocess as knet_postprocess
@@ -43,15 +43,7 @@ def reference_overlay(image, masks, labels, scores, class_names, alpha=0.45) -> 
         ys, xs = np.nonzero(mask)
         anchors.append((int(xs.min()), int(ys.min()), i))
     out = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    font = label_font()
-    for x, y, i in anchors:
-        name = class_names[labels[i]] if 0 <= labels[i] < len(class_names) else str(labels[i])
-        text = drawable_text(name if scores is None else f"{name} {scores[i]:.2f}", font)
-        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
-        y_text = max(0, y - (bottom - top) - 2)
-        draw.rectangle((x, y_text, x + (right - left) + 2, y_text + (bottom - top) + 2), fill=instance_colour(i))
-        draw.text((x + 1, y_text), text, fill=(0, 0, 0), font=font)
+    draw_labels(out, anchors, labels, scores, class_names)  # the tags are not what changed
     return out
 
 
