@@ -11,7 +11,8 @@ head as the issue measured it (:data:`BASE`), plus one variant's overrides (:dat
 
 Every run is a ``csrseg train`` process under ``timeout`` (``--minutes``), so that logs come back
 even from a run cut short. At the end, for each run: the mask AP at every evaluation, and from its
-last ``val_results.json`` the class-agnostic AP, the mean best mask IoU per object, and how often
+last ``val_results.json`` (:func:`csrseg.evaluation.diagnostics.instance_stats`) the class-agnostic AP
+(identical masks of an image counted once), the mean best mask IoU per object, and how often
 the top-scored prediction hitting an object (IoU > 0.5) has its class: which of the two problems
 (masks, or naming the class) a change touches. Writes ``OUT/summary.md`` and ``OUT/summary.json``.
 """
@@ -26,11 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from pycocotools import mask as mask_utils
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from class_agnostic_ap import mask_ap, merged  # noqa: E402
+from csrseg.evaluation.diagnostics import instance_stats
 
 # K-Net's head at the demo recipe as the issue measured it: the demo's loss settings (alpha 0.25)
 # and mask threshold (0.4), which a head of its own now has to be given
@@ -55,38 +52,6 @@ VARIANTS = {
 }
 
 
-def hit_stats(gt: dict, results: list[dict]) -> dict[str, float]:
-    """Mean best mask IoU per object, share of objects with a hit (IoU > 0.5), and the share of hit
-    objects whose top-scored hit has the object's class."""
-    by_image: dict[int, list[dict]] = {}
-    for r in results:
-        by_image.setdefault(r["image_id"], []).append(r)
-    images = {im["id"]: im for im in gt["images"]}
-    best, hit, right = [], 0, 0
-    for ann in gt["annotations"]:
-        if ann.get("iscrowd"):
-            continue
-        image = images[ann["image_id"]]
-        h, w = image["height"], image["width"]
-        seg = ann["segmentation"]
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if isinstance(seg, list) else (
-            mask_utils.frPyObjects(seg, h, w) if isinstance(seg.get("counts"), list) else seg)
-        preds = by_image.get(ann["image_id"], [])
-        if not preds:
-            best.append(0.0)
-            continue
-        rles = [dict(p["segmentation"], counts=p["segmentation"]["counts"].encode()) for p in preds]
-        ious = mask_utils.iou(rles, [rle], [0])[:, 0]
-        best.append(float(ious.max()))
-        hits = np.flatnonzero(ious > 0.5)
-        if len(hits):
-            hit += 1
-            top = hits[np.argmax([preds[i]["score"] for i in hits])]
-            right += int(preds[top]["category_id"] == ann["category_id"])
-    return dict(best_iou=float(np.mean(best)) if best else 0.0, hit_share=hit / max(len(best), 1),
-                class_right=right / max(hit, 1))
-
-
 def summarize(run: Path, gt: dict) -> dict:
     rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()] \
         if (run / "log.jsonl").is_file() else []
@@ -100,10 +65,8 @@ def summarize(run: Path, gt: dict) -> dict:
     results_path = run / "val_results.json"
     if results_path.is_file() and curve:
         results = json.loads(results_path.read_text())
-        if results:
-            out["class_agnostic_ap"] = round(mask_ap(*merged(gt, results))[0], 1)
-            out["top_score"] = round(max(r["score"] for r in results), 3)
-            out.update({k: round(v, 3) for k, v in hit_stats(gt, results).items()})
+        if results:  # class-agnostic AP with identical masks of an image counted once
+            out.update({k: round(v, 3) for k, v in instance_stats(gt, results).items()})
     return out
 
 

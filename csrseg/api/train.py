@@ -17,9 +17,7 @@ from pathlib import Path
 
 import torch
 
-from csrseg.config import Config, load_config, save_config, to_dict
-from csrseg.config.fields import merge, parse_overrides
-from csrseg.config.legacy import upgrade
+from csrseg.config import Config, apply_overrides, load_config, save_config, to_dict
 from csrseg.data.coco import DatasetError
 from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.data.splits import training_splits
@@ -150,11 +148,10 @@ def run_folder_and_config(config: str | Config | None, out: str | Path | None, o
         cfg = _resumed_config(run_dir, config, overrides)
     else:
         cfg = config if isinstance(config, Config) else load_config(config or "paper")
-        if overrides:
-            cfg = merge(cfg, upgrade(parse_overrides(overrides), cfg.model.head.type, warn=True), "--set")
+        cfg = apply_overrides(cfg, overrides)
         run_dir = Path(out) if out else default_run_dir("train", cfg.name)
     if epochs is not None:
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+        cfg = apply_overrides(cfg, [f"train.epochs={epochs}"], where="epochs")
     return run_dir, cfg
 
 
@@ -164,7 +161,7 @@ def _resumed_config(run_dir: Path, config: str | Config | None, overrides: list[
     recorded = run_dir / "config.yaml"
     if not recorded.is_file():  # a run killed before it wrote its config: the one given, or the default
         if isinstance(config, Config):
-            return merge(config, parse_overrides(overrides), "--set") if overrides else config
+            return apply_overrides(config, overrides)
         return load_config(config or "paper", overrides)
     cfg = load_config(str(recorded), overrides)
     if config is None or (isinstance(config, Config) and _same_run(config, load_config(str(recorded)))):

@@ -129,7 +129,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else default_sweep_dir(args.table)
     text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
                         overrides=args.overrides, device=args.device, exist_ok=args.exist_ok, jobs=args.jobs,
-                        train_only=args.train_only, rows=args.rows)
+                        train_only=args.train_only, rows=args.rows, recipe=args.recipe)
     print(text)
     if not args.train_only:
         print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")

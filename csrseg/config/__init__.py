@@ -12,6 +12,7 @@
 
 from csrseg.config.fields import from_dict, merge, parse_overrides, to_dict
 from csrseg.config.load import (
+    apply_overrides,
     check_values,
     config_from_dict,
     from_scratch_unfrozen,
@@ -24,5 +25,5 @@ from csrseg.errors import ConfigError
 
 __all__ = [
     "PRECISIONS", "SCHEDULES", "Config", "ConfigError", "TrainConfig", "check_values", "config_from_dict", "from_dict",
-    "from_scratch_unfrozen", "load_config", "merge", "parse_overrides", "save_config", "to_dict", "without_pretrained",
+    "apply_overrides", "from_scratch_unfrozen", "load_config", "merge", "parse_overrides", "save_config", "to_dict", "without_pretrained",
 ]

@@ -49,8 +49,7 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
     else:
         raise ConfigError(f"unknown config {name_or_path!r}: not a preset ({', '.join(PRESETS)}) or a YAML file")
     if overrides:
-        data = upgrade(parse_overrides(overrides), cfg.model.head.type, warn=True)
-        cfg = merge(cfg, data, "--set")
+        cfg, data = _merged(cfg, overrides)
         norm_given = norm_given or _sets_backbone_norm(data)
     if name_or_path in PRESETS:  # a preset's own values are sound: a bad one came from --set
         where = "--set" if overrides else name_or_path
@@ -58,6 +57,26 @@ def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, .
         where = f"{path} with --set" if overrides else str(path)
     check_values(cfg, where)
     return from_scratch_unfrozen(cfg, keep_norm=norm_given)
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | tuple[str, ...] = (), where: str = "--set") -> Config:
+    """``cfg`` with ``key=value`` overrides, through the same door as :func:`load_config`: older keys
+    upgraded, values merged and type-checked, then :func:`check_values` (also with no overrides: a
+    :class:`Config` built in code gets the same checks), and the from-scratch rule when the overrides
+    change the backbone's weights. Every verb and API function that takes overrides comes here."""
+    if not overrides:
+        check_values(cfg, "config")
+        return cfg
+    merged, data = _merged(cfg, overrides)
+    check_values(merged, where)
+    if merged.model.backbone.weights != cfg.model.backbone.weights:
+        merged = from_scratch_unfrozen(merged, keep_norm=_sets_backbone_norm(data))
+    return merged
+
+
+def _merged(cfg: Config, overrides: list[str] | tuple[str, ...]) -> tuple[Config, dict[str, Any]]:
+    data = upgrade(parse_overrides(overrides), cfg.model.head.type, warn=True)
+    return merge(cfg, data, "--set"), data
 
 
 def config_from_dict(data: dict[str, Any], where: str) -> Config:

@@ -158,3 +158,33 @@ def get_preset(name: str) -> Config:
 
 def with_name(cfg: Config, name: str) -> Config:
     return dataclasses.replace(cfg, name=name)
+
+
+# Training recipes for ``csrseg ablate --recipe NAME``: overrides laid on the base preset before the user's
+# ``--set``. ``paper`` is the preset's own (R50 from ImageNet, 800 px, K-Net's 1x schedule: GPUs).
+# ``cpu`` is the same comparison at a scale two CPU cores train in about 12 minutes a run, two runs side by
+# side with one thread each, on the demo's 1000 synthetic images (``csrseg synth DATA --images 1000``): ResNet-18
+# from scratch, neck and head 64 wide, 128 px, batch 8, 12 epochs (1200 iterations) with the lr steps at 8
+# and 11 as the paper's schedule, the demo's lr, K-Net's head with the demo's mask settings (pixel focal
+# alpha 0.25, masks > 0.4 at inference), fp32 on every CPU so that two machines' runs compare. At this scale
+# the GPU's ordering of the necks under K-Net's head reproduces (benchmarks/RESULTS.md, "The paper's network
+# on the CPU").
+RECIPES: dict[str, tuple[str, ...]] = {
+    "paper": (),
+    "cpu": (
+        "model.backbone.depth=18", "model.backbone.weights=none", "model.backbone.norm=bn",
+        "model.neck.channels=64", "model.neck.csr_channels=64", "model.neck.num_groups=16",
+        "model.head.ffn_channels=256", "model.head.loss.mask_focal_alpha=0.25", "model.head.postprocess.mask_thr=0.4",
+        "input.short_side=128", "input.max_size=128",
+        "train.lr=1e-3", "train.backbone_lr_mult=1.0", "train.warmup_iters=100", "train.batch_size=8",
+        "train.workers=0", "train.epochs=12", "train.milestones=[8,11]", "train.eval_interval=4",
+        "train.precision=fp32",
+    ),
+}
+
+
+def recipe_overrides(name: str) -> tuple[str, ...]:
+    """The overrides of training recipe ``name`` (:data:`RECIPES`)."""
+    if name not in RECIPES:
+        raise ConfigError(f"--recipe {name}: choose {', '.join(RECIPES)}")
+    return RECIPES[name]

@@ -31,7 +31,7 @@ from typing import Any
 
 from csrseg.tools.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
 from csrseg.config import Config, ConfigError, config_from_dict, load_config, merge, to_dict, without_pretrained
-from csrseg.config.presets import TABLE2_ROWS, table_rows
+from csrseg.config.presets import TABLE2_ROWS, recipe_overrides, table_rows
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs, output_lock
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.errors import CsrsegError
@@ -244,11 +244,15 @@ def default_sweep_dir(table: int) -> Path:
     return Path("runs") / "ablate" / f"table{table}"
 
 
-def run_ablation(data: str | Path, table: int, out: str | Path | None = None, base: str = "paper", seeds: int = 3,
+def run_ablation(data: str | Path | None, table: int, out: str | Path | None = None, base: str = "paper", seeds: int = 3,
                  epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
                  progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
-                 rows: list[str] | tuple[str, ...] = ()) -> str:
+                 rows: list[str] | tuple[str, ...] = (), recipe: str = "paper") -> str:
     """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+
+    ``recipe``: the training recipe laid on ``base`` before ``overrides``
+    (:data:`csrseg.config.presets.RECIPES`; ``cpu``: a scale two CPU cores train). With ``data`` ``None``
+    the ``cpu`` recipe trains on the demo's 1000 synthetic images, made once in ``OUT/data``.
 
     Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
     is refused, naming its files, unless ``exist_ok``: then that run is trained again. ``jobs``: runs
@@ -259,7 +263,9 @@ def run_ablation(data: str | Path, table: int, out: str | Path | None = None, ba
     from csrseg.data.sources import resolve_dataset
 
     out = Path(out) if out else default_sweep_dir(table)
+    overrides = (*recipe_overrides(recipe), *overrides)
     with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
+        data = data if data is not None else recipe_data(recipe, out)
         _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
         resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
         out.mkdir(parents=True, exist_ok=True)
@@ -269,6 +275,7 @@ def run_ablation(data: str | Path, table: int, out: str | Path | None = None, ba
         assert not pending, "a run trained above has no summary"
         if train_only:
             return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
+        summaries = {name: [with_diagnostics(r, out, data) for r in runs] for name, runs in summaries.items()}
         base_cfg = load_config(base, overrides)
         cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
         speed = sweep_speed(out, cfgs)
@@ -278,6 +285,79 @@ def run_ablation(data: str | Path, table: int, out: str | Path | None = None, ba
         plot_ablation(summaries, out / f"table{table}.png", title)
         plot_curves(summaries, out / f"table{table}_curves.png", title)
         return text
+
+
+def recipe_data(recipe: str, out: Path) -> Path:
+    """The dataset of a sweep run without ``--data``: for the ``cpu`` recipe the demo's 1000 synthetic
+    images (seed 0, a fifth for val), made in ``OUT/data`` the first time."""
+    if recipe != "cpu":
+        raise CsrsegError(f"--data is needed with --recipe {recipe} (only --recipe cpu makes its own data)")
+    data = out / "data"
+    if not (data / "annotations" / "instances_val.json").is_file():
+        from csrseg.data.synth import make_synthetic_dataset
+
+        make_synthetic_dataset(data, 1000, seed=0, val_fraction=0.2)
+    return data
+
+
+def with_diagnostics(summary: dict, out: Path, data: str | Path) -> dict:
+    """``summary`` with its run's diagnostics (:func:`csrseg.tools.diagnose.run_diagnostics` and the last
+    semantic loss), computed once from the run folder and kept in its ``summary.json``."""
+    if "diagnostics" in summary:
+        return summary
+    from csrseg.tools.diagnose import run_diagnostics
+
+    run_dir = Path(summary["reused_from"]) if summary.get("reused_from") else out / _slug(summary["variant"]) / f"seed{summary['seed']}"
+    if not (run_dir / "last.pt").is_file():
+        return summary
+    diagnostics = run_diagnostics(run_dir, data)
+    trains = [r for r in _log_rows(run_dir) if r.get("type") == "train" and "loss_sem" in r]
+    if trains:
+        diagnostics["loss_sem"] = float(trains[-1]["loss_sem"])
+    # kept in the run's own summary and in this sweep's copy of it (a reused run's row name is this sweep's)
+    for folder in {run_dir, out / _slug(summary["variant"]) / f"seed{summary['seed']}"}:
+        path = folder / "summary.json"
+        if path.is_file():
+            path.write_text(json.dumps(dict(_read_json(path), diagnostics=diagnostics), indent=1))
+    return dict(summary, diagnostics=diagnostics)
+
+
+def _log_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut short by a crash
+    return rows
+
+
+# (key, heading, format) of the diagnostics table: what each row's masks and classes look like
+DIAGNOSTICS = (
+    ("class_agnostic_ap", "class-agnostic AP (dedup.)", "{:.1f}"),
+    ("best_iou", "best IoU per object", "{:.3f}"),
+    ("hit_share", "objects hit", "{:.0%}"),
+    ("class_right", "class of top hit right", "{:.0%}"),
+    ("top_score", "top score", "{:.2f}"),
+    ("probe_neck", "class probe (neck)", "{:.0%}"),
+    ("probe_kernel", "class probe (head)", "{:.0%}"),
+    ("empty_pool", "matched, pooling nothing", "{:.0%}"),
+    ("duplicates", "near-duplicate initial masks", "{:.0%}"),
+    ("loss_sem", "loss_sem (last)", "{:.3f}"),
+)
+
+
+def format_diagnostics(summaries: dict[str, list[dict]]) -> str:
+    """The diagnostics of every row, means over its seeds ("—" where a run has none)."""
+    lines = ["| variant | " + " | ".join(h for _, h, _ in DIAGNOSTICS) + " |", "|" + "---|" * (len(DIAGNOSTICS) + 1)]
+    for name, runs in summaries.items():
+        cells = []
+        for key, _, fmt in DIAGNOSTICS:
+            values = [r["diagnostics"][key] for r in runs if key in r.get("diagnostics", {})]
+            cells.append(fmt.format(statistics.mean(values)) if values else "—")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _with_curve(summary: dict, run_dir: Path) -> dict:
@@ -394,6 +474,14 @@ def format_ablation(summaries: dict[str, list[dict]], table: int, base: str, see
     lines.append(format_paired([paired(summaries, row, ref) for row, ref in comparisons(list(summaries))]))
     lines.append("")
     lines.append("Has each AP curve flattened? " + flatness(summaries))
+    if any(r.get("diagnostics") for runs in summaries.values() for r in runs):
+        lines.append("")
+        lines.append("What the AP is made of (means over seeds; the last evaluation's results on val, and for K-Net's "
+                     "head its kernels on 200 train and 200 val images: `csrseg.evaluation.diagnostics`). The class "
+                     "probe is a logistic regression on the features averaged under each object's mask, fitted on "
+                     "train objects and scored on val objects:")
+        lines.append("")
+        lines.append(format_diagnostics(summaries))
     return "\n".join(lines)
 
 

@@ -72,3 +72,31 @@ def test_predict_and_export_are_python_functions_too(tmp_path):
     assert result.predictions.is_file() and sorted(p.name for p in result.out_dir.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
     exported = export(tmp_path / "w.safetensors", weights, format="safetensors")
     assert exported.path.is_file() and exported.format == "safetensors"
+
+
+def test_bad_values_are_refused_in_one_line_on_every_way_into_train(synth_root, tmp_path, capsys):
+    """``--set`` values no run could use are refused before anything is written, for a fresh run from the
+    CLI and from Python and for a resumed run: the overrides pass the one door ``load_config`` uses."""
+    import pytest
+
+    from conftest import one_line_error
+    from csrseg import train
+    from csrseg.cli import main
+    from csrseg.errors import ConfigError
+
+    fresh = tmp_path / "fresh"
+    for bad, said in (("train.lr=-1", "train.lr must be above 0, got -1.0"),
+                      ("train.batch_size=0", "train.batch_size must be at least 1, got 0")):
+        assert main(["train", "--config", "demo", "--data", str(synth_root), "--out", str(fresh), "--set", bad]) == 2
+        one_line_error(capsys, "--set", said)
+        with pytest.raises(ConfigError, match=said):
+            train(synth_root, "demo", fresh, overrides=[bad], progress=False)
+        assert not fresh.exists()
+    run = tmp_path / "run"
+    train(synth_root, tiny_config(max_iters=1, batch_size=4, epochs=1), run, device="cpu", progress=False, val_split=None)
+    before = (run / "last.pt").stat().st_mtime_ns
+    with pytest.raises(ConfigError, match="train.lr must be above 0"):
+        train(resume=run, overrides=["train.lr=-1"], progress=False)
+    with pytest.raises(ConfigError, match="train.epochs must be at least 1"):
+        train(synth_root, "demo", tmp_path / "e", epochs=0, progress=False)
+    assert (run / "last.pt").stat().st_mtime_ns == before

@@ -153,6 +153,12 @@ def test_knet_head_sweep_trains_every_table2_row_including_knet_itself_and_the_c
         assert run["config"]["model"]["head"]["type"] == "knet"
     assert json.loads((out / "fpn_baseline" / "seed0" / "run.json").read_text())["config"]["model"]["neck"]["type"] == "fpn_semantic"
     assert "one seed: no noise estimate" in text  # one seed: the table says there is nothing to test against
+    # the diagnostics of every row, kept in its summary: the K-Net head's kernel statistics among them
+    diag = text.split("What the AP is made of")[1]
+    rows = [l for l in diag.splitlines() if l.startswith("| ") and not l.startswith("| variant")]
+    assert len(rows) == 5 and all("—" not in l.split(" | ", 1)[1] for l in rows), rows
+    kept = json.loads((out / "csr_d2s" / "seed0" / "summary.json").read_text())["diagnostics"]
+    assert {"class_agnostic_ap", "hit_share", "probe_neck", "probe_kernel", "empty_pool", "duplicates", "loss_sem"} <= set(kept)
 
 
 def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(synth_root, tmp_path):
@@ -221,3 +227,47 @@ def test_a_missing_dataset_is_named_before_any_run_folder_is_written(tmp_path):
     with pytest.raises(CsrsegError, match="nope: dataset folder not found"):
         run_ablation(tmp_path / "nope", 2, tmp_path / "sweep", base="demo")
     assert not (tmp_path / "sweep").exists()
+
+
+def test_cpu_recipe_is_the_network_and_schedule_the_issue_measured():
+    from csrseg.config.presets import RECIPES
+
+    cpu = load_config("paper", RECIPES["cpu"])
+    # the CPU A/B of the paper's network as first measured: the demo preset with K-Net's head, 64 wide, 128 px
+    measured = load_config("demo", ["model.head.type=knet", "model.head.loss.mask_focal_alpha=0.25",
+                                    "model.head.postprocess.mask_thr=0.4", "model.backbone.depth=18",
+                                    "model.neck.channels=64", "model.neck.csr_channels=64", "model.head.ffn_channels=256",
+                                    "input.short_side=128", "input.max_size=128", "train.workers=0"])
+    assert cpu.model == dataclasses.replace(measured.model, num_classes=cpu.model.num_classes)
+    assert cpu.input == measured.input
+    assert (cpu.train.epochs, cpu.train.milestones, cpu.train.eval_interval, cpu.train.precision) == (12, (8, 11), 4, "fp32")
+    assert dataclasses.replace(cpu.train, epochs=18, milestones=(12, 16), eval_interval=3, precision="auto") == measured.train
+
+
+def test_recipe_choices_of_the_cli_are_the_recipes():
+    from csrseg.cli.parser import build_parser
+    from csrseg.config.presets import RECIPES
+
+    parser = build_parser()
+    ablate = parser._subparsers._group_actions[0].choices["ablate"]
+    recipe = next(a for a in ablate._actions if a.dest == "recipe")
+    assert tuple(recipe.choices) == tuple(RECIPES)
+
+
+def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
+    from csrseg.errors import CsrsegError
+    from csrseg.tools import ablate
+
+    with pytest.raises(CsrsegError, match="--data is needed with --recipe paper"):
+        run_ablation(None, 2, tmp_path / "sweep")
+    made = []
+
+    def fake(out, num_images, seed, val_fraction):
+        made.append((out, num_images, seed, val_fraction))
+        (out / "annotations").mkdir(parents=True)
+        (out / "annotations" / "instances_val.json").write_text("{}")
+
+    monkeypatch.setattr("csrseg.data.synth.make_synthetic_dataset", fake)
+    assert ablate.recipe_data("cpu", tmp_path / "s") == tmp_path / "s" / "data"
+    assert ablate.recipe_data("cpu", tmp_path / "s") == tmp_path / "s" / "data"  # made once, then found
+    assert made == [(tmp_path / "s" / "data", 1000, 0, 0.2)]

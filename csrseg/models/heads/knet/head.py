@@ -168,14 +168,17 @@ class KNetHead(nn.Module):
         nn.init.normal_(self.init_kernels.weight, std=cfg.kernel_init_std)
         self.criterion = KNetLoss(num_classes, cfg)
 
-    def forward(self, neck: NeckOutput) -> KNetOutput:
+    def kernel_head(self, neck: NeckOutput) -> tuple[Tensor, Tensor, Tensor]:
+        """The kernel head ("rpn"): ``(feats (B, C, h, w), initial mask logits (B, N, h, w), semantic
+        logits (B, K, h, w))``; ``feats`` (localisation + segmentation branch) is what every stage pools."""
         loc_in = self._with_position(neck.features)
         sem_in = loc_in if neck.semantic is None else self._with_position(neck.semantic)
         loc = self.loc_conv(loc_in)  # (B, C, h, w)
         sem = self.seg_conv(sem_in)
-        masks = self.init_kernels(loc)  # (B, N, h, w)
-        sem_logits = self.sem_out(sem)  # (B, K, h, w)
-        feats = loc + sem
+        return loc + sem, self.init_kernels(loc), self.sem_out(sem)
+
+    def forward(self, neck: NeckOutput) -> KNetOutput:
+        feats, masks, sem_logits = self.kernel_head(neck)
         b = feats.shape[0]
         kernels = self.init_kernels.weight[:, :, 0, 0][None].expand(b, -1, -1)  # (B, N, C)
         kernels = kernels + pool_under_masks(masks, feats, self.cfg.hard_mask_thr)
