@@ -87,7 +87,7 @@ def _probe_one(planned: PlannedRun, run_dir: str) -> None:
 
     torch.set_num_threads(1)
     cfg = dataclasses.replace(planned.cfg, train=dataclasses.replace(planned.cfg.train, max_iters=PROBE_ITERS))
-    train(planned.run["data"], cfg, run_dir, device="cuda", progress=False, val_split=None, log_interval=4,
+    train(planned.run["data"], config=cfg, out=run_dir, device="cuda", progress=False, val_split=None, log_interval=4,
           exist_ok=True)
 
 

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["baseline"], choices=sorted(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--runs", nargs="+", default=[], metavar="VARIANT:SEED",
+                        help="runs to add one by one, e.g. branch2_sine:1 branch2_sine:2 (all side by side)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, help="the demo's 1000 images (default OUT/synth1000, made if missing)")
     parser.add_argument("--minutes", type=float, default=8.5, help="each run's time limit (timeout)")
@@ -104,17 +106,22 @@ def main(argv: list[str] | None = None) -> None:
              "model.head.ffn_channels=64"] if args.quick else []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     procs = []
-    for variant in args.variants:
-        for seed in args.seeds:
-            run = args.out / f"{variant}_seed{seed}"
-            overrides = [*BASE, *VARIANTS[variant], f"train.seed={seed}", f"train.workers={args.workers}", *args.set, *quick]
-            cmd = ["timeout", str(int(args.minutes * 60)), sys.executable, "-m", "csrseg.cli", "train", "--config", "demo",
-                   "--data", str(data), "--device", device, "--out", str(run), "--exist-ok", "--log-interval", "20",
-                   "--set", *overrides]
-            run.mkdir(parents=True, exist_ok=True)
-            log = open(run / "train.log", "w")  # noqa: SIM115 (closed when the process ends)
-            procs.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-            (run / "command.txt").write_text(" ".join(cmd) + "\n")
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    for spec in args.runs:
+        variant, _, seed = spec.partition(":")
+        if variant not in VARIANTS or not seed.isdigit():
+            parser.error(f"--runs {spec}: VARIANT:SEED with VARIANT one of {', '.join(sorted(VARIANTS))}")
+        runs.append((variant, int(seed)))
+    for variant, seed in dict.fromkeys(runs):
+        run = args.out / f"{variant}_seed{seed}"
+        overrides = [*BASE, *VARIANTS[variant], f"train.seed={seed}", f"train.workers={args.workers}", *args.set, *quick]
+        cmd = ["timeout", str(int(args.minutes * 60)), sys.executable, "-m", "csrseg.cli", "train", "--config", "demo",
+               "--data", str(data), "--device", device, "--out", str(run), "--exist-ok", "--log-interval", "20",
+               "--set", *overrides]
+        run.mkdir(parents=True, exist_ok=True)
+        log = open(run / "train.log", "w")  # noqa: SIM115 (closed when the process ends)
+        procs.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        (run / "command.txt").write_text(" ".join(cmd) + "\n")
     tic = time.monotonic()
     for run, proc, log in procs:
         proc.wait()

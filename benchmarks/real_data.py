@@ -94,7 +94,7 @@ def main() -> None:
     minutes = (time.perf_counter() - tic) / 60
     if run.best is None:
         sys.exit("real_data: error: no evaluation ran (no best.pt)")
-    report = evaluate(run.best, data_yaml)
+    report = evaluate(run.best, data=data_yaml)
     command = "python benchmarks/real_data.py " + " ".join(sys.argv[1:])
     text = "\n".join([
         f"command: `{command}`", f"machine: {machine()}",

@@ -68,7 +68,7 @@ def main(argv: list[str]) -> dict:
     if share > 0:
         hooks.append(demo.ProgressiveSize(budget, demo.SMALL_SIDE, share))
     tic = time.perf_counter()
-    result = train(DATA, cfg, OUT / name, device="cpu", exist_ok=True, hooks=hooks, progress=False)
+    result = train(DATA, config=cfg, out=OUT / name, device="cpu", exist_ok=True, hooks=hooks, progress=False)
     row = dict(name=name, sim_minutes=minutes, share=share, lr=float(lr), arch=arch, extra=extra,
                iterations=result.iterations, wall_min=round((time.perf_counter() - tic) / 60, 2),
                **{k: round(v, 2) for k, v in result.metrics.items()})

@@ -60,7 +60,7 @@ def csrseg_run(data: Path, out: Path, mode: str, side: int, minutes: float) -> d
                  "train.workers=0", "train.epochs=1000", "train.eval_interval=1000000", "train.batch_size=8",
                  "train.precision=fp32", "model.head.postprocess.max_per_img=300", "model.head.postprocess.nms_pre=1000"]
     tic = time.perf_counter()
-    result = train(data, "demo", out, overrides, device="cpu", progress=False, val_split=None,
+    result = train(data, config="demo", out=out, overrides=overrides, device="cpu", progress=False, val_split=None,
                    hooks=[TimeBudget(minutes * 60)], exist_ok=True)
     return dict(iterations=result.iterations, train_s=round(time.perf_counter() - tic, 1), weights=str(result.last))
 
@@ -70,7 +70,7 @@ def csrseg_eval(weights: str, data: Path, tile: int | None, out: Path) -> dict:
     from csrseg.api import evaluate
 
     tic = time.perf_counter()
-    report = evaluate(weights, data, out=out, workers=0, batch=1, tile=tile, overlap=0.25, exist_ok=True)
+    report = evaluate(weights, data=data, out=out, workers=0, batch=1, tile=tile, overlap=0.25, exist_ok=True)
     seconds = (time.perf_counter() - tic) / report["images"]
     return dict(report["mask"], s_per_frame=round(seconds, 2), predictions=report["predictions"])
 

@@ -3,7 +3,7 @@ these and prints)::
 
     from csrseg import train, evaluate, predict, export, Predictor
     run = train("my_data.yaml", config="demo", out="runs/mine", epochs=12)
-    report = evaluate(run.best, "my_data.yaml")           # mask + box AP, per class
+    report = evaluate(run.best, data="my_data.yaml")      # mask + box AP, per class
     result = predict(["photos/", "clip.mp4"], weights=run.best)   # overlays + predictions.json
     export("model.onnx", weights=run.best)
     for inst in Predictor(run.best).predict("photo.jpg"):

@@ -30,7 +30,7 @@ def report_path(results: Path) -> Path:
     return results.with_name(f"{results.stem}.metrics.json")
 
 
-def evaluate(weights: str | Path, data: str | Path | DatasetSources | None = None, split: str = "val",
+def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = None, split: str = "val",
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False,
              precision: str = "fp32", exist_ok: bool = False, layout: str | None = None, tile: int | None = None,

@@ -20,7 +20,7 @@ class ExportResult:
     int8: object | None = None  # the quantization report (csrseg.deploy.int8.QuantizeReport) of an INT8 model
 
 
-def export(out: str | Path, weights: str | Path, format: str = "onnx", opset: int = 17, int8: bool = False,
+def export(out: str | Path, *, weights: str | Path, format: str = "onnx", opset: int = 17, int8: bool = False,
            calib: str | Path | None = None, calib_images: int = 64, exist_ok: bool = False,
            layout: str | None = None) -> ExportResult:
     """Write the checkpoint ``weights`` as ``out``: the whole pipeline as ONNX (``int8``: with the network

@@ -55,7 +55,7 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
     return TiledPredictor(predictor, tiling) if tiling else predictor
 
 
-def predict(sources: list[str | Path] | str | Path, weights: str | Path | None = None, onnx: str | Path | None = None,
+def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | None = None, onnx: str | Path | None = None,
             out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
             precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
             exist_ok: bool = False, layout: str | None = None, tile: int | None = None,

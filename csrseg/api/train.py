@@ -46,9 +46,9 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def train(data: str | Path | DatasetSources | None = None, config: str | Config | None = None,
+def train(data: str | Path | DatasetSources | None = None, *, config: str | Config | None = None,
           out: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), epochs: int | None = None,
-          device: str | None = None, *, resume: bool | str | Path = False, weights: str | Path | None = None,
+          device: str | None = None, resume: bool | str | Path = False, weights: str | Path | None = None,
           strict: bool = True, train_split: str = "train", val_split: str | None = "val", checkpoint_interval: int = 0,
           log_interval: int = 10, exist_ok: bool = False, progress: bool = True, hooks: list[Hook] | tuple = (),
           layout: str | None = None) -> TrainResult:

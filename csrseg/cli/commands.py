@@ -32,7 +32,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # a plain --data is resolved by train, after the config: a bad config is named first
     explicit = args.train_ann or args.train_images or args.val_ann or args.val_images
     data = sources_from_args(args) if explicit else args.data
-    result = train(data, args.config, args.out, args.overrides, device=args.device, resume=args.resume or False,
+    result = train(data, config=args.config, out=args.out, overrides=args.overrides, device=args.device, resume=args.resume or False,
                    weights=args.weights, strict=args.strict, train_split=args.train_split,
                    val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
                    log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout)
@@ -50,7 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         from csrseg.errors import CsrsegError
 
         raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
-    report = evaluate(args.weights or args.onnx, args.data, split=args.split, ann=args.ann, images=args.images,
+    report = evaluate(args.weights or args.onnx, data=args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
                       precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
                       overlap=args.overlap)
@@ -62,8 +62,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.api import predict
 
-    result = predict(args.sources, args.weights, args.onnx, args.out, args.score_thr, args.batch, args.device,
-                     args.precision, args.video_stride, args.data, args.exist_ok, args.layout, args.tile, args.overlap)
+    result = predict(args.sources, weights=args.weights, onnx=args.onnx, out=args.out, score_thr=args.score_thr, batch=args.batch, device=args.device,
+                     precision=args.precision, video_stride=args.video_stride, data=args.data, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile, overlap=args.overlap)
     counts = result.counts
     for reason in counts.skipped_files:
         print(f"skipped: {reason}", file=sys.stderr)
@@ -99,8 +99,8 @@ def cmd_convert(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from csrseg.api import export
 
-    result = export(args.out, args.weights, args.format, args.opset, args.int8, args.calib, args.calib_images,
-                    args.exist_ok, args.layout)
+    result = export(args.out, weights=args.weights, format=args.format, opset=args.opset, int8=args.int8, calib=args.calib, calib_images=args.calib_images,
+                    exist_ok=args.exist_ok, layout=args.layout)
     if result.int8 is not None:
         report = result.int8
         print(f"INT8 ONNX model (QDQ, {report.quantized} conv/matrix ops quantized, {report.kept_fp32} left in fp32, "

@@ -55,9 +55,11 @@ def table_variants(table: int, base: Config) -> dict[str, dict[str, Any]]:
     return table_rows(table, base.model.head.type)
 
 
-def selected_rows(table: int, base: Config, rows: list[str] | tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """``table_variants`` limited to ``rows`` (row folder names such as ``fpn_baseline``); all when empty."""
-    variants = table_variants(table, base)
+def selected_rows(table: int, base: Config, rows: list[str] | tuple[str, ...] = (),
+                  variants: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """``table_variants`` (or the given ``variants``: ``{row name: model settings}``, an A/B of one's own)
+    limited to ``rows`` (row folder names such as ``fpn_baseline``); all when empty."""
+    variants = variants if variants is not None else table_variants(table, base)
     if not rows:
         return variants
     known = {_slug(name): name for name in variants}
@@ -88,9 +90,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def variant_config(base: Config, neck: dict[str, Any], seed: int, epochs: int | None) -> Config:
-    """``base`` with a row's neck settings, the sweep's seed and (if given) its schedule length."""
-    cfg = merge(base, {"model": {"neck": neck}}, "variant")
+def variant_config(base: Config, model: dict[str, Any], seed: int, epochs: int | None) -> Config:
+    """``base`` with a row's model settings (``{"neck": {...}, "head": {...}}``), the sweep's seed and (if
+    given) its schedule length."""
+    cfg = merge(base, {"model": model}, "variant")
     train = dataclasses.replace(cfg.train, seed=seed, **({"epochs": epochs} if epochs else {}))
     if epochs and epochs != cfg.train.epochs:
         # the lr steps keep their place in a shorter or longer schedule (the paper's 8 and 11 of 12)
@@ -112,7 +115,8 @@ class PlannedRun:
 
 def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
                epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (),
-               exist_ok: bool = False, rows: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
+               exist_ok: bool = False, rows: list[str] | tuple[str, ...] = (),
+               variants: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
     """Every run of the sweep: ``(summaries, pending)``. ``summaries`` holds each row's finished runs
     (its own, or a finished run with the same data and config in a sibling sweep, reused);
     ``pending`` the runs still to train. A run folder left by another sweep (other config or data)
@@ -124,7 +128,7 @@ def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper
     check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
     summaries: dict[str, list[dict]] = {}
     pending: list[PlannedRun] = []
-    for name, variant in selected_rows(table, base_cfg, rows).items():
+    for name, variant in selected_rows(table, base_cfg, rows, variants).items():
         summaries[name] = []
         for seed in range(seeds):
             run_dir = out / _slug(name) / f"seed{seed}"
@@ -154,7 +158,7 @@ def train_planned(planned: PlannedRun, device: str | None = None, progress: bool
     planned.run_dir.mkdir(parents=True, exist_ok=True)
     (planned.run_dir / RUN_FILE).write_text(json.dumps(planned.run, indent=1))
     # _same_run has refused a folder of another run: what is left here is this run's own
-    train(planned.run["data"], planned.cfg, planned.run_dir, resume=planned.resume, device=device, progress=progress,
+    train(planned.run["data"], config=planned.cfg, out=planned.run_dir, resume=planned.resume, device=device, progress=progress,
           exist_ok=True, hooks=[SweepSummary(planned)])
     return json.loads((planned.run_dir / "summary.json").read_text())
 
@@ -247,12 +251,15 @@ def default_sweep_dir(table: int) -> Path:
 def run_ablation(data: str | Path | None, table: int, out: str | Path | None = None, base: str = "paper", seeds: int = 3,
                  epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
                  progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
-                 rows: list[str] | tuple[str, ...] = (), recipe: str = "paper") -> str:
+                 rows: list[str] | tuple[str, ...] = (), recipe: str = "paper",
+                 variants: dict[str, dict[str, Any]] | None = None) -> str:
     """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
 
     ``recipe``: the training recipe laid on ``base`` before ``overrides``
     (:data:`csrseg.config.presets.RECIPES`; ``cpu``: a scale two CPU cores train). With ``data`` ``None``
-    the ``cpu`` recipe trains on the demo's 1000 synthetic images, made once in ``OUT/data``.
+    the ``cpu`` recipe trains on the demo's 1000 synthetic images, made once in ``OUT/data``. ``variants``:
+    rows of one's own instead of the table's (``{row name: model settings}``; every row is compared with
+    the first), e.g. an A/B of head settings on one neck (``benchmarks/cpu_knet_ab.py``).
 
     Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
     is refused, naming its files, unless ``exist_ok``: then that run is trained again. ``jobs``: runs
@@ -266,18 +273,18 @@ def run_ablation(data: str | Path | None, table: int, out: str | Path | None = N
     overrides = (*recipe_overrides(recipe), *overrides)
     with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
         data = data if data is not None else recipe_data(recipe, out)
-        _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+        _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows, variants)
         resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
         out.mkdir(parents=True, exist_ok=True)
         train_runs(pending, device, jobs, progress)
         # every run is finished now: the summaries come from the run folders
-        summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows)
+        summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows, variants)
         assert not pending, "a run trained above has no summary"
         if train_only:
             return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
         summaries = {name: [with_diagnostics(r, out, data) for r in runs] for name, runs in summaries.items()}
         base_cfg = load_config(base, overrides)
-        cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows).items()}
+        cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows, variants).items()}
         speed = sweep_speed(out, cfgs)
         text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
         (out / f"table{table}.md").write_text(text + "\n")

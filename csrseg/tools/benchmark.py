@@ -320,7 +320,7 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
     fp32 = export_onnx(model, cfg.input, tmp_dir / "checkpoint.onnx", meta)
     int8 = quantize_onnx(fp32, tmp_dir / "checkpoint_int8.onnx", calib).path
     return [CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
-                            evaluate(path, data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"])
+                            evaluate(path, data=data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"])
             for path, kind in ((fp32, "ONNX fp32"), (int8, "ONNX INT8"))]
 
 
@@ -449,7 +449,7 @@ def parse_sizes(sizes: list[str]) -> list[tuple[int, int]]:
     return parsed
 
 
-def benchmark(sizes: list[str] | list[tuple[int, int]] = ("1333x800", "640x640"), runs: int = 5, warmup: int = 2,
+def benchmark(sizes: list[str] | list[tuple[int, int]] = ("1333x800", "640x640"), *, runs: int = 5, warmup: int = 2,
               device: str = "cpu", fast_paths: bool = True, weights: str | Path | None = None,
               data: str | Path | None = None, calib_images: int = 64, out: str | Path | None = None,
               exist_ok: bool = False) -> str:

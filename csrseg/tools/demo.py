@@ -181,7 +181,7 @@ def run_demo(out: str | Path | None = None, quick: bool = False, images: int | N
     if short:
         budget = TimeBudget(minutes * 60)
         hooks = [budget, ProgressiveSize(budget, SMALL_SIDE, SMALL_SHARE)]
-    result = train(data, cfg, out / "train", device=device, exist_ok=exist_ok, hooks=hooks)
+    result = train(data, config=cfg, out=out / "train", device=device, exist_ok=exist_ok, hooks=hooks)
 
     # The final weights, not best.pt: best.pt is picked by its AP on this same val split, which would
     # make the reported number an optimistic choice made by looking at the results.

@@ -12,7 +12,7 @@ def test_train_evaluate_predict_as_in_the_readme(synth_root, tmp_path):
     run = train(synth_root, config=tiny_config(max_iters=2, batch_size=6), out=tmp_path / "run", epochs=1,
                 progress=False)
     assert run.best is not None and run.best.is_file() and run.iterations == 2
-    report = evaluate(run.best, synth_root)
+    report = evaluate(run.best, data=synth_root)
     assert {"mask", "box", "classes"} <= set(report) and report["images"] == 4
     assert (tmp_path / "run" / "results_val.metrics.json").is_file()
     image = np.zeros((64, 80, 3), np.uint8)
@@ -38,7 +38,7 @@ def test_the_resume_rules_hold_from_python(synth_root, tmp_path):
 
     cfg = tiny_config(max_iters=1, batch_size=4, epochs=1)
     run = tmp_path / "run"
-    train(synth_root, cfg, run, device="cpu", progress=False, val_split=None)
+    train(synth_root, config=cfg, out=run, device="cpu", progress=False, val_split=None)
     with pytest.raises(CsrsegError, match="a file; --resume takes the run folder"):
         train(resume=run / "last.pt")
     with pytest.raises(CsrsegError, match="run folder not found"):
@@ -70,7 +70,7 @@ def test_predict_and_export_are_python_functions_too(tmp_path):
     result = predict([folder], weights=weights, out=tmp_path / "pred", score_thr=0.0, device="cpu")
     assert result.counts.images == 3 and len(result.counts.skipped_files) == 1
     assert result.predictions.is_file() and sorted(p.name for p in result.out_dir.glob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg"]
-    exported = export(tmp_path / "w.safetensors", weights, format="safetensors")
+    exported = export(tmp_path / "w.safetensors", weights=weights, format="safetensors")
     assert exported.path.is_file() and exported.format == "safetensors"
 
 
@@ -90,13 +90,26 @@ def test_bad_values_are_refused_in_one_line_on_every_way_into_train(synth_root, 
         assert main(["train", "--config", "demo", "--data", str(synth_root), "--out", str(fresh), "--set", bad]) == 2
         one_line_error(capsys, "--set", said)
         with pytest.raises(ConfigError, match=said):
-            train(synth_root, "demo", fresh, overrides=[bad], progress=False)
+            train(synth_root, config="demo", out=fresh, overrides=[bad], progress=False)
         assert not fresh.exists()
     run = tmp_path / "run"
-    train(synth_root, tiny_config(max_iters=1, batch_size=4, epochs=1), run, device="cpu", progress=False, val_split=None)
+    train(synth_root, config=tiny_config(max_iters=1, batch_size=4, epochs=1), out=run, device="cpu", progress=False, val_split=None)
     before = (run / "last.pt").stat().st_mtime_ns
     with pytest.raises(ConfigError, match="train.lr must be above 0"):
         train(resume=run, overrides=["train.lr=-1"], progress=False)
     with pytest.raises(ConfigError, match="train.epochs must be at least 1"):
-        train(synth_root, "demo", tmp_path / "e", epochs=0, progress=False)
+        train(synth_root, config="demo", out=tmp_path / "e", epochs=0, progress=False)
     assert (run / "last.pt").stat().st_mtime_ns == before
+
+
+def test_the_verbs_take_names_after_their_first_argument():
+    """A reordering of a verb's parameters cannot silently change what a caller passes (issue 33)."""
+    import inspect
+
+    from csrseg import evaluate, export, predict, train
+    from csrseg.tools.benchmark import benchmark
+
+    for verb in (train, evaluate, predict, export, benchmark):
+        params = list(inspect.signature(verb).parameters.values())
+        assert params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD, verb.__name__
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), verb.__name__

@@ -66,7 +66,7 @@ def test_training_on_crops_runs_and_evaluates_in_tiles_of_the_crop(synth_root, t
     sliced = []
     predict = TiledPredictor.predict
     monkeypatch.setattr(TiledPredictor, "predict", lambda self, image: sliced.append(self.tiling) or predict(self, image))
-    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False)
+    result = train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False)
     assert result.iterations == 2 and set(result.metrics) >= {"AP", "APS"}
     assert len(sliced) == 4 and {(t.size, t.whole) for t in sliced} == {(64, False)}  # the 4 val images, in 64 px tiles
     assert torch.load(result.last, weights_only=True)["config"]["input"]["crop"] == 64

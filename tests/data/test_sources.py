@@ -185,7 +185,7 @@ def test_fine_tuning_from_a_checkpoint_fetches_no_pretrained_weights(synth_root,
     atomic_save(dict(model=build_model(cfg).state_dict(), config=to_dict(cfg)), tmp_path / "start.pt")
     backbone = dataclasses.replace(cfg.model.backbone, weights="imagenet")  # offline: downloads are refused
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone))
-    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+    result = train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, val_split=None,
                    weights=tmp_path / "start.pt")
     assert result.iterations == 1 and torch.load(result.last, weights_only=True)["iteration"] == 1
 

@@ -104,7 +104,7 @@ def test_eval_of_onnx_gives_the_checkpoint_ap(models, synth_root, tmp_path, caps
     from csrseg import evaluate
 
     weights, fp32, _ = models
-    first = evaluate(weights, synth_root, out=tmp_path / "first.json")
+    first = evaluate(weights, data=synth_root, out=tmp_path / "first.json")
     gt = _ground_truth_from(first["results"], synth_root / "annotations" / "instances_val.json", tmp_path / "gt.json")
     images = synth_root / "val"
     ckpt = evaluate(weights, ann=gt, images=images, out=tmp_path / "ckpt.json")

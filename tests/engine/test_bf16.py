@@ -60,10 +60,10 @@ def test_auto_takes_the_bf16_path_where_told_and_a_bf16_run_resumes_to_its_own_w
     monkeypatch.setenv("CSRSEG_AUTO_PRECISION", "bf16")
     assert resolve("auto", "cpu").name == "bf16"
     cfg = tiny_config(epochs=1, batch_size=4, precision="auto", warmup_iters=1)
-    straight = train(synth_root, cfg, tmp_path / "straight", device="cpu", progress=False, val_split=None)
+    straight = train(synth_root, config=cfg, out=tmp_path / "straight", device="cpu", progress=False, val_split=None)
     assert load_checkpoint(straight.last)["precision"] == "bf16" and straight.iterations == 3
     first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_iters=1))
-    train(synth_root, first, tmp_path / "resumed", device="cpu", progress=False, val_split=None)
+    train(synth_root, config=first, out=tmp_path / "resumed", device="cpu", progress=False, val_split=None)
     train(out=tmp_path / "resumed", resume=True, overrides=["train.max_iters=0"], device="cpu", progress=False,
           val_split=None)
     a, b = load_checkpoint(straight.last)["model"], load_checkpoint(tmp_path / "resumed" / "last.pt")["model"]

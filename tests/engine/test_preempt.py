@@ -137,7 +137,7 @@ def test_sigterm_writes_last_at_that_iteration_and_resume_matches_an_uninterrupt
     resumed = load_checkpoint(run / "last.pt")
     assert resumed["finished"] and resumed["iteration"] == 6
 
-    train(synth_root, cfg, tmp_path / "straight", device="cpu", progress=False, val_split=None)
+    train(synth_root, config=cfg, out=tmp_path / "straight", device="cpu", progress=False, val_split=None)
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     for key, value in straight.items():
         torch.testing.assert_close(resumed["model"][key].float(), value.float(), atol=1e-5, rtol=1e-4, msg=key)

@@ -62,7 +62,7 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_then_resume_reaches_the_same_weigh
     assert last["finished"] and last["iteration"] == 12 and "AP" in best["metrics"]
 
     # 4) the same as a run never interrupted
-    reference = train(synth_root, cfg, tmp_path / "straight", device="cpu", progress=False)
+    reference = train(synth_root, config=cfg, out=tmp_path / "straight", device="cpu", progress=False)
     assert reference.iterations == 12
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     for key, value in straight.items():
@@ -86,7 +86,7 @@ def _nan_on(calls):
 def test_a_nonfinite_step_is_skipped_with_the_image_ids(synth_root, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(CSRSeg, "loss", _nan_on({2}))
     with caplog.at_level(logging.WARNING, logger="csrseg"):
-        result = train(synth_root, tiny_config(epochs=1, batch_size=4), tmp_path / "run", device="cpu", progress=False, val_split=None)
+        result = train(synth_root, config=tiny_config(epochs=1, batch_size=4), out=tmp_path / "run", device="cpu", progress=False, val_split=None)
     assert result.iterations == 3
     messages = [r.getMessage() for r in caplog.records if "non-finite" in r.getMessage()]
     assert len(messages) == 1 and "iteration 2" in messages[0] and "image ids [" in messages[0]
@@ -96,7 +96,7 @@ def test_a_nonfinite_step_is_skipped_with_the_image_ids(synth_root, tmp_path, mo
 
 def test_consecutive_nonfinite_losses_stop_training_and_keep_the_last_checkpoint(synth_root, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    train(synth_root, tiny_config(epochs=1, batch_size=4), run_dir, device="cpu", progress=False, val_split=None)
+    train(synth_root, config=tiny_config(epochs=1, batch_size=4), out=run_dir, device="cpu", progress=False, val_split=None)
     good = (run_dir / "last.pt").read_bytes()
     monkeypatch.setattr(CSRSeg, "loss", _nan_on(set(range(1, 100))))
     with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite losses.*last.pt"):

@@ -28,7 +28,7 @@ def test_train_refuses_another_runs_folder_and_replaces_it_with_exist_ok(synth_r
     cfg_path = tmp_path / "tiny.yaml"
     save_config(tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1), cfg_path)
     run = tmp_path / "run"
-    train(synth_root, tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1), run, device="cpu",
+    train(synth_root, config=tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1), out=run, device="cpu",
           progress=False, log_interval=1)
     first = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt", "log.jsonl")}
 
@@ -49,7 +49,7 @@ def test_a_replacing_run_that_fails_keeps_the_replaced_run(synth_root, tmp_path,
 
     run = tmp_path / "run"
     cfg = tiny_config(epochs=1, batch_size=4, max_iters=1, warmup_iters=1)
-    train(synth_root, cfg, run, device="cpu", progress=False)
+    train(synth_root, config=cfg, out=run, device="cpu", progress=False)
     first = {name: (run / name).read_bytes() for name in ("last.pt", "best.pt")}
 
     def broken_loader(*args, **kwargs):  # a dataset that fails after the run folder was taken over
@@ -57,7 +57,7 @@ def test_a_replacing_run_that_fails_keeps_the_replaced_run(synth_root, tmp_path,
 
     monkeypatch.setattr(trainer, "DataLoader", broken_loader)
     with pytest.raises(OSError, match="disk went away"):
-        train(synth_root, cfg, run, device="cpu", progress=False, exist_ok=True)
+        train(synth_root, config=cfg, out=run, device="cpu", progress=False, exist_ok=True)
     assert {name: (run / "replaced" / name).read_bytes() for name in first} == first
 
 

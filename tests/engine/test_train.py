@@ -57,7 +57,7 @@ def test_an_unknown_schedule_is_a_config_error():
 
 def test_training_writes_a_complete_run_folder(synth_root, tmp_path):
     cfg = tiny_config(epochs=2, batch_size=4, warmup_iters=2, eval_interval=1)
-    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, log_interval=1)
+    result = train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, log_interval=1)
     assert result.iterations == 6  # 12 images / batch 4 x 2 epochs
     for name in ("config.yaml", "log.jsonl", "last.pt", "best.pt", "results.png", "val_results.json"):
         assert (tmp_path / "run" / name).is_file(), name
@@ -74,9 +74,9 @@ def test_resume_of_a_finished_run_changes_nothing(synth_root, tmp_path, head):
     cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=2)
     if head == "knet":
         cfg = merge(cfg, parse_overrides(KNET_TINY))
-    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False)
+    train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False)
     before = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
-    result = train(synth_root, cfg, tmp_path / "run", resume=True, device="cpu", progress=False)
+    result = train(synth_root, config=cfg, out=tmp_path / "run", resume=True, device="cpu", progress=False)
     assert result.iterations == 3
     _weights_close(before, load_checkpoint(tmp_path / "run" / "last.pt")["model"], atol=0)
 
@@ -95,7 +95,7 @@ from csrseg.api import train
 from tests.conftest import SaveGradients
 
 data, cfg_path, out, *overrides = sys.argv[1:]
-train(data, cfg_path, out, overrides, device="cpu", val_split=None, progress=False,
+train(data, config=cfg_path, out=out, overrides=overrides, device="cpu", val_split=None, progress=False,
       hooks=[SaveGradients(Path(out) / "grads")])
 """
 
@@ -125,7 +125,7 @@ def test_ddp_averages_to_the_one_process_gradient(synth_root, tmp_path, head):
     ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
     assert len(ddp["rank_fingerprints"]) == 2 and len(set(ddp["rank_fingerprints"])) == 1
 
-    train(synth_root, str(cfg_path), tmp_path / "one", overrides, device="cpu", progress=False, val_split=None,
+    train(synth_root, config=str(cfg_path), out=tmp_path / "one", overrides=overrides, device="cpu", progress=False, val_split=None,
           hooks=[SaveGradients(tmp_path / "one" / "grads")])
     assert load_checkpoint(tmp_path / "one" / "last.pt")["iteration"] == ddp["iteration"] == 2
     one = torch.load(tmp_path / "one" / "grads" / "step0_rank0.pt")
@@ -152,14 +152,14 @@ def test_a_train_split_without_annotations_is_refused_before_the_run_folder_is_m
     (empty / "annotations" / "instances_train.json").write_text(json.dumps(dict(ann, annotations=[])))
     (empty / "annotations" / "instances_val.json").write_text(json.dumps(ann))
     with pytest.raises(DatasetError, match="instances_train.json: none of its 12 images has a usable annotation"):
-        train(empty, tiny_config(), tmp_path / "run", device="cpu", progress=False)
+        train(empty, config=tiny_config(), out=tmp_path / "run", device="cpu", progress=False)
     assert not (tmp_path / "run").exists()
 
     # the other way round: trains, and says the val AP means nothing
     (empty / "annotations" / "instances_train.json").write_text(json.dumps(ann))
     (empty / "annotations" / "instances_val.json").write_text(json.dumps(dict(ann, annotations=[])))
     with caplog.at_level(logging.WARNING, logger="csrseg"):
-        train(empty, tiny_config(max_iters=1), tmp_path / "run", device="cpu", progress=False)
+        train(empty, config=tiny_config(max_iters=1), out=tmp_path / "run", device="cpu", progress=False)
     assert "none of its 12 images has an annotation (not crowd)" in caplog.text and "its AP says nothing" in caplog.text
 
 
@@ -167,7 +167,7 @@ def test_extending_a_cosine_run_on_resume_says_how_the_lr_moves(synth_root, tmp_
     import logging
 
     cfg = tiny_config(epochs=1, batch_size=4, warmup_iters=0, schedule="cosine", lr_gamma=0.01)
-    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None)
+    train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, val_split=None)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["total_iters"] == 3
     longer = tiny_config(epochs=2, batch_size=4, warmup_iters=0, schedule="cosine", lr_gamma=0.01)
     with caplog.at_level(logging.WARNING, logger="csrseg"):
@@ -188,7 +188,7 @@ def test_after_the_first_evaluation_the_cost_of_the_others_is_said(synth_root, t
     assert evaluations_left(4, 7, 3) == 2  # at 6, and at 7 where the run ends off the interval
     assert evaluations_left(18, 18, 3) == 0
     with caplog.at_level(logging.INFO, logger="csrseg"):
-        train(synth_root, tiny_config(epochs=3, batch_size=4, eval_interval=1), tmp_path / "run", device="cpu",
+        train(synth_root, config=tiny_config(epochs=3, batch_size=4, eval_interval=1), out=tmp_path / "run", device="cpu",
               progress=False)
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation took")]
     assert len(said) == 1 and said[0].endswith("min") and "the 2 still to come add about" in said[0]

@@ -36,7 +36,7 @@ def test_plot_is_redrawn_at_every_evaluation_and_rows_reach_tensorboard(synth_ro
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
     _FakeWriter.scalars = []
     cfg = tiny_config(epochs=2, batch_size=6, eval_interval=1)
-    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, log_interval=1)
+    train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, log_interval=1)
     evals = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r["type"] == "eval"]
     assert len(evals) == 2 and len(drawn) == 3  # after each evaluation, and once at the end
     assert drawn[0] < drawn[1]  # the first plot was drawn mid-run, from a shorter log

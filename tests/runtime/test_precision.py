@@ -122,7 +122,7 @@ def test_a_run_on_a_cpu_with_auto_decides_by_its_own_probe(synth_root, tmp_path,
 
     monkeypatch.setattr(setup, "probe_times", fake_probe)
     with caplog.at_level(logging.INFO, logger="csrseg"):
-        train(synth_root, tiny_config(max_iters=2, batch_size=4, precision="auto"), tmp_path / "run", device="cpu",
+        train(synth_root, config=tiny_config(max_iters=2, batch_size=4, precision="auto"), out=tmp_path / "run", device="cpu",
               progress=False, val_split=None)
     assert seen == [("fp32", "bf16")]
     assert "precision: bf16 autocast (auto: measured here, bf16 1 s, fp32 2 s per step)" in caplog.text

@@ -7,6 +7,7 @@ import pytest
 from csrseg.tools.ablate import CONTROL, comparisons, find_finished_run, run_ablation, table_variants, variant_config
 from csrseg.tools.ablate_stats import flatness, paired
 from csrseg.config import load_config, save_config
+from csrseg.config.presets import FUSION_KNET_HEAD
 from csrseg.models.heads.knet.config import KNetConfig
 from tests.conftest import tiny_config
 
@@ -30,6 +31,13 @@ def test_knet_head_table2_starts_from_knet_itself(base_name):
     assert list(models)[1] == CONTROL
     for name, preset in zip(list(models)[1:], ("fpn", "csr", "d2s", "paper")):
         assert models[name].neck == load_config(preset).model.neck  # the rows are the issue's presets
+    # every fusion row's head takes the context and position the fusion neck lacks; K-Net keeps its own head
+    heads = [(m.head.branch_convs, m.head.position) for m in models.values()]
+    assert heads == [(0, "none")] + [(FUSION_KNET_HEAD["branch_convs"], FUSION_KNET_HEAD["position"])] * 4
+    for preset in ("fpn", "csr", "d2s", "paper", "csr128", "csr1024"):
+        head = load_config(preset).model.head
+        assert (head.branch_convs, head.position) == (FUSION_KNET_HEAD["branch_convs"], FUSION_KNET_HEAD["position"])
+    assert (load_config("knet").model.head.branch_convs, load_config("knet").model.head.position) == (0, "none")
     assert {m.head.type for m in models.values()} == {"knet"}
     assert {variant_config(base, v, 0, None).model.neck.type for v in table_variants(3, base).values()} == {"fusion"}
 
@@ -232,8 +240,9 @@ def test_a_missing_dataset_is_named_before_any_run_folder_is_written(tmp_path):
 def test_cpu_recipe_is_the_network_and_schedule_the_issue_measured():
     from csrseg.config.presets import RECIPES
 
-    cpu = load_config("paper", RECIPES["cpu"])
-    # the CPU A/B of the paper's network as first measured: the demo preset with K-Net's head, 64 wide, 128 px
+    # the CPU A/B of the paper's network as first measured (before the fusion rows' head settings): the demo
+    # preset with K-Net's head, 64 wide, 128 px
+    cpu = load_config("paper", [*RECIPES["cpu"], "model.head.branch_convs=0", "model.head.position=none"])
     measured = load_config("demo", ["model.head.type=knet", "model.head.loss.mask_focal_alpha=0.25",
                                     "model.head.postprocess.mask_thr=0.4", "model.backbone.depth=18",
                                     "model.neck.channels=64", "model.neck.csr_channels=64", "model.head.ffn_channels=256",

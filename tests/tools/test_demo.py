@@ -29,7 +29,7 @@ def test_plan_names_iterations_the_precision_and_why(monkeypatch):
 def test_training_estimates_its_remaining_time_after_the_first_iterations(synth_root, tmp_path, caplog):
     cfg = tiny_config(epochs=20, max_iters=2 * ETA_AFTER + 3, batch_size=2)
     with caplog.at_level(logging.INFO, logger="csrseg"):
-        train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None)
+        train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, val_split=None)
     estimates = [r.getMessage() for r in caplog.records if "training will take about" in r.getMessage()]
     assert len(estimates) == 1 and "(2 iterations left" in estimates[0]
 
@@ -70,7 +70,7 @@ def test_the_short_demo_trains_for_its_time_small_first_and_ends_when_it_is_spen
     size = demo.ProgressiveSize(budget, small_side=64, share=0.5)
     record = _Record()
     cfg = tiny_config(epochs=20, batch_size=2, warmup_iters=0, lr_gamma=0.01, lr=1e-3, eval_interval=1000)
-    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False,
+    result = train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False,
                    hooks=[_Tick(clock, 1.0), budget, size, record])  # time passes during each step
     assert result.iterations == 10  # the run's own schedule had 120 iterations: the budget ended it
     assert result.metrics and (tmp_path / "run" / "last.pt").is_file()  # evaluated once, at the end
@@ -92,7 +92,7 @@ def test_the_small_input_scales_the_solov2_size_ranges_alike(synth_root, tmp_pat
             seen.append(trainer.model.head.criterion.head_cfg.scale_ranges)
 
     cfg = tiny_config(epochs=20, batch_size=2, warmup_iters=0, eval_interval=1000)
-    train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+    train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, val_split=None,
           hooks=[_Tick(clock, 1.0), budget, demo.ProgressiveSize(budget, small_side=64, share=0.5), Ranges()])
     full = cfg.model.head.scale_ranges
     assert seen[0] == tuple((lo / 2, hi / 2) for lo, hi in full) and seen[-1] == full
@@ -103,7 +103,7 @@ def test_a_machine_that_runs_out_of_iterations_first_gets_the_whole_decay_and_bo
     budget = demo.TimeBudget(1000.0, clock=clock)  # far more time than the 6 iterations take
     record = _Record()
     cfg = tiny_config(epochs=1, batch_size=2, warmup_iters=0, lr_gamma=0.01, lr=1e-3, eval_interval=1000)
-    result = train(synth_root, cfg, tmp_path / "run", device="cpu", progress=False, val_split=None,
+    result = train(synth_root, config=cfg, out=tmp_path / "run", device="cpu", progress=False, val_split=None,
                    hooks=[_Tick(clock, 1.0), budget, demo.ProgressiveSize(budget, small_side=64, share=0.5), record])
     assert result.iterations == 6
     lrs = [lr for lr, _ in record.rows]

@@ -223,3 +223,38 @@ def test_onnx_export_of_the_knet_pipeline_gives_the_same_instances(tmp_path):
         ours, theirs = predictor.predict(image), onnx_predictor.predict(image)
         assert len(ours) > 10 and all(i.mask.shape == shape[:2] for i in ours + theirs)
         match_instances(ours, theirs, min_iou=0.99, score_tol=1e-3)
+
+
+def _twin_objects(channels: int, size: int = 32) -> torch.Tensor:
+    """A fused feature ``(1, C, size, size)``: a flat background and two identical 4x4 objects far from the
+    borders, at places that differ by 16 cells."""
+    gen = torch.Generator().manual_seed(0)
+    feat = torch.zeros(1, channels, size, size)
+    pattern = torch.randn(channels, 4, 4, generator=gen) * 3
+    for y, x in ((6, 6), (6 + 16, 6 + 16)):
+        feat[0, :, y:y + 4, x:x + 4] = pattern
+    return feat
+
+
+@pytest.mark.parametrize("preset", ["paper", "csr", "fpn"])
+def test_the_fusion_presets_initial_kernels_tell_two_identical_objects_apart(preset):
+    """What starved K-Net's head on the paper's path (issue 31): its kernel head's initial kernels are static
+    1x1 convs, and on one fused feature without position each of them answers two identical objects
+    alike, so no proposal can be one object's and not the other's. K-Net's neck adds a sine encoding to
+    its top level; the fusion presets' head adds it to its input (``model.head.position``)."""
+    from csrseg.models.necks.output import NeckOutput
+
+    cfg = load_config(preset, ["model.backbone.weights=none", "model.neck.channels=32", "model.head.num_groups=8",
+                               "model.head.ffn_channels=64", "model.head.num_proposals=16"])
+    head = build_model(cfg).head.eval()
+    with torch.no_grad():
+        _, masks, _ = head.kernel_head(NeckOutput(_twin_objects(32)))
+    first, second = masks[0, :, 6:10, 6:10], masks[0, :, 22:26, 22:26]  # (N, 4, 4) each
+    gap = (first - second).abs().amax(dim=(1, 2))  # per initial kernel, its largest difference between the two
+    assert (gap > 0.1 * masks.abs().amax()).float().mean() > 0.5  # most kernels answer the two differently
+    without = build_model(load_config(preset, ["model.backbone.weights=none", "model.neck.channels=32",
+                                               "model.head.num_groups=8", "model.head.ffn_channels=64",
+                                               "model.head.num_proposals=16", "model.head.position=none"])).head.eval()
+    with torch.no_grad():
+        _, masks, _ = without.kernel_head(NeckOutput(_twin_objects(32)))
+    torch.testing.assert_close(masks[0, :, 6:10, 6:10], masks[0, :, 22:26, 22:26], rtol=0, atol=1e-5)  # fp32 sums

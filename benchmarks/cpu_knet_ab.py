@@ -1,0 +1,65 @@
+"""The paper's network under K-Net's head at the CPU recipe, one change per row, with the diagnostics.
+
+Issue 31's A/B: each row is the ``cpu`` recipe of ``csrseg ablate`` (ResNet-18 from scratch, 64 wide,
+128 px, 1200 iterations on the demo's 1000 synthetic images) on the CSR + D2S neck with the head
+settings of :data:`VARIANTS`, against ``baseline`` (the head as K-Net defines it, no extra context or
+position) and ``knet_neck`` (K-Net's own neck: the reference). Runs go side by side (``--jobs``, one
+thread each), resume, and reuse a finished run of the same config in a sibling folder of ``--out``.
+The report is ``csrseg ablate``'s: AP per seed, paired differences against the first row, and the
+diagnostics of every row (class-agnostic AP, hits, the class probe, empty pools, duplicate masks).
+
+    python benchmarks/cpu_knet_ab.py --variants baseline knet_neck branch2 sine --out runs/ab
+    python benchmarks/cpu_knet_ab.py --variants baseline context knet_neck --seeds 3 --out runs/ab3
+
+Every row spells out all of :data:`HEAD_KEYS`, so that a row means the same whatever the presets'
+defaults are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from csrseg.config.presets import TABLE2_ROWS
+
+PAPER_NECK = next(row.neck for row in TABLE2_ROWS if row.preset == "paper")
+KNET_NECK = next(row.neck for row in TABLE2_ROWS if row.preset == "knet")
+HEAD_KEYS = dict(branch_convs=0, position="none")  # K-Net's head as K-Net defines it
+
+
+def _head(**changes: object) -> dict:
+    return {**HEAD_KEYS, **changes}
+
+
+VARIANTS: dict[str, dict] = {
+    "baseline": dict(neck=PAPER_NECK, head=_head()),  # the paper's network with K-Net's head as it is
+    "knet_neck": dict(neck=KNET_NECK, head=_head()),  # K-Net itself (Table II row 1): the reference
+    "branch1": dict(neck=PAPER_NECK, head=_head(branch_convs=1)),
+    "branch2": dict(neck=PAPER_NECK, head=_head(branch_convs=2)),  # 3x3 context before the 1x1 reads
+    "sine": dict(neck=PAPER_NECK, head=_head(position="sine")),  # position, as K-Net's neck adds to P5
+    "coords": dict(neck=PAPER_NECK, head=_head(position="coords")),
+    "context": dict(neck=PAPER_NECK, head=_head(branch_convs=2, position="sine")),  # both
+    "bce_mask": dict(neck=PAPER_NECK, head=_head(loss=dict(mask_type="bce"))),  # calibrated masks pool more
+    "linear_cost": dict(neck=PAPER_NECK, head=_head(mask_cost="linear")),  # K-Net's matching cost
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=["baseline", "knet_neck"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", type=Path, help="the demo's 1000 images (default OUT/data, made if missing)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every row")
+    args = parser.parse_args(argv)
+
+    from csrseg.tools.ablate import run_ablation
+
+    text = run_ablation(args.data, 2, args.out, base="paper", seeds=args.seeds, overrides=args.set, jobs=args.jobs,
+                        recipe="cpu", variants={name: VARIANTS[name] for name in args.variants})
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
