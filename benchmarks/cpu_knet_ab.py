@@ -39,6 +39,10 @@ VARIANTS: dict[str, dict] = {
     "sine": dict(neck=PAPER_NECK, head=_head(position="sine")),  # position, as K-Net's neck adds to P5
     "coords": dict(neck=PAPER_NECK, head=_head(position="coords")),
     "context": dict(neck=PAPER_NECK, head=_head(branch_convs=2, position="sine")),  # both
+    "branch4": dict(neck=PAPER_NECK, head=_head(branch_convs=4)),  # the paper's "four 3x3 convolution layers"
+    "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
+    "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
+    "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),
     "bce_mask": dict(neck=PAPER_NECK, head=_head(loss=dict(mask_type="bce"))),  # calibrated masks pool more
     "linear_cost": dict(neck=PAPER_NECK, head=_head(mask_cost="linear")),  # K-Net's matching cost
 }

@@ -7,6 +7,7 @@ import sys
 from typing import NoReturn
 
 from csrseg.cli import commands
+from csrseg.runtime.precision import CHOICES as PRECISIONS
 from csrseg.cli.options import (
     DATA_HELP,
     add_config_args,
@@ -20,7 +21,7 @@ from csrseg.cli.options import (
     fraction,
 )
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_CHOICES = PRECISIONS
 PRECISION_HELP = ("network precision: fp32 (default: exact, the same AP on every machine), bf16, fp16 (CUDA), or "
                   "auto (CUDA: bf16 where the GPU has it; CPU: the faster of fp32 and bf16, measured once per machine)")
 

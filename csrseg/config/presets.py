@@ -38,15 +38,15 @@ from csrseg.models.heads.solov2.config import SOLOv2Config, SOLOv2PostprocessCon
 KNET_LOSS = LossConfig(cls_weight=2.0, dice_weight=4.0, focal_weight=1.0, mask_type="bce")
 
 
-# K-Net's head on one fused stride-8 feature (the paper's path) needs what K-Net's own neck gives its head
-# and the fusion neck does not. The paper leaves it open: it names K-Net's head but not how its kernel
-# head reads the fused feature; it writes of "four 3x3 convolution layers" on the head's branches, which
-# its 32.13 M parameters do not leave room for at width 256. Measured at the CPU recipe (RESULTS.md,
-# "The paper's network on the CPU"): without these the paper's network reaches half of K-Net's AP; with
-# them it passes K-Net. Every K-Net-head preset on the fusion neck and every fusion row of Tables II and III
-# takes this one setting; K-Net's own neck brings its own (3x3 stacks, sine encoding on P5) and keeps the
-# head as K-Net defines it.
-FUSION_KNET_HEAD: dict[str, Any] = dict(branch_convs=2, position="sine")
+# K-Net's head on one fused stride-8 feature (the paper's path): the head settings every K-Net-head preset on
+# the fusion neck and every fusion row of Tables II and III share, in this one place. The paper leaves open
+# how K-Net's kernel head reads the fused feature (it writes of "four 3x3 convolution layers" on the head's
+# branches, which its 32.13 M parameters leave no room for at width 256). Measured at the CPU recipe
+# (benchmarks/RESULTS.md, "The paper's network on the CPU", issue 31): 3x3 context (branch_convs 2 or 4),
+# the sine position K-Net's neck adds to P5, both together, and BCE-trained masks each leave the paper's
+# network where it is (2.0-3.2 AP against 2.4, K-Net's neck 4.4 over 3 seeds), so the head stays as K-Net
+# defines it until a measurement says otherwise.
+FUSION_KNET_HEAD: dict[str, Any] = dict(branch_convs=0, position="none")
 KNET_OWN_HEAD: dict[str, Any] = dict(branch_convs=0, position="none")
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from csrseg.data.transforms import InputConfig
 from csrseg.models.config import ModelConfig
+from csrseg.runtime.precision import CHOICES as PRECISIONS  # the precision names: defined once, there
 
 SCHEDULES = ("step", "cosine", "linear")  # the lr decays of csrseg.engine.schedule
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # csrseg.runtime.precision
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,9 @@ def run_ablation(data: str | Path | None, table: int, out: str | Path | None = N
     from csrseg.data.sources import resolve_dataset
 
     out = Path(out) if out else default_sweep_dir(table)
+    if recipe == "cpu" and load_config(base).model.head.type != "knet":
+        raise CsrsegError(f"--recipe cpu sizes K-Net's head (the paper's); --config {base} has the "
+                          f"{load_config(base).model.head.type} head: give its settings with --set instead")
     overrides = (*recipe_overrides(recipe), *overrides)
     with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
         data = data if data is not None else recipe_data(recipe, out)

@@ -31,7 +31,7 @@ def test_knet_head_table2_starts_from_knet_itself(base_name):
     assert list(models)[1] == CONTROL
     for name, preset in zip(list(models)[1:], ("fpn", "csr", "d2s", "paper")):
         assert models[name].neck == load_config(preset).model.neck  # the rows are the presets
-    # every fusion row's head takes the context and position the fusion neck lacks; K-Net keeps its own head
+    # every fusion row's head takes the one shared setting; K-Net keeps its own head
     heads = [(m.head.branch_convs, m.head.position) for m in models.values()]
     assert heads == [(0, "none")] + [(FUSION_KNET_HEAD["branch_convs"], FUSION_KNET_HEAD["position"])] * 4
     for preset in ("fpn", "csr", "d2s", "paper", "csr128", "csr1024"):
@@ -269,6 +269,8 @@ def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
 
     with pytest.raises(CsrsegError, match="--data is needed with --recipe paper"):
         run_ablation(None, 2, tmp_path / "sweep")
+    with pytest.raises(CsrsegError, match="--recipe cpu sizes K-Net's head"):
+        run_ablation(None, 2, tmp_path / "sweep", base="paper-solov2", recipe="cpu")
     made = []
 
     def fake(out, num_images, seed, val_fraction):
