@@ -1,7 +1,7 @@
 """csrseg: instance segmentation with Cross-Scale Reweighting and Depth-to-Space fusion.
 
 The verbs (:mod:`csrseg.api`): ``train``, ``evaluate``, ``predict``, ``export``, ``benchmark``;
-``Predictor`` / ``OnnxPredictor`` for images in your own code; the paper's two blocks,
+``Predictor`` / ``OnnxPredictor`` / ``OpenVinoPredictor`` for images in your own code; the paper's two blocks,
 ``CrossScaleReweighting`` and ``DepthToSpace``, to put in any network.
 """
 
@@ -11,7 +11,7 @@ from csrseg.models.layers import CrossScaleReweighting, DepthToSpace
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRSeg", "Config", "CrossScaleReweighting", "DepthToSpace", "OnnxPredictor", "Predictor", "benchmark",
+__all__ = ["CSRSeg", "Config", "CrossScaleReweighting", "DepthToSpace", "OnnxPredictor", "OpenVinoPredictor", "Predictor", "benchmark",
            "build_model", "evaluate", "export", "load_config", "predict", "train", "__version__"]
 
 # the training, inference and export stacks are imported on first use: ``import csrseg`` stays light
@@ -19,6 +19,7 @@ _LAZY = {
     "train": "csrseg.api", "evaluate": "csrseg.api", "predict": "csrseg.api", "export": "csrseg.api",
     "benchmark": "csrseg.tools.benchmark", "Predictor": "csrseg.inference.predictor",
     "OnnxPredictor": "csrseg.inference.onnx_predictor",
+    "OpenVinoPredictor": "csrseg.inference.openvino_predictor",
 }
 
 

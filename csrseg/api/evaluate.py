@@ -38,8 +38,9 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
     annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
-    ``weights``: a checkpoint, a ``.safetensors`` file, or an ``.onnx`` model written by ``csrseg
-    export`` (fp32 or INT8; run by onnxruntime on the original images, its classes from its metadata).
+    ``weights``: a checkpoint, a ``.safetensors`` file, or a model written by ``csrseg export``: an
+    ``.onnx`` (fp32 or INT8, run by onnxruntime) or an OpenVINO IR's ``.xml`` (fp32 or INT8; run in
+    ``precision`` fp32, bf16 or auto), either on the original images, its classes from its metadata.
     Writes the COCO results JSON (``out``, default ``results_<split>.json`` beside the weights) and
     the report beside it (``<results>.metrics.json``); the report also holds both paths. The default
     results file is eval's own and renewed each time; an ``out`` the caller names is never replaced
@@ -53,7 +54,7 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
 
     from csrseg.data import CocoInstances, Transform, collate
     from csrseg.evaluation.coco import detailed_metrics, run_image_inference, run_inference, write_results
-    from csrseg.inference.onnx_predictor import OnnxPredictor
+    from csrseg.inference.exported import is_exported, open_exported
     from csrseg.inference.predictor import Predictor
     from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
 
@@ -64,8 +65,8 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
         check_tiling(tile, overlap)
     if ann and not Path(ann).is_file():
         raise DatasetError(f"{ann}: annotation file not found (--ann)")
-    is_onnx = Path(weights).suffix.lower() == ".onnx"
-    predictor = (OnnxPredictor(weights, score_thr=0.0) if is_onnx
+    exported = is_exported(weights)
+    predictor = (open_exported(weights, score_thr=0.0, precision=precision) if exported
                  else Predictor(weights, device=device, score_thr=0.0, precision=precision))
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     with output_lock(results_path, "csrseg eval", folder=False):  # one evaluation at a time writes these results
@@ -80,7 +81,7 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
             files = SplitFiles(files.annotations, Path(images))
         logger.info("dataset: %s (images %s)", files.annotations, files.images)
         tiling = tiling_for(predictor, tile, overlap, batch)  # a model trained on crops is sliced unasked
-        if tiling is not None or is_onnx:  # the images as they are: sliced, or resized by the graph itself
+        if tiling is not None or exported:  # the images as they are: sliced, or resized by the graph itself
             dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
             _warn_before_scoring(dataset.index, files.annotations)
             if tiling is not None:

@@ -21,30 +21,45 @@ class PredictResult:
     counts: PredictCounts
 
 
-def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = None, device: str | None = None,
-                   score_thr: float = 0.3, precision: str = "fp32", data: str | Path | None = None,
-                   layout: str | None = None, tile: int | None = None, overlap: float = 0.25):
-    """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or an ONNX model's, with the class
-    names of ``data`` (a dataset folder or YAML) when given; with ``tile``, one that slices each frame
-    into tiles of that many pixels overlapping by ``overlap`` (:mod:`csrseg.inference.tiling`), as a
-    model trained on crops (``input.crop``) does by itself, in tiles of its crop."""
-    if bool(weights) == bool(onnx):
-        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
+def model_option(weights: str | Path | None = None, onnx: str | Path | None = None,
+                 openvino: str | Path | None = None) -> Path:
+    """The one model that ``--weights``, ``--onnx`` and ``--openvino`` name. What runs it is then told
+    by its suffix (:func:`~csrseg.inference.exported.is_exported`), so ``--onnx`` and ``--openvino``
+    must name files of their kind; ``--weights`` may name any."""
+    given = [value for value in (weights, onnx, openvino) if value]
+    if len(given) != 1:
+        raise CsrsegError("give one of --weights CKPT, --onnx MODEL.onnx or --openvino MODEL.xml"
+                          + (f" (got {len(given)})" if given else ""))
+    for value, option, suffix in ((onnx, "--onnx", ".onnx"), (openvino, "--openvino", ".xml")):
+        if value and Path(value).suffix.lower() != suffix:
+            raise CsrsegError(f"{option} {value}: expected a {suffix} file"
+                              + (" (an OpenVINO IR is the .xml beside its .bin)" if suffix == ".xml" else ""))
+    return Path(given[0])
+
+
+def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None = None,
+                   openvino: str | Path | None = None, device: str | None = None, score_thr: float = 0.3,
+                   precision: str = "fp32", data: str | Path | None = None, layout: str | None = None,
+                   tile: int | None = None, overlap: float = 0.25):
+    """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or the predictor of an exported
+    model (ONNX or OpenVINO: :func:`~csrseg.inference.exported.open_exported`; ``weights`` may name one
+    by its suffix), with the class names of ``data`` (a dataset folder or YAML) when given; with
+    ``tile``, one that slices each frame into tiles of that many pixels overlapping by ``overlap``
+    (:mod:`csrseg.inference.tiling`), as a model trained on crops (``input.crop``) does by itself, in
+    tiles of its crop."""
+    from csrseg.inference.exported import is_exported, open_exported
+
+    path = model_option(weights, onnx, openvino)
     if tile is not None:
         from csrseg.inference.tiling import check_tiling
 
         check_tiling(tile, overlap)  # before minutes of loading
-    if onnx:
-        if precision != "fp32":
-            raise CsrsegError(f"--precision {precision} is for --weights: an ONNX model runs as it was exported "
-                              "(fp32, or INT8 with csrseg export --int8)")
-        from csrseg.inference.onnx_predictor import OnnxPredictor
-
-        predictor = OnnxPredictor(onnx, score_thr=score_thr)
+    if is_exported(path):
+        predictor = open_exported(path, score_thr=score_thr, precision=precision)
     else:
         from csrseg.inference.predictor import Predictor
 
-        predictor = Predictor(weights, device=device, score_thr=score_thr, precision=precision)
+        predictor = Predictor(path, device=device, score_thr=score_thr, precision=precision)
     if data:
         from csrseg.data.sources import class_names_for
 
@@ -56,12 +71,12 @@ def load_predictor(weights: str | Path | None = None, onnx: str | Path | None = 
 
 
 def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | None = None, onnx: str | Path | None = None,
-            out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
+            openvino: str | Path | None = None, out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
             precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
             exist_ok: bool = False, layout: str | None = None, tile: int | None = None,
             overlap: float = 0.25) -> PredictResult:
     """Predict on ``sources`` (image and video files, folders, glob patterns) with a checkpoint
-    (``weights``) or an exported model (``onnx``): an overlay per image and per video in ``out``
+    (``weights``) or an exported model (``onnx``, ``openvino``; or ``weights`` naming one by its suffix): an overlay per image and per video in ``out``
     (default ``runs/predict/exp[N]``) and every instance as a COCO-style row in ``predictions.json``.
 
     ``tile``: slice each image and frame into ``tile`` px tiles overlapping by ``overlap`` (a share of
@@ -74,7 +89,8 @@ def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | Non
     out_dir = Path(out) if out else default_run_dir("predict", "exp")
     with output_lock(out_dir, "csrseg predict"):  # one run at a time writes here
         check_outputs(out_dir, ["predictions.json"], exist_ok)
-        predictor = load_predictor(weights, onnx, device, score_thr, precision, data, layout, tile, overlap)
+        predictor = load_predictor(weights, onnx=onnx, openvino=openvino, device=device, score_thr=score_thr,
+                                   precision=precision, data=data, layout=layout, tile=tile, overlap=overlap)
         given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
         paths = expand_sources(given)
         if not paths:

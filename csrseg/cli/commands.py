@@ -46,11 +46,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from csrseg.api import evaluate
     from csrseg.evaluation.coco import format_detailed
 
-    if bool(args.weights) == bool(args.onnx):
-        from csrseg.errors import CsrsegError
+    from csrseg.api.predict import model_option
 
-        raise CsrsegError("give either --weights CKPT or --onnx MODEL.onnx")
-    report = evaluate(args.weights or args.onnx, data=args.data, split=args.split, ann=args.ann, images=args.images,
+    model = model_option(args.weights, args.onnx, args.openvino)
+    report = evaluate(model, data=args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
                       precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
                       overlap=args.overlap)
@@ -62,7 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.api import predict
 
-    result = predict(args.sources, weights=args.weights, onnx=args.onnx, out=args.out, score_thr=args.score_thr, batch=args.batch, device=args.device,
+    result = predict(args.sources, weights=args.weights, onnx=args.onnx, openvino=args.openvino, out=args.out, score_thr=args.score_thr, batch=args.batch, device=args.device,
                      precision=args.precision, video_stride=args.video_stride, data=args.data, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile, overlap=args.overlap)
     counts = result.counts
     for reason in counts.skipped_files:
@@ -101,7 +100,12 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     result = export(args.out, weights=args.weights, format=args.format, opset=args.opset, int8=args.int8, calib=args.calib, calib_images=args.calib_images,
                     exist_ok=args.exist_ok, layout=args.layout)
-    if result.int8 is not None:
+    if result.format == "openvino":
+        kind = (f"INT8 (NNCF, {result.int8['nodes']} conv/matrix ops quantized, calibrated on "
+                f"{result.int8['calibration_images']} images of {args.calib})" if result.int8 else "fp32")
+        print(f"OpenVINO IR, {kind}, written to {result.path} and {result.path.with_suffix('.bin')}; "
+              f"run it with: csrseg predict --openvino {result.path} IMAGES")
+    elif result.int8 is not None:
         report = result.int8
         print(f"INT8 ONNX model (QDQ, {report.quantized} conv/matrix ops quantized, {report.kept_fp32} left in fp32, "
               f"calibrated on {report.images} images of {args.calib}) written to {report.path}; "
@@ -118,7 +122,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 
     print(benchmark(args.sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast,
                     weights=args.weights, data=args.data, calib_images=args.calib_images, out=args.out,
-                    exist_ok=args.exist_ok))
+                    exist_ok=args.exist_ok, openvino=args.openvino))
 
 
 def cmd_ablate(args: argparse.Namespace) -> None:

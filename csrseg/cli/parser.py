@@ -7,6 +7,7 @@ import sys
 from typing import NoReturn
 
 from csrseg.cli import commands
+from csrseg.api.export import FORMATS as EXPORT_FORMATS
 from csrseg.runtime.precision import CHOICES as PRECISIONS
 from csrseg.cli.options import (
     DATA_HELP,
@@ -23,7 +24,10 @@ from csrseg.cli.options import (
 
 PRECISION_CHOICES = PRECISIONS
 PRECISION_HELP = ("network precision: fp32 (default: exact, the same AP on every machine), bf16, fp16 (CUDA), or "
-                  "auto (CUDA: bf16 where the GPU has it; CPU: the faster of fp32 and bf16, measured once per machine)")
+                  "auto (CUDA: bf16 where the GPU has it; CPU: the faster of fp32 and bf16, measured once per machine); "
+                  "an OpenVINO model takes fp32, bf16 or auto, an ONNX model fp32 only")
+OPENVINO_HELP = ("an OpenVINO IR (.xml, its .bin beside it) written by csrseg export --format openvino (fp32 or --int8), "
+                 "run by OpenVINO on the CPU; needs pip install 'csrseg[openvino]'")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -79,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="COCO mask AP of a checkpoint or an exported ONNX model")
     p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
     p.add_argument("--onnx", help="an ONNX model written by csrseg export (fp32 or --int8), run by onnxruntime")
+    p.add_argument("--openvino", metavar="MODEL.xml", help=OPENVINO_HELP)
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--split", default="val", help="split to score: val, test, or a split's own name")
     p.add_argument("--ann", help="annotation file to score (instead of --data's split)")
@@ -98,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", help="images, videos (.mp4 .avi .mov .mkv ...), folders or glob patterns")
     p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
     p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
+    p.add_argument("--openvino", metavar="MODEL.xml", help=OPENVINO_HELP)
     p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
     p.add_argument("--score-thr", type=fraction, default=0.3, help="instances scoring below are left out (default 0.3)")
     p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
@@ -131,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_exist_ok(p, "replace a dataset already in OUT")
     p.set_defaults(func=commands.cmd_convert)
 
-    p = sub.add_parser("export", help="ONNX (whole pipeline) or safetensors (weights)")
+    p = sub.add_parser("export", help="ONNX or OpenVINO IR (whole pipeline), or safetensors (weights)")
     p.add_argument("out", help="output file")
     p.add_argument("--weights", required=True)
-    p.add_argument("--format", choices=("onnx", "safetensors"), default="onnx")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx",
+                   help="onnx (onnxruntime), openvino (model.xml + model.bin; needs the [openvino] extra), safetensors")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--int8", action="store_true",
-                   help="ONNX with the network quantized to INT8 (static, QDQ, per-channel); post-processing stays fp32")
+                   help="the network quantized to INT8 (static, per-channel; ONNX: QDQ, OpenVINO: NNCF); resize and "
+                        "post-processing stay fp32")
     p.add_argument("--calib", metavar="DATA", help="--int8: dataset whose train split (else val) calibrates: " + DATA_HELP)
     p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--int8: calibration images (default 64)")
     add_layout(p)
@@ -150,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=at_least(0), default=2)
     p.add_argument("--device", type=device, default="cpu")
     p.add_argument("--no-fast", action="store_true", help="skip the bf16/fp16, channels-last and ONNX entries")
-    p.add_argument("--weights", help="a trained checkpoint: adds its ONNX fp32 and INT8 rows with mask AP (needs --data)")
-    p.add_argument("--data", help="--weights: dataset whose val split gives the AP and train split calibrates INT8")
+    p.add_argument("--weights", help="a trained checkpoint: adds its ONNX (and, with the [openvino] extra, OpenVINO) "
+                                     "fp32 and INT8 rows with mask AP (needs --data)")
+    p.add_argument("--openvino", metavar="MODEL.xml", help="an exported OpenVINO IR: adds its rows in each precision "
+                                                           "OpenVINO runs it in here (mask AP with --data)")
+    p.add_argument("--data", help="--weights/--openvino: dataset whose val split gives the AP (and whose train split "
+                                  "calibrates --weights' INT8)")
     p.add_argument("--calib-images", type=int, default=64, metavar="N", help="--weights: INT8 calibration images")
     p.add_argument("--out", help="also write the markdown table to this file")
     add_exist_ok(p, "replace the --out file if it exists")

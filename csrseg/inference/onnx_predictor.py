@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from csrseg.errors import CsrsegError
-from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, crops_of, to_instances
+from csrseg.inference.exported import ExportedPredictor
 
 
 def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None = None, arena: bool = True):
@@ -29,12 +29,11 @@ def onnx_session(path: str | Path, threads: int = 0, providers: list[str] | None
     return ort.InferenceSession(str(path), options, providers=providers or ort.get_available_providers())
 
 
-class OnnxPredictor:
+class OnnxPredictor(ExportedPredictor):
     """The same as :class:`Predictor`, running a model exported by ``csrseg export`` with onnxruntime."""
 
     def __init__(self, path: str | Path, score_thr: float = 0.3, providers: list[str] | None = None,
                  threads: int = 0) -> None:
-
         path = Path(path)
         if not path.is_file():
             raise CsrsegError(f"{path}: ONNX model not found")
@@ -43,28 +42,7 @@ class OnnxPredictor:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise CsrsegError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:200]})") from None
         meta = {k: json.loads(v) for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
-        self.class_names: list[str] = meta.get("classes", [])
-        self.cat_ids: list[int] = meta.get("cat_ids", list(range(1, len(self.class_names) + 1)))
-        self.metadata = meta  # config, classes, cat_ids; "quantization" for an INT8 model
-        self.score_thr = score_thr
-        self.below = BelowThreshold()
+        super().__init__(meta, score_thr)
 
-    def run(self, image: ImageLike) -> dict[str, np.ndarray]:
-        """The graph's outputs for one image: ``labels (n,)``, ``scores (n,)``, ``masks (n, H, W)`` bool,
-        ``boxes (n, 4)``, every instance whatever its score."""
-        array = as_rgb_array(image)
-        outputs = self.session.run(None, {"image": np.ascontiguousarray(array.transpose(2, 0, 1))[None]})
-        return dict(zip(("labels", "scores", "masks", "boxes"), outputs))
-
-    def predict(self, image: ImageLike) -> list[Instance]:
-        labels, scores, masks, boxes = self.run(image).values()
-        names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
-        cat_ids = self.cat_ids or list(range(1, len(names) + 1))
-        boxes = boxes.tolist()
-        return to_instances(labels.tolist(), scores.tolist(), crops_of(masks, boxes), boxes, masks.shape[1:], names,
-                            cat_ids, self.score_thr, self.below)
-
-    def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
-        return [self.predict(image) for image in images]
-
-
+    def run_graph(self, image: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"image": image})

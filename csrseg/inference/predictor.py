@@ -7,6 +7,8 @@ training and ``benchmark`` share.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,10 @@ from csrseg.data.transforms import Transform, collate
 from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
 from csrseg.errors import CsrsegError
 from csrseg.models import build_model
-from csrseg.runtime.precision import Precision, ProbeCache, check_choice, probe_times, resolve
+from csrseg.runtime.cpu import native_bf16
+from csrseg.runtime.precision import AUTO_ENV, Precision, ProbeCache, check_choice, probe_times, resolve
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,8 +87,10 @@ class Predictor:
         weights: checkpoint (``.pt``) or ``.safetensors`` written by csrseg.
         device: ``cpu``, ``cuda`` ... (default: CUDA when available).
         score_thr: instances scoring below are dropped.
-        precision: ``fp32`` (default: exact), ``bf16``, ``fp16`` or ``auto`` (:mod:`csrseg.runtime.precision`:
-            on a CPU the faster of fp32 and bf16 for this model, measured once per machine).
+        precision: ``fp32`` (default: exact), ``bf16``, ``fp16`` or ``auto`` (:mod:`csrseg.runtime.precision`;
+            on a CPU: the faster of fp32 and bf16 on the first batch itself, network and post-processing
+            as :meth:`run_batch` runs them, at that batch's size, measured once per machine, model and
+            size, and logged; :attr:`precision` is ``None`` until then).
     """
 
     def __init__(self, weights: str | Path, device: str | None = None, score_thr: float = 0.3,
@@ -98,22 +105,26 @@ class Predictor:
         load_model_state(model, ckpt["model"], strict=True, source=str(weights))
         # channels-last: oneDNN/cuDNN's preferred layout, 1.27x -> 1.61x Mask R-CNN's speed on our CPU
         model.to(device_, memory_format=torch.channels_last)
-        self._setup(model, cfg, class_names, cat_ids, device_, score_thr, inference_precision(precision, cfg, model, device_))
+        self._setup(model, cfg, class_names, cat_ids, device_, score_thr, inference_precision(precision, device_))
         self.metrics: dict[str, float] = dict(ckpt.get("metrics") or {})  # val metrics recorded with the weights
 
     @classmethod
     def for_model(cls, model: nn.Module, cfg: Config, class_names: list[str], cat_ids: list[int],
-                  device: torch.device | str, precision: Precision | None = None, score_thr: float = 0.0) -> Predictor:
+                  device: torch.device | str, precision: Precision | str | None = None, score_thr: float = 0.0) -> Predictor:
         """A predictor around a model in memory (a model being trained, a benchmark's), used as it is:
-        its memory format and device are left alone."""
+        its memory format and device are left alone. ``precision``: a resolved one, or a choice
+        (``"auto"`` is decided on the first batch, as for a checkpoint); default fp32."""
         predictor = cls.__new__(cls)
-        predictor._setup(model, cfg, class_names, cat_ids, torch.device(device), score_thr,
-                         precision or Precision("fp32", "as asked"))
+        if isinstance(precision, str):
+            precision = inference_precision(precision, torch.device(device))
+        elif precision is None:
+            precision = Precision("fp32", "as asked")
+        predictor._setup(model, cfg, class_names, cat_ids, torch.device(device), score_thr, precision)
         predictor.metrics = {}
         return predictor
 
     def _setup(self, model: nn.Module, cfg: Config, class_names: list[str], cat_ids: list[int], device: torch.device,
-               score_thr: float, precision: Precision) -> None:
+               score_thr: float, precision: Precision | None) -> None:
         self.model, self.cfg, self.class_names, self.cat_ids = model.eval(), cfg, class_names, cat_ids
         self.device, self.score_thr, self.precision = device, score_thr, precision
         self.transform = Transform(cfg.input, train=False)
@@ -125,14 +136,41 @@ class Predictor:
         """Network and post-processing on a normalised, padded ``(B, 3, H, W)`` batch (as :func:`collate`
         makes it): one dict per image (``labels``, ``scores``, ``masks``: a
         :class:`~csrseg.models.heads.paste.MaskCrops` at the original size, ``boxes``), every instance
-        whatever its score. The network runs in :attr:`precision`, post-processing in fp32."""
+        whatever its score. The network runs in :attr:`precision` (``auto``: decided on this first
+        batch, :meth:`decide_precision`), post-processing in fp32."""
         self.model.eval()
         batch = batch.to(self.device, non_blocking=True)
         if next(self.model.parameters()).is_contiguous(memory_format=torch.channels_last):
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with self.precision.autocast(self.device):
+        if self.precision is None:
+            self.precision = self.decide_precision(batch, input_sizes, orig_sizes)
+        return self._run(batch, input_sizes, orig_sizes, self.precision)
+
+    def _run(self, batch: torch.Tensor, input_sizes: list[tuple[int, int]], orig_sizes: list[tuple[int, int]],
+             precision: Precision) -> list[dict[str, torch.Tensor]]:
+        with precision.autocast(self.device):
             outputs = self.model(batch)
         return self.model.postprocess(outputs, input_sizes, orig_sizes)
+
+    def decide_precision(self, batch: torch.Tensor, input_sizes: list[tuple[int, int]],
+                         orig_sizes: list[tuple[int, int]]) -> Precision:
+        """``auto`` on a CPU: :meth:`run_batch` itself (network and post-processing, in the model's memory
+        format) timed on ``batch`` in fp32 and in bf16 autocast, a few seconds, cached per machine,
+        model and batch shape (:class:`~csrseg.runtime.precision.ProbeCache`); the faster, logged
+        with both times. bf16 is a candidate only where the CPU computes it: emulated, it is never
+        the faster and would cost the probe minutes at a large size."""
+        if not native_bf16():
+            return Precision("fp32", "auto: this CPU does not compute bf16")
+
+        def step(name: str) -> None:
+            self._run(batch, input_sizes, orig_sizes, Precision(name, "probe"))
+
+        layout = "channels_last" if batch.is_contiguous(memory_format=torch.channels_last) else "contiguous"
+        what = f"infer|{self.cfg.model}|{tuple(batch.shape)}|{layout}|{orig_sizes}"
+        precision = resolve("auto", self.device,
+                            lambda: ProbeCache().times(what, lambda: probe_times(step, budget=2.0, warmup=1)))
+        logger.info("--precision auto at %dx%d: %s", batch.shape[-1], batch.shape[-2], precision.describe())
+        return precision
 
     def _sample(self, image: np.ndarray) -> dict:
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
@@ -156,21 +194,12 @@ class Predictor:
                             masks.size, self.class_names, self.cat_ids, self.score_thr, self.below)
 
 
-def inference_precision(choice: str, cfg: Config, model: nn.Module, device: torch.device) -> Precision:
-    """``choice`` resolved for inference of ``model`` (:func:`csrseg.runtime.precision.resolve`); ``auto``
-    on a CPU times one image's forward pass at the config's input size in fp32 and bf16 (cached)."""
-    if choice != "auto" or device.type != "cpu":
-        return resolve(choice, device)
-    side = -(-cfg.input.short_side // cfg.input.size_divisor) * cfg.input.size_divisor
-    image = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
-
-    @torch.no_grad()
-    def step(name: str) -> None:
-        with Precision(name, "probe").autocast(device):
-            model(image.contiguous(memory_format=torch.channels_last))
-
-    what = f"infer|{cfg.model}|{side}"
-    return resolve("auto", device, lambda: ProbeCache().times(what, lambda: probe_times(step)))
+def inference_precision(choice: str, device: torch.device) -> Precision | None:
+    """``choice`` resolved for inference on ``device`` (:func:`csrseg.runtime.precision.resolve`), or
+    ``None`` for ``auto`` on a CPU: decided on the first batch (:meth:`Predictor.decide_precision`)."""
+    if choice == "auto" and device.type == "cpu" and not os.environ.get(AUTO_ENV):  # the variable answers for the probe
+        return None
+    return resolve(choice, device)
 
 
 def to_instances(labels: list[int], scores: list[float], crops: list[np.ndarray], boxes: list,

@@ -36,7 +36,6 @@ from csrseg.runtime.cpu import cpu_description, cuda_half_precision, native_bf16
 from csrseg.tools.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
 from csrseg.inference.predictor import Predictor
-from csrseg.runtime.precision import resolve
 
 
 MASK_RCNN = "Mask R-CNN R50-FPN (torchvision)"
@@ -52,6 +51,7 @@ class Row:
     peak_mb: float
     ap: float | None = None  # mask AP of a trained checkpoint, where one was given
     note: str = ""  # in the AP column where there is no AP (e.g. "random weights: speed only")
+    precision: str = "fp32"  # what its matrix products compute in (fp32, bf16, int8): its peak in the share column
 
     @property
     def fps(self) -> float:
@@ -69,6 +69,7 @@ class Entry:
     device: torch.device
     ap: float | None = None
     note: str = ""
+    precision: str = "fp32"  # fp32, bf16 or int8 (see Row)
 
 
 def time_entries(entries: list[Entry], size: tuple[int, int], runs: int, warmup: int) -> list[Row]:
@@ -85,8 +86,8 @@ def time_entries(entries: list[Entry], size: tuple[int, int], runs: int, warmup:
     assert len(set(names)) == len(names), f"two entries share a name: {names}"
     sync_on = next((e.device for e in entries if e.device.type == "cuda"), torch.device("cpu"))
     times = interleaved_times({e.name: e.step for e in entries}, runs, sync_on, warmup_rounds=0)
-    return [Row(e.name, size, statistics.median(times[e.name]), e.params, e.gflops, peaks[e.name], e.ap, e.note)
-            for e in entries]
+    return [Row(e.name, size, statistics.median(times[e.name]), e.params, e.gflops, peaks[e.name], e.ap, e.note,
+                e.precision) for e in entries]
 
 
 def median_time(fn: Callable[[], object], runs: int, warmup: int, device: torch.device) -> float:
@@ -122,12 +123,33 @@ def padded_input(size: tuple[int, int], device: torch.device | str = "cpu", divi
     return torch.randn(1, 3, -(-size[0] // divisor) * divisor, -(-size[1] // divisor) * divisor, device=device)
 
 
-def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5) -> float:
-    """Measured fp32 matrix-multiply throughput of this process (the machine's practical limit)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    seconds = median_time(lambda: a @ b, runs, 2, device)
+def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5, precision: str = "fp32") -> float:
+    """Measured matrix-multiply throughput of this process in ``precision`` (``fp32``, ``bf16``, or
+    ``int8``: int8 inputs, int32 sums, :func:`torch._int_mm`), in GFLOP/s (GOP/s for int8): the
+    machine's practical limit for rows computing in that precision (AVX-512, VNNI, AMX alike)."""
+    if precision == "int8":
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        b = torch.randint(-128, 128, (n, n), dtype=torch.int8, device=device)
+        fn = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        fn = lambda: a @ b  # noqa: E731
+    seconds = median_time(fn, runs, 2, device)
     return 2 * n**3 / seconds / 1e9
+
+
+def matmul_peaks(device: torch.device) -> dict[str, float]:
+    """:func:`matmul_gflops` of each precision rows on this ``device`` compute in (CPU: fp32, bf16,
+    int8; CUDA: fp32, bf16, fp16), the measured peak that the share column of those rows divides by."""
+    peaks = {}
+    for name in ("fp32", "bf16", "int8") if device.type == "cpu" else ("fp32", "bf16", "fp16"):
+        try:
+            peaks[name] = matmul_gflops(device, precision=name)
+        except RuntimeError:  # an int8 or bf16 matrix product this build or device does not have
+            continue
+    return peaks
 
 
 class PeakMemory:
@@ -194,7 +216,7 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
-    predictor = Predictor.for_model(model, cfg, [], [], device, resolve(precision, device))
+    predictor = Predictor.for_model(model, cfg, [], [], device, precision)  # "auto": decided on the first step
     image = image.to(device)  # where Mask R-CNN's input is too: both pay for normalising on the device
     no_masks = torch.zeros(0, *size, device=device)
 
@@ -202,6 +224,7 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
         batch, _ = collate([dict(image=normalize(image, cfg.input), masks=no_masks)])
         return predictor.run_batch(batch, [size], [size])
 
+    step.predictor = predictor
     return step, model
 
 
@@ -210,7 +233,12 @@ def ours_entry(cfg: Config, image: torch.Tensor, device: torch.device, precision
     """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
     step, model = ours_step(cfg, image, device, precision, channels_last)
     flops = count_flops(model, padded_input(tuple(image.shape[-2:]), device))
-    return Entry(name or cfg.name, step, count_params(model), flops, device)
+    name = name or cfg.name
+    if precision == "auto":  # the predictor's own decision, timed on this step: said in the row's name
+        step()
+        chosen = step.predictor.precision
+        precision, name = chosen.name, f"{name} ({chosen.name}: {chosen.reason})"
+    return Entry(name, step, count_params(model), flops, device, precision=precision)
 
 
 def maskrcnn_step(image: torch.Tensor, device: torch.device) -> tuple[Callable[[], object], nn.Module]:
@@ -291,24 +319,84 @@ def onnx_entry(cfg: Config, image: torch.Tensor, tmp_dir: Path, int8: bool = Fal
     model = build_model(without_pretrained(cfg)).eval()
     path = onnx_file(cfg, size, tmp_dir / f"{cfg.name}{'_int8' if int8 else ''}.onnx", int8=int8, model=model)
     return Entry(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", onnx_step(path, image),
-                 count_params(model), count_flops(model, padded_input(size)), torch.device("cpu"), note=note)
+                 count_params(model), count_flops(model, padded_input(size)), torch.device("cpu"), note=note,
+                 precision="int8" if int8 else "fp32")
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO and NNCF (the ``[openvino]`` extra) are importable here."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
+
+
+def openvino_precisions() -> tuple[str, ...]:
+    """The precisions OpenVINO's CPU plugin runs an fp32 IR in here: fp32, and bf16 where the CPU computes it."""
+    import openvino
+
+    from csrseg.inference.openvino_predictor import cpu_computes_bf16
+
+    return ("fp32", "bf16") if cpu_computes_bf16(openvino.Core()) else ("fp32",)
+
+
+def openvino_step(xml: Path, image: torch.Tensor, precision: str = "fp32") -> Callable[[], object]:
+    """One inference of the IR at ``xml`` on ``image`` ``(3, H, W)`` (0-255), compiled as
+    :class:`csrseg.inference.openvino_predictor.OpenVinoPredictor` compiles it for ``precision``, on
+    torch's thread count."""
+    from csrseg.inference.openvino_predictor import OpenVinoPredictor
+
+    predictor = OpenVinoPredictor(xml, score_thr=0.0, precision=precision, threads=torch.get_num_threads())
+    feed = image.round().clamp(0, 255).to(torch.uint8)[None].numpy()
+    predictor.compiled(precision)
+    return lambda: predictor.run_graph(feed)
+
+
+def openvino_entries(cfg: Config, image: torch.Tensor, tmp_dir: Path) -> list[Entry]:
+    """Our model (random weights, full load) exported to ONNX, converted to an OpenVINO IR, and run by
+    OpenVINO in fp32, in bf16 where the CPU computes it, and quantized to INT8 by NNCF (calibrated on
+    4 random images: speed only)."""
+    from csrseg.deploy.openvino import export_openvino, quantize_openvino
+
+    cfg = full_load(cfg)
+    size = tuple(image.shape[-2:])
+    model = build_model(without_pretrained(cfg)).eval()
+    onnx_path = onnx_file(cfg, size, tmp_dir / f"{cfg.name}_ov.onnx", model=model)
+    fp32 = export_openvino(onnx_path, tmp_dir / f"{cfg.name}_ov.xml")
+    rng = np.random.default_rng(0)
+    int8 = tmp_dir / f"{cfg.name}_ov_int8.xml"
+    quantize_openvino(onnx_path, int8, [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)])
+    params, flops = count_params(model), count_flops(model, padded_input(size))
+    cpu = torch.device("cpu")
+    entries = [Entry(f"{cfg.name} (OpenVINO {p})", openvino_step(fp32, image, p), params, flops, cpu, precision=p)
+               for p in openvino_precisions()]
+    entries.append(Entry(f"{cfg.name} (OpenVINO INT8)", openvino_step(int8, image), params, flops, cpu,
+                         note="random weights: speed only", precision="int8"))
+    return entries
 
 
 @dataclass
 class CheckpointModel:
-    """A trained checkpoint exported to ONNX, with its mask AP."""
+    """A trained checkpoint exported to ONNX or OpenVINO, with its mask AP when run in ``precision``."""
 
     name: str
     path: Path
     params: float
-    ap: float
+    ap: float | None  # None: no data to score on (speed only)
+    precision: str = "fp32"  # the OpenVINO execution precision (an ONNX model runs as exported)
+    int8: bool = False
+
+    def step(self, image: torch.Tensor) -> Callable[[], object]:
+        if self.path.suffix == ".xml":
+            return openvino_step(self.path, image, self.precision)
+        return onnx_step(self.path, image)
 
 
 def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, calib_images: int = 64) -> list[CheckpointModel]:
-    """A trained checkpoint as ONNX fp32 and INT8 (calibrated on ``data``'s train split), each with its
-    mask AP on ``data``'s val split (:func:`csrseg.api.evaluate`, the model's own input size and
-    thresholds). They are timed on the benchmark image of each size with their own thresholds (a
-    trained model's load)."""
+    """A trained checkpoint as ONNX fp32 and INT8 (calibrated on ``data``'s train split) and, where the
+    ``[openvino]`` extra is installed, as OpenVINO fp32 (and bf16 where the CPU computes it) and NNCF
+    INT8 on the same images, each with its mask AP on ``data``'s val split (:func:`csrseg.api.evaluate`,
+    the model's own input size and thresholds). They are timed on the benchmark image of each size
+    with their own thresholds (a trained model's load)."""
     from csrseg.api import evaluate
     from csrseg.deploy.int8 import calibration_images, quantize_onnx
     from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
@@ -319,9 +407,38 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
     meta = checkpoint_metadata(cfg, predictor.class_names, predictor.cat_ids)
     fp32 = export_onnx(model, cfg.input, tmp_dir / "checkpoint.onnx", meta)
     int8 = quantize_onnx(fp32, tmp_dir / "checkpoint_int8.onnx", calib).path
-    return [CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
-                            evaluate(path, data=data, out=tmp_dir / f"{path.stem}_results.json")["mask"]["AP"])
-            for path, kind in ((fp32, "ONNX fp32"), (int8, "ONNX INT8"))]
+    runs = [(fp32, "ONNX fp32", "fp32", False), (int8, "ONNX INT8", "fp32", True)]
+    if openvino_installed():
+        from csrseg.deploy.openvino import export_openvino, quantize_openvino
+
+        ov = export_openvino(fp32, tmp_dir / "checkpoint.xml")
+        quantize_openvino(fp32, tmp_dir / "checkpoint_int8.xml", calib)
+        runs += [(ov, f"OpenVINO {p}", p, False) for p in openvino_precisions()]
+        runs.append((tmp_dir / "checkpoint_int8.xml", "OpenVINO INT8", "fp32", True))
+    models = []
+    for path, kind, precision, quantized in runs:
+        report = evaluate(path, data=data, precision=precision, out=tmp_dir / f"{path.stem}_{precision}_results.json")
+        models.append(CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
+                                      report["mask"]["AP"], precision, quantized))
+    return models
+
+
+def given_openvino_models(xml: str | Path, data: str | Path | None, tmp_dir: Path) -> list[CheckpointModel]:
+    """The IR at ``xml`` in each precision OpenVINO runs it in here, with its mask AP on ``data``'s val
+    split when ``data`` is given (else nan: speed only)."""
+    from csrseg.api import evaluate
+    from csrseg.inference.openvino_predictor import OpenVinoPredictor
+
+    xml = Path(xml)
+    quantized = "quantization" in OpenVinoPredictor(xml).metadata
+    models = []
+    for precision in openvino_precisions():
+        ap = (evaluate(xml, data=data, precision=precision, out=tmp_dir / f"{xml.stem}_{precision}_results.json")
+              ["mask"]["AP"] if data else None)
+        kind = "INT8" if quantized else precision
+        models.append(CheckpointModel(f"{xml.name}, OpenVINO {kind}{f' ({precision} rest)' if quantized else ''}",
+                                      xml, float("nan"), ap, precision, quantized))
+    return models
 
 
 def benchmark_necks(names: tuple[str, ...], size: tuple[int, int], device: torch.device, runs: int, warmup: int) -> dict[str, float]:
@@ -343,23 +460,27 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(3, height, width, generator=g) * 255
 
 
-def format_rows(rows: list[Row], reference: str, matmul: float, device_name: str) -> str:
-    """Markdown table; ratios are to the ``reference`` entry of the same size. A mask AP column is
-    added when a row has an AP or a note."""
+def format_rows(rows: list[Row], reference: str, peaks: dict[str, float], device_name: str) -> str:
+    """Markdown table; ratios are to the ``reference`` entry of the same size; each row's share is of
+    the measured matmul peak of its own precision (``peaks``: precision -> GFLOP/s). A mask AP column
+    is added when a row has an AP or a note."""
     with_ap = any(row.ap is not None or row.note for row in rows)
+    listed = ", ".join(f"{name} {value:.0f} {'GOP/s' if name == 'int8' else 'GFLOP/s'}" for name, value in peaks.items())
     lines = [
-        f"Device: {device_name}; fp32 matmul: {matmul:.0f} GFLOP/s (measured in the same process).",
+        f"Device: {device_name}; matmul peaks: {listed} (measured in the same process).",
         "",
-        "| model | input (W×H) | images/s | × Mask R-CNN | params (M) | GFLOPs | peak mem (MB) | share of matmul peak |"
+        "| model | input (W×H) | images/s | × Mask R-CNN | params (M) | GFLOPs | peak mem (MB) | share of its precision's matmul peak |"
         + (" mask AP |" if with_ap else ""),
         "|---|---|---|---|---|---|---|---|" + ("---|" if with_ap else ""),
     ]
     for row in rows:
         ref = next((r for r in rows if r.name == reference and r.size == row.size), None)
         ratio = f"{row.fps / ref.fps:.2f}" if ref else "-"
-        share = f"{row.gflops * row.fps / matmul:.0%}" if row.gflops == row.gflops else "-"
+        peak = peaks.get(row.precision)
+        share = f"{row.gflops * row.fps / peak:.0%} of {row.precision}" if row.gflops == row.gflops and peak else "-"
         gflops = f"{row.gflops:.0f}" if row.gflops == row.gflops else "-"
-        line = (f"| {row.name} | {row.size[1]}×{row.size[0]} | {row.fps:.3f} | {ratio} | {row.params:.2f} | "
+        params = f"{row.params:.2f}" if row.params == row.params else "-"  # nan: an exported model's, not counted
+        line = (f"| {row.name} | {row.size[1]}×{row.size[0]} | {row.fps:.3f} | {ratio} | {params} | "
                 f"{gflops} | {row.peak_mb:.0f} | {share} |")
         if with_ap:
             line += f" {row.ap:.1f} |" if row.ap is not None else f" {row.note or '-'} |"
@@ -369,49 +490,61 @@ def format_rows(rows: list[Row], reference: str, matmul: float, device_name: str
 
 def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, device: str = "cpu",
                   fast_paths: bool = True, tmp_dir: Path | None = None, weights: str | Path | None = None,
-                  data: str | Path | None = None, calib_images: int = 64) -> str:
+                  data: str | Path | None = None, calib_images: int = 64, openvino: str | Path | None = None) -> str:
     """The whole comparison as markdown: per size, our ``paper`` and ``knet`` configs (the paper's speed
     claim is against K-Net: Table II row 1), Mask R-CNN,
-    and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime fp32 and INT8 on CPU); then
-    the necks alone. ``weights`` + ``data``: the checkpoint's ONNX fp32 and INT8 rows with mask AP on
-    ``data``'s val split (:func:`checkpoint_models`); without them the INT8 row is speed only."""
+    and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime fp32 and INT8 on CPU, and
+    OpenVINO fp32, bf16 and INT8 where the ``[openvino]`` extra is installed); then the necks alone.
+    ``weights`` + ``data``: the checkpoint's ONNX and OpenVINO rows with mask AP on ``data``'s val split
+    (:func:`checkpoint_models`); without them the INT8 rows are speed only. ``openvino``: an IR's rows
+    (each precision it runs in here), with its mask AP on ``data``'s val split where ``data`` is given."""
     import tempfile
 
     dev = torch.device(device)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_description()
-    matmul = matmul_gflops(dev)
+    peaks = matmul_peaks(dev)
     paper, knet = load_config("paper"), load_config("knet")
     half = cuda_half_precision(dev) if dev.type == "cuda" else "bf16"
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp_dir or tmp)
         trained = checkpoint_models(weights, data, work, calib_images) if weights is not None and dev.type == "cpu" else []
+        if openvino is not None:
+            trained += given_openvino_models(openvino, data, work)
         for height, width in sizes:
             image = synthetic_image(height, width)
             entries = [maskrcnn_entry(image, dev),
                        ours_entry(knet, image, dev, name="knet (K-Net, Table II row 1)"),
                        ours_entry(paper, image, dev, name="paper (CSR + D2S)")]
             if fast_paths:
-                # on every CPU: where bf16 is emulated the row shows what auto avoids
-                entries.append(ours_entry(paper, image, dev, precision=half, name=f"paper, {half} autocast"))
+                # on every CPU: where bf16 is emulated the row shows what auto avoids; channels-last, as
+                # the Predictor runs it (a contiguous bf16 row timed a path no verb takes)
+                entries.append(ours_entry(paper, image, dev, precision=half, channels_last=True,
+                                          name=f"paper, {half} autocast, channels-last"))
                 if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
                     entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
                 entries.append(ours_entry(paper, image, dev, channels_last=True, name="paper, channels-last"))
+                if dev.type == "cpu":  # what predict and eval run with --precision auto at this size
+                    entries.append(ours_entry(paper, image, dev, precision="auto", channels_last=True,
+                                              name="paper, --precision auto"))
                 if dev.type == "cpu":
                     entries.append(onnx_entry(paper, image, work))
                     entries.append(onnx_entry(paper, image, work, int8=True, note="random weights: speed only"))
-            entries += [Entry(m.name, onnx_step(m.path, image), m.params, float("nan"), torch.device("cpu"), ap=m.ap)
-                        for m in trained]
+                    if openvino_installed():
+                        entries += openvino_entries(paper, image, work)
+            entries += [Entry(m.name, m.step(image), m.params, float("nan"), torch.device("cpu"), ap=m.ap,
+                              note="" if m.ap is not None else "no --data: speed only",
+                              precision="int8" if m.int8 else m.precision) for m in trained]
             rows += time_entries(entries, (height, width), runs, warmup)
             del entries  # the next size's models and sessions replace these
     necks = benchmark_necks(("knet", "paper"), sizes[0], dev, runs * 4, warmup)
-    text = format_rows(rows, MASK_RCNN, matmul, device_name)
+    text = format_rows(rows, MASK_RCNN, peaks, device_name)
     text += (f"\n\nEach figure is the median of {runs} rounds in which the entries of one input size took turns "
              f"(after {max(1, warmup)} warm-up runs each, over which peak memory is measured).")
-    if fast_paths:
-        auto = auto_precision(paper, dev)
-        text += (f"\n\n`--precision auto` (predict, eval) for `paper` here: {auto.describe()}; the rows above are "
-                 f"the same choice at each input size{'' if native_bf16() else ' (this CPU has no native bf16: emulated)'}.")
+    if fast_paths and dev.type == "cpu":
+        text += ("\n\n`--precision auto` (predict, eval) times its candidates on the first batch, at that batch's "
+                 "size, network and post-processing included, and takes the faster: its row says what it took"
+                 + ("." if native_bf16() else " (this CPU has no native bf16: fp32 untimed)."))
     h, w = sizes[0]
     text += (f"\n\nNeck alone at {w}×{h} (median of {runs * 4}): K-Net's FPN + SemanticFPN {necks['knet'] * 1e3:.1f} ms, "
              f"CSR + D2S {necks['paper'] * 1e3:.1f} ms ({necks['knet'] / necks['paper']:.2f}× faster).")
@@ -419,20 +552,15 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
         text += (f"\nRows of {Path(weights).name}: its own input size and thresholds (a trained model's load), INT8 "
                  f"calibrated on {calib_images} train images, mask AP on the val split of {data}; every other row "
                  "runs on random weights (speed does not depend on them; nothing is downloaded).")
-    else:
+    if openvino is not None:
+        text += (f"\nRows of {Path(openvino).name}: the IR as given, at its own input size and thresholds"
+                 + (f", mask AP on the val split of {data}." if data else " (no --data: speed only)."))
+    if weights is None and openvino is None:
         text += ("\nAll models run on random weights (speed does not depend on them; nothing is downloaded); "
                  "the INT8 row is calibrated on random images. `--weights CKPT --data DATA` adds a checkpoint's "
                  "ONNX fp32 and INT8 rows with their mask AP.")
     return text
 
-
-
-def auto_precision(cfg: Config, device: torch.device):
-    """What ``--precision auto`` picks for ``cfg``'s network on ``device`` (the predictor's own probe, cached)."""
-    from csrseg.inference.predictor import inference_precision
-
-    model = build_model(without_pretrained(cfg)).to(device, memory_format=torch.channels_last).eval()
-    return inference_precision("auto", cfg, model, device)
 
 
 def parse_sizes(sizes: list[str]) -> list[tuple[int, int]]:
@@ -452,16 +580,22 @@ def parse_sizes(sizes: list[str]) -> list[tuple[int, int]]:
 def benchmark(sizes: list[str] | list[tuple[int, int]] = ("1333x800", "640x640"), *, runs: int = 5, warmup: int = 2,
               device: str = "cpu", fast_paths: bool = True, weights: str | Path | None = None,
               data: str | Path | None = None, calib_images: int = 64, out: str | Path | None = None,
-              exist_ok: bool = False) -> str:
+              exist_ok: bool = False, openvino: str | Path | None = None) -> str:
     """``csrseg benchmark``: :func:`run_benchmark` on ``sizes`` (``"WxH"`` strings or ``(H, W)``), its
     inputs checked before the minutes of timing; the markdown table, also written to ``out`` if given."""
     parsed = parse_sizes(list(sizes)) if sizes and isinstance(list(sizes)[0], str) else list(sizes)
-    if bool(weights) != bool(data):
+    if weights and not data:
         raise CsrsegError("--weights and --data go together: the checkpoint's AP is measured on the data's val split")
+    if data and not (weights or openvino):
+        raise CsrsegError("--data is the val split of --weights or --openvino: give one of them")
+    if openvino:
+        from csrseg.inference.openvino_predictor import OpenVinoPredictor
+
+        OpenVinoPredictor(openvino)  # a missing or unreadable IR is named before the minutes of timing
     if out:
         check_output_file(out, exist_ok, what="benchmark table")
     report = run_benchmark(parsed, runs=runs, warmup=warmup, device=device, fast_paths=fast_paths, weights=weights,
-                           data=data, calib_images=calib_images)
+                           data=data, calib_images=calib_images, openvino=openvino)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(report + "\n")

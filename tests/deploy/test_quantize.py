@@ -139,7 +139,7 @@ def test_bad_int8_export_input_is_a_one_line_error(argv, message, synth_root, tm
 def test_eval_needs_weights_or_onnx_not_both(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path)]) == 2
     assert main(["eval", "--weights", "a.pt", "--onnx", "a.onnx", "--data", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.count("csrseg: error: give either --weights") == 2
+    assert capsys.readouterr().err.count("csrseg: error: give one of --weights") == 2
 
 
 def test_calibration_images_are_spread_over_the_train_split(synth_root):

@@ -135,3 +135,68 @@ def test_a_run_on_a_cpu_with_auto_decides_by_its_own_probe(synth_root, tmp_path,
               val_split=None)
     assert seen == [("fp32", "bf16")]  # not measured again: the resumed run keeps its precision
     assert "precision: bf16 autocast (auto: as the run started (bf16))" in caplog.text
+
+
+def _auto_predictor(monkeypatch, cache, bf16_native=True):
+    """A tiny model's predictor with ``--precision auto`` on the CPU (the probe's cache the test's own)."""
+    import csrseg.inference.predictor as module
+    from csrseg.inference.predictor import Predictor
+    from csrseg.models import build_model
+    from tests.conftest import tiny_config
+
+    monkeypatch.delenv(prec.AUTO_ENV, raising=False)
+    monkeypatch.setattr(module, "native_bf16", lambda: bf16_native)
+    monkeypatch.setattr(module, "ProbeCache", lambda: ProbeCache(folder=cache))
+    cfg = tiny_config()
+    model = build_model(cfg).to(memory_format=torch.channels_last)
+    return module, Predictor.for_model(model, cfg, ["a", "b", "c", "d"], [1, 2, 3, 4], "cpu", precision="auto")
+
+
+@pytest.mark.parametrize("times,expected", [({"fp32": 2.0, "bf16": 1.0}, "bf16"), ({"fp32": 1.0, "bf16": 3.0}, "fp32")])
+def test_predict_auto_times_the_first_batch_itself_and_takes_the_faster(times, expected, monkeypatch, caplog, tmp_path):
+    module, predictor = _auto_predictor(monkeypatch, tmp_path)
+    assert predictor.precision is None  # nothing decided before a batch is seen
+    seen = []
+    postprocess = predictor.model.postprocess
+
+    def counted(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return postprocess(*args, **kwargs)
+
+    monkeypatch.setattr(predictor.model, "postprocess", counted)
+
+    def probe(step, budget, warmup):  # the probe's own clock replaced by the given times
+        for name in times:
+            step(name)
+        return times
+
+    monkeypatch.setattr(module, "probe_times", probe)
+    image = torch.randint(0, 255, (90, 120, 3), dtype=torch.uint8).numpy()
+    with caplog.at_level("INFO"):
+        predictor.predict(image)
+    assert predictor.precision.name == expected and dict(predictor.precision.times) == times
+    assert "--precision auto at 128x96" in caplog.text and f"bf16 {times['bf16']:.3g} s" in caplog.text
+    # what was timed is run_batch's path: post-processing included, twice (once per candidate), and
+    # the batch itself ran once more after the decision
+    assert len(seen) == 3
+
+
+def test_predict_auto_is_cached_per_batch_shape(monkeypatch, tmp_path):
+    module, predictor = _auto_predictor(monkeypatch, tmp_path)
+    monkeypatch.setattr(prec, "busy", lambda: False)  # times taken on a loaded machine are not kept
+    calls = []
+    monkeypatch.setattr(module, "probe_times", lambda step, budget, warmup: calls.append(1) or {"fp32": 1.0, "bf16": 2.0})
+    small = torch.randint(0, 255, (90, 120, 3), dtype=torch.uint8).numpy()
+    predictor.predict(small)
+    _, again = _auto_predictor(monkeypatch, tmp_path)
+    again.predict(small)  # the same shape on the same machine: the cached times
+    _, other = _auto_predictor(monkeypatch, tmp_path)
+    other.predict(torch.randint(0, 255, (60, 60, 3), dtype=torch.uint8).numpy())  # another size: measured
+    assert len(calls) == 2 and other.precision.name == "fp32"
+
+
+def test_predict_auto_without_native_bf16_is_fp32_untimed(monkeypatch, tmp_path):
+    module, predictor = _auto_predictor(monkeypatch, tmp_path, bf16_native=False)
+    monkeypatch.setattr(module, "probe_times", lambda *a, **k: pytest.fail("timed bf16 on a CPU that emulates it"))
+    predictor.predict(torch.randint(0, 255, (90, 120, 3), dtype=torch.uint8).numpy())
+    assert predictor.precision.name == "fp32" and "does not compute bf16" in predictor.precision.reason

@@ -9,11 +9,11 @@ def test_table_ratios_are_to_the_reference_of_the_same_size():
         Row("ours", (800, 1333), 1.0, 33.0, 300.0, 80.0),
         Row("ours", (640, 640), 0.5, 33.0, 120.0, 50.0),
     ]
-    table = format_rows(rows, "ref", matmul=600.0, device_name="test cpu")
+    table = format_rows(rows, "ref", peaks=dict(fp32=600.0, int8=2400.0), device_name="test cpu")
     lines = [l for l in table.splitlines() if l.startswith("| ours")]
     assert "| 1333×800 | 1.000 | 2.00 |" in lines[0]
     assert "| 640×640 | 2.000 | - |" in lines[1]  # no reference at that size
-    assert lines[0].endswith("| 50% |")  # 300 GFLOPs x 1 image/s / 600 GFLOP/s
+    assert lines[0].endswith("| 50% of fp32 |")  # 300 GFLOPs x 1 image/s / 600 GFLOP/s
 
 
 def test_median_time_ignores_warmup_and_takes_the_median():
@@ -47,13 +47,14 @@ def test_necks_alone_are_timed_for_knet_and_paper():
 def test_table_has_an_ap_column_when_a_row_has_an_ap_or_a_note():
     rows = [
         Row("ref", (800, 1333), 2.0, 44.0, 270.0, 100.0),
-        Row("int8", (800, 1333), 0.5, 33.0, 300.0, 80.0, note="random weights: speed only"),
+        Row("int8", (800, 1333), 0.5, 33.0, 300.0, 80.0, note="random weights: speed only", precision="int8"),
         Row("ckpt int8", (800, 1333), 0.5, 33.0, float("nan"), 80.0, ap=31.25),
     ]
-    lines = format_rows(rows, "ref", matmul=600.0, device_name="test cpu").splitlines()
+    lines = format_rows(rows, "ref", peaks=dict(fp32=600.0, int8=2400.0), device_name="test cpu").splitlines()
     assert lines[2].endswith("| mask AP |")
     assert lines[4].startswith("| ref |") and lines[4].endswith("| - |")
     assert lines[5].endswith("| random weights: speed only |") and "| 4.00 |" in lines[5]
+    assert "| 25% of int8 |" in lines[5]  # its own precision's peak: 300 GOPs x 2 images/s / 2400 GOP/s
     assert lines[6].endswith("| - | 31.2 |")  # no FLOPs counted for a checkpoint row: no share either
 
 

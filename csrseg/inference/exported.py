@@ -1,0 +1,83 @@
+"""What the predictors of an exported pipeline share, whichever runtime runs the graph.
+
+The graph (:mod:`csrseg.deploy.onnx`) takes one original image ``(1, 3, H, W)`` uint8 RGB and
+returns ``labels (n,)``, ``scores (n,)``, ``masks (n, H, W)`` bool and ``boxes (n, 4)`` at that
+size; its metadata carries the classes, the category ids and the config. A runtime's predictor
+implements :meth:`ExportedPredictor.run`; everything after it is written once, here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from csrseg.errors import CsrsegError
+from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, crops_of, to_instances
+
+OUTPUTS = ("labels", "scores", "masks", "boxes")
+
+
+class ExportedPredictor:
+    """The :class:`~csrseg.inference.predictor.Predictor` interface (``predict``, ``predict_batch``,
+    ``class_names``, ``cat_ids``, ``score_thr``, ``below``) around a graph's :meth:`run`.
+
+    ``metadata``: the graph's own (``config``, ``classes``, ``cat_ids``; ``quantization`` for INT8).
+    """
+
+    def __init__(self, metadata: dict, score_thr: float) -> None:
+        self.metadata = metadata
+        self.class_names: list[str] = list(metadata.get("classes", []))
+        self.cat_ids: list[int] = list(metadata.get("cat_ids", range(1, len(self.class_names) + 1)))
+        self.score_thr = score_thr
+        self.below = BelowThreshold()
+
+    def run_graph(self, image: np.ndarray) -> list[np.ndarray]:
+        """The runtime's outputs, in :data:`OUTPUTS` order, for ``image`` ``(1, 3, H, W)`` uint8."""
+        raise NotImplementedError
+
+    def run(self, image: ImageLike) -> dict[str, np.ndarray]:
+        """The graph's outputs for one image: ``labels (n,)``, ``scores (n,)``, ``masks (n, H, W)`` bool,
+        ``boxes (n, 4)``, every instance whatever its score."""
+        array = as_rgb_array(image)
+        return dict(zip(OUTPUTS, self.run_graph(np.ascontiguousarray(array.transpose(2, 0, 1))[None])))
+
+    def predict(self, image: ImageLike) -> list[Instance]:
+        labels, scores, masks, boxes = self.run(image).values()
+        names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
+        cat_ids = self.cat_ids or list(range(1, len(names) + 1))
+        boxes = boxes.tolist()
+        return to_instances(labels.tolist(), scores.tolist(), crops_of(masks, boxes), boxes, masks.shape[1:], names,
+                            cat_ids, self.score_thr, self.below)
+
+    def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
+        return [self.predict(image) for image in images]
+
+
+RUNTIMES = {".onnx": "ONNX Runtime", ".xml": "OpenVINO"}  # an exported model's suffix -> what runs it
+
+
+def is_exported(path: str | Path | None) -> bool:
+    """Whether ``path`` names an exported pipeline (``.onnx``, or an OpenVINO IR's ``.xml``), by its suffix."""
+    return path is not None and Path(path).suffix.lower() in RUNTIMES
+
+
+def open_exported(path: str | Path, *, score_thr: float = 0.3, precision: str = "fp32") -> ExportedPredictor:
+    """The predictor of an exported pipeline: :class:`~csrseg.inference.onnx_predictor.OnnxPredictor` for
+    ``.onnx`` (or any other suffix), :class:`~csrseg.inference.openvino_predictor.OpenVinoPredictor` for
+    ``.xml``.
+
+    ``precision``: an ONNX model runs as it was exported (``fp32`` only here; INT8 is in the graph);
+    an OpenVINO model takes ``fp32``, ``bf16`` or ``auto``.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".xml":
+        from csrseg.inference.openvino_predictor import OpenVinoPredictor
+
+        return OpenVinoPredictor(path, score_thr=score_thr, precision=precision)
+    if precision != "fp32":
+        raise CsrsegError(f"--precision {precision}: an ONNX model runs as it was exported (fp32, or INT8 with "
+                          "csrseg export --int8); --precision is for a checkpoint or an OpenVINO model")
+    from csrseg.inference.onnx_predictor import OnnxPredictor
+
+    return OnnxPredictor(path, score_thr=score_thr)
