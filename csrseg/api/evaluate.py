@@ -54,7 +54,7 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
 
     from csrseg.data import CocoInstances, Transform, collate
     from csrseg.evaluation.coco import detailed_metrics, run_image_inference, run_inference, write_results
-    from csrseg.inference.exported import is_exported, open_exported
+    from csrseg.inference.runtimes import is_exported, open_exported
     from csrseg.inference.predictor import Predictor
     from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
 

@@ -24,7 +24,7 @@ class PredictResult:
 def model_option(weights: str | Path | None = None, onnx: str | Path | None = None,
                  openvino: str | Path | None = None) -> Path:
     """The one model that ``--weights``, ``--onnx`` and ``--openvino`` name. What runs it is then told
-    by its suffix (:func:`~csrseg.inference.exported.is_exported`), so ``--onnx`` and ``--openvino``
+    by its suffix (:func:`~csrseg.inference.runtimes.is_exported`), so ``--onnx`` and ``--openvino``
     must name files of their kind; ``--weights`` may name any."""
     given = [value for value in (weights, onnx, openvino) if value]
     if len(given) != 1:
@@ -42,12 +42,12 @@ def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None
                    precision: str = "fp32", data: str | Path | None = None, layout: str | None = None,
                    tile: int | None = None, overlap: float = 0.25):
     """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or the predictor of an exported
-    model (ONNX or OpenVINO: :func:`~csrseg.inference.exported.open_exported`; ``weights`` may name one
+    model (ONNX or OpenVINO: :func:`~csrseg.inference.runtimes.open_exported`; ``weights`` may name one
     by its suffix), with the class names of ``data`` (a dataset folder or YAML) when given; with
     ``tile``, one that slices each frame into tiles of that many pixels overlapping by ``overlap``
     (:mod:`csrseg.inference.tiling`), as a model trained on crops (``input.crop``) does by itself, in
     tiles of its crop."""
-    from csrseg.inference.exported import is_exported, open_exported
+    from csrseg.inference.runtimes import is_exported, open_exported
 
     path = model_option(weights, onnx, openvino)
     if tile is not None:

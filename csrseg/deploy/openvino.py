@@ -23,19 +23,9 @@ import numpy as np
 
 from csrseg.deploy.int8 import NETWORK_SCOPE, ImageFeed
 from csrseg.errors import CsrsegError
+from csrseg.inference.openvino_predictor import EXTRA, RT_INFO, require_openvino
 
-EXTRA = "pip install 'csrseg[openvino]'"
-RT_INFO = "csrseg"
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
-
-
-def require_openvino(what: str = "OpenVINO"):
-    """The ``openvino`` module, or a one-line :class:`CsrsegError` saying how to install it."""
-    try:
-        import openvino
-    except ImportError:
-        raise CsrsegError(f"{what} needs OpenVINO, which is not installed: {EXTRA}") from None
-    return openvino
 
 
 def require_nncf():
@@ -69,14 +59,6 @@ def save_ir(model, out: str | Path) -> Path:
     tmp_bin.replace(weights)
     tmp_xml.replace(xml)
     return out
-
-
-def read_metadata(model) -> dict:
-    """The ``csrseg`` metadata an IR carries (``{}`` if none): key -> the JSON value it was given."""
-    if not model.has_rt_info([RT_INFO]):
-        return {}
-    entries = model.get_rt_info()[RT_INFO]
-    return {key: json.loads(entries[key].astype(str)) for key in entries}
 
 
 def onnx_to_openvino(onnx_path: str | Path, out: str | Path):

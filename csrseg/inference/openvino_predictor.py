@@ -11,12 +11,12 @@ image faster, timed at that image's size on this machine and cached
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from csrseg.deploy.openvino import read_metadata, require_openvino
 from csrseg.errors import CsrsegError
 from csrseg.inference.exported import ExportedPredictor
 from csrseg.runtime.precision import Precision, ProbeCache, check_choice, choose, probe_times
@@ -24,6 +24,25 @@ from csrseg.runtime.precision import Precision, ProbeCache, check_choice, choose
 logger = logging.getLogger(__name__)
 
 HINTS = {"fp32": "f32", "bf16": "bf16"}
+EXTRA = "pip install 'csrseg[openvino]'"
+RT_INFO = "csrseg"  # the key of the metadata an IR carries in its rt_info
+
+
+def require_openvino(what: str = "OpenVINO"):
+    """The ``openvino`` module, or a one-line :class:`CsrsegError` saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise CsrsegError(f"{what} needs OpenVINO, which is not installed: {EXTRA}") from None
+    return openvino
+
+
+def read_metadata(model) -> dict:
+    """The ``csrseg`` metadata an IR carries (``{}`` if none): key -> the JSON value it was given."""
+    if not model.has_rt_info([RT_INFO]):
+        return {}
+    entries = model.get_rt_info()[RT_INFO]
+    return {key: json.loads(entries[key].astype(str)) for key in entries}
 
 
 def cpu_computes_bf16(core) -> bool:

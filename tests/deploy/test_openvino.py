@@ -13,8 +13,8 @@ pytest.importorskip("nncf", reason="NNCF (OpenVINO's quantizer) comes with the [
 from csrseg.cli import main  # noqa: E402
 from csrseg.data.io import read_image  # noqa: E402
 from csrseg.deploy.int8 import NETWORK_SCOPE  # noqa: E402
-from csrseg.deploy.openvino import WEIGHTED_OPS, read_metadata  # noqa: E402
-from csrseg.inference.openvino_predictor import OpenVinoPredictor  # noqa: E402
+from csrseg.deploy.openvino import WEIGHTED_OPS  # noqa: E402
+from csrseg.inference.openvino_predictor import OpenVinoPredictor, read_metadata  # noqa: E402
 from csrseg.inference.predictor import Predictor  # noqa: E402
 from csrseg.runtime.precision import Precision  # noqa: E402
 from tests.conftest import CLASSES, fake_checkpoint, match_instances, one_line_error  # noqa: E402
