@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict] = {
     "coords": dict(neck=PAPER_NECK, head=_head(position="coords")),
     "context": dict(neck=PAPER_NECK, head=_head(branch_convs=2, position="sine")),  # both
     "branch4": dict(neck=PAPER_NECK, head=_head(branch_convs=4)),  # the paper's "four 3x3 convolution layers"
+    # the same head on K-Net's neck: does branch4 repair the fusion path, or add capacity to any neck?
+    "knet_branch4": dict(neck=KNET_NECK, head=_head(branch_convs=4)),
     "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
     "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
     "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),
