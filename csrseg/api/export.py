@@ -65,17 +65,16 @@ def export(out: str | Path, *, weights: str | Path, format: str = "onnx", opset:
 
             images = calibration_images(calib, calib_images, layout)
         from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
-        from csrseg.engine.checkpoint import save_safetensors
-        from csrseg.inference.predictor import Predictor
+        from csrseg.engine.checkpoint import load_trained_model, save_safetensors
 
-        predictor = Predictor(weights, device="cpu", score_thr=0.0)
-        meta = checkpoint_metadata(predictor.cfg, predictor.class_names, predictor.cat_ids)
+        trained = load_trained_model(weights)  # as trained: the runtimes fold and convert as they load
+        meta = checkpoint_metadata(trained.cfg, trained.class_names, trained.cat_ids)
         if format == "safetensors":
-            return ExportResult(save_safetensors(predictor.model.state_dict(), meta, out), format)
+            return ExportResult(save_safetensors(trained.model.state_dict(), meta, out), format)
         if format == "onnx" and not int8:
-            return ExportResult(export_onnx(predictor.model, predictor.cfg.input, out, meta, opset=opset), format, opset)
+            return ExportResult(export_onnx(trained.model, trained.cfg.input, out, meta, opset=opset), format, opset)
         with tempfile.TemporaryDirectory(prefix="csrseg-export-") as tmp:
-            fp32 = export_onnx(predictor.model, predictor.cfg.input, Path(tmp) / "fp32.onnx", meta, opset=opset)
+            fp32 = export_onnx(trained.model, trained.cfg.input, Path(tmp) / "fp32.onnx", meta, opset=opset)
             if format == "onnx":
                 from csrseg.deploy.int8 import quantize_onnx
 

@@ -8,6 +8,7 @@ weights alone can also be written and read as safetensors.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from csrseg.config import Config, ConfigError, config_from_dict
+from csrseg.config import Config, ConfigError, config_from_dict, without_pretrained
 from csrseg.errors import CsrsegError
+from csrseg.models import build_model
 
 
 class CheckpointError(CsrsegError, RuntimeError):
@@ -192,3 +194,27 @@ def load_model_state(model: nn.Module, state: dict[str, Tensor], strict: bool = 
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(loadable, strict=False)
     return sorted(set(own) - set(loadable))
+
+
+@dataclass
+class TrainedModel:
+    """A model as a checkpoint holds it: its network (eval mode, on the device asked), config, class
+    names, the dataset's category ids, and the val metrics recorded with the weights."""
+
+    model: nn.Module
+    cfg: Config
+    class_names: list[str]
+    cat_ids: list[int]
+    metrics: dict[str, float]
+
+
+def load_trained_model(weights: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """The network of a csrseg checkpoint (``.pt``) or ``.safetensors``, every weight from the file, as
+    it was trained (nothing folded or converted): what export and inference start from."""
+    ckpt = load_checkpoint(weights)
+    cfg = config_from_checkpoint(ckpt, weights)
+    class_names = list(ckpt.get("classes") or [str(i) for i in range(cfg.model.num_classes)])
+    cat_ids = list(ckpt.get("cat_ids") or range(1, cfg.model.num_classes + 1))
+    model = build_model(without_pretrained(cfg))  # every weight comes from the checkpoint
+    load_model_state(model, ckpt["model"], strict=True, source=str(weights))
+    return TrainedModel(model.to(device).eval(), cfg, class_names, cat_ids, dict(ckpt.get("metrics") or {}))

@@ -35,7 +35,8 @@ from csrseg.data.transforms import collate, normalize
 from csrseg.runtime.cpu import cpu_description, cuda_half_precision, native_bf16
 from csrseg.tools.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
-from csrseg.inference.predictor import Predictor
+from csrseg.engine.checkpoint import load_trained_model
+from csrseg.inference.predictor import Predictor, for_inference
 
 
 MASK_RCNN = "Mask R-CNN R50-FPN (torchvision)"
@@ -207,13 +208,17 @@ def full_load(cfg: Config) -> Config:
 
 
 def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
-              channels_last: bool = False) -> tuple[Callable[[], object], CSRSeg]:
+              channels_last: bool = False, predict_path: bool = False) -> tuple[Callable[[], object], CSRSeg]:
     """One inference of ``cfg``'s model (random weights, full load) on ``image`` ``(3, H, W)`` (0-255):
     normalise, pad, then the predictor's own path (:meth:`~csrseg.inference.predictor.Predictor.run_batch`:
-    network in ``precision``, post-processing); and the model."""
+    network in ``precision``, post-processing); and the model. ``predict_path``: the model as
+    ``predict`` loads a checkpoint (:func:`~csrseg.inference.predictor.for_inference`: BatchNorm
+    folded, channels-last), else as built (channels-last if asked): the paper's comparison of networks."""
     cfg = full_load(cfg)
     model = build_model(without_pretrained(cfg)).to(device).eval()
-    if channels_last:
+    if predict_path:
+        model = for_inference(model)
+    elif channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
     predictor = Predictor.for_model(model, cfg, [], [], device, precision)  # "auto": decided on the first step
@@ -229,9 +234,10 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
 
 
 def ours_entry(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
-               channels_last: bool = False, name: str | None = None) -> Entry:
-    """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing."""
-    step, model = ours_step(cfg, image, device, precision, channels_last)
+               channels_last: bool = False, name: str | None = None, predict_path: bool = False) -> Entry:
+    """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing
+    (``predict_path``: :func:`ours_step`'s)."""
+    step, model = ours_step(cfg, image, device, precision, channels_last, predict_path)
     flops = count_flops(model, padded_input(tuple(image.shape[-2:]), device))
     name = name or cfg.name
     if precision == "auto":  # the predictor's own decision, timed on this step: said in the row's name
@@ -402,9 +408,9 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
     from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
 
     calib = calibration_images(data, calib_images)
-    predictor = Predictor(weights, device="cpu", score_thr=0.0)
-    model, cfg = predictor.model, predictor.cfg
-    meta = checkpoint_metadata(cfg, predictor.class_names, predictor.cat_ids)
+    trained = load_trained_model(weights)
+    model, cfg = trained.model, trained.cfg
+    meta = checkpoint_metadata(cfg, trained.class_names, trained.cat_ids)
     fp32 = export_onnx(model, cfg.input, tmp_dir / "checkpoint.onnx", meta)
     int8 = quantize_onnx(fp32, tmp_dir / "checkpoint_int8.onnx", calib).path
     runs = [(fp32, "ONNX fp32", "fp32", False), (int8, "ONNX INT8", "fp32", True)]
@@ -517,15 +523,16 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                        ours_entry(knet, image, dev, name="knet (K-Net, Table II row 1)"),
                        ours_entry(paper, image, dev, name="paper (CSR + D2S)")]
             if fast_paths:
-                # on every CPU: where bf16 is emulated the row shows what auto avoids; channels-last, as
-                # the Predictor runs it (a contiguous bf16 row timed a path no verb takes)
-                entries.append(ours_entry(paper, image, dev, precision=half, channels_last=True,
-                                          name=f"paper, {half} autocast, channels-last"))
+                # on every CPU: where bf16 is emulated the row shows what auto avoids
+                entries.append(ours_entry(paper, image, dev, precision=half, predict_path=True,
+                                          name=f"paper, {half} autocast, as predict runs it"))
                 if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
                     entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
                 entries.append(ours_entry(paper, image, dev, channels_last=True, name="paper, channels-last"))
+                entries.append(ours_entry(paper, image, dev, predict_path=True,
+                                          name="paper, as predict runs it (channels-last, BatchNorm folded)"))
                 if dev.type == "cpu":  # what predict and eval run with --precision auto at this size
-                    entries.append(ours_entry(paper, image, dev, precision="auto", channels_last=True,
+                    entries.append(ours_entry(paper, image, dev, precision="auto", predict_path=True,
                                               name="paper, --precision auto"))
                 if dev.type == "cpu":
                     entries.append(onnx_entry(paper, image, work))
