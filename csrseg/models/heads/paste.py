@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.models.heads.common import _upsample
+from csrseg.models.heads.common import _upsample, any_along
 
 # A resize mixes values with non-negative weights summing to 1 (to a few float32 ulps): a pixel whose
 # values are all above ``threshold + MARGIN`` is in its mask, one whose values are all at most
@@ -90,7 +90,7 @@ class MaskCrops:
     @classmethod
     def from_dense(cls, masks: Tensor) -> MaskCrops:
         """``(n, H, W)`` bool masks, none empty -> their crops (copies: the full-size masks can go)."""
-        boxes = _tight_boxes(masks.any(dim=2), masks.any(dim=1))
+        boxes = _tight_boxes(any_along(masks, 2), any_along(masks, 1))
         crops = [masks[i, y0 : y1 + 1, x0 : x1 + 1].clone() for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist())]
         return cls(crops, boxes, (int(masks.shape[1]), int(masks.shape[2])))
 
@@ -283,7 +283,7 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
 
 def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
     """``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
-    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    rows, cols = any_along(masks, 2), any_along(masks, 1)
     out = []
     for i, (x0, y0, x1, y1) in enumerate(_tight_boxes(rows, cols).long().tolist()):
         out.append(None if x1 < x0 else (masks[i, y0 : y1 + 1, x0 : x1 + 1].clone(), (x0, y0, x1, y1)))
@@ -300,7 +300,7 @@ def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple
     """
     classes = cell_classes(part, threshold)
     active = classes > 0
-    cell_boxes = _tight_boxes(active.any(dim=2), active.any(dim=1)).long().tolist()
+    cell_boxes = _tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
     out = []
     for values, cells, (c0, r0, c1, r1) in zip(part, classes, cell_boxes):
         (y_lo, y_hi), (x_lo, x_hi) = resize.rows.covering(r0, r1), resize.cols.covering(c0, c1)

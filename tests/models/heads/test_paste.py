@@ -128,3 +128,15 @@ def test_crops_of_full_size_masks_give_those_masks_back():
     assert torch.equal(crops.boxes, drop_empty(dict(labels=torch.arange(5), scores=torch.ones(5), masks=masks))["boxes"])
     assert [tuple(c.shape) for c in crops.crops][3] == (1, 1)
     assert torch.equal(crops.select([4, 1]).dense(), masks[[4, 1]])
+
+
+def test_any_along_is_any_on_contiguous_and_strided_masks():
+    from csrseg.models.heads.common import any_along
+
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(4, 60, 90, generator=generator) > 0.995
+    masks[2] = False  # an empty mask
+    for view in (masks, masks[:, 5:50, 7:80], masks.transpose(1, 2)):
+        for dim in (1, 2):
+            got = any_along(view, dim)
+            assert got.dtype == torch.bool and torch.equal(got, view.any(dim=dim))
