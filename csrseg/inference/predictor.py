@@ -87,8 +87,8 @@ class Predictor:
         weights: checkpoint (``.pt``) or ``.safetensors`` written by csrseg.
         device: ``cpu``, ``cuda`` ... (default: CUDA when available).
         score_thr: instances scoring below are dropped.
-        precision: ``fp32`` (default; the network with its BatchNorms folded, :func:`for_inference`), ``bf16``, ``fp16`` or ``auto`` (:mod:`csrseg.runtime.precision`;
-            on a CPU: the faster of fp32 and bf16 on the first batch itself, network and post-processing
+        precision: ``fp32`` (default), ``bf16``, ``fp16`` or ``auto`` (:mod:`csrseg.runtime.precision`;
+            the network runs as :func:`for_inference` makes it, BatchNorm folded; on a CPU ``auto`` is: the faster of fp32 and bf16 on the first batch itself, network and post-processing
             as :meth:`run_batch` runs them, at that batch's size, measured once per machine, model and
             size, and logged; :attr:`precision` is ``None`` until then).
     """
