@@ -1,6 +1,6 @@
 """Where eager bf16 autocast gains and loses against fp32 on this CPU, op by op (issue 32).
 
-Profiles one image of ``paper`` (random weights, full load, channels-last as the Predictor runs it)
+Profiles one image of ``paper`` (random weights, full load, as the Predictor runs it: channels-last, BatchNorm folded)
 through :meth:`~csrseg.inference.predictor.Predictor.run_batch` in fp32 and in bf16 autocast, and
 prints a table of the ops by self CPU time in each, with the change. Ops that autocast runs in bf16
 on a CPU with native bf16 (AVX512-BF16, AMX) should get faster; those it leaves in fp32 cost the
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     cpu = torch.device("cpu")
     times = {}
     for precision in ("fp32", "bf16"):
-        step, _ = ours_step(load_config("paper"), image, cpu, precision=precision, channels_last=True)
+        step, _ = ours_step(load_config("paper"), image, cpu, precision=precision, predict_path=True)
         times[precision] = op_times(step, args.runs)
     fp32, bf16 = times["fp32"], times["bf16"]
-    print(f"{cpu_description()}; paper at {width}x{height}, channels-last, self CPU ms per image "
+    print(f"{cpu_description()}; paper at {width}x{height}, as predict runs it (channels-last, BatchNorm folded), self CPU ms per image "
           f"(median-free: mean of {args.runs} profiled runs)\n")
     print(f"total: fp32 {sum(fp32.values()):.0f} ms, bf16 autocast {sum(bf16.values()):.0f} ms\n")
     print("| op | fp32 ms | bf16 ms | bf16 - fp32 ms |")

@@ -40,7 +40,7 @@ def model_option(weights: str | Path | None = None, onnx: str | Path | None = No
 def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None = None,
                    openvino: str | Path | None = None, device: str | None = None, score_thr: float = 0.3,
                    precision: str = "fp32", data: str | Path | None = None, layout: str | None = None,
-                   tile: int | None = None, overlap: float = 0.25):
+                   tile: int | None = None, overlap: float = 0.25, compiled: bool = False):
     """A :class:`~csrseg.inference.predictor.Predictor` of a checkpoint, or the predictor of an exported
     model (ONNX or OpenVINO: :func:`~csrseg.inference.runtimes.open_exported`; ``weights`` may name one
     by its suffix), with the class names of ``data`` (a dataset folder or YAML) when given; with
@@ -55,11 +55,14 @@ def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None
 
         check_tiling(tile, overlap)  # before minutes of loading
     if is_exported(path):
+        if compiled:
+            raise CsrsegError(f"--compile {path}: torch.compile is for a checkpoint; an exported model is "
+                              "compiled by its runtime as it loads")
         predictor = open_exported(path, score_thr=score_thr, precision=precision)
     else:
         from csrseg.inference.predictor import Predictor
 
-        predictor = Predictor(path, device=device, score_thr=score_thr, precision=precision)
+        predictor = Predictor(path, device=device, score_thr=score_thr, precision=precision, compiled=compiled)
     if data:
         from csrseg.data.sources import class_names_for
 
@@ -74,14 +77,15 @@ def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | Non
             openvino: str | Path | None = None, out: str | Path | None = None, score_thr: float = 0.3, batch: int = 1, device: str | None = None,
             precision: str = "fp32", video_stride: int = 1, data: str | Path | None = None,
             exist_ok: bool = False, layout: str | None = None, tile: int | None = None,
-            overlap: float = 0.25) -> PredictResult:
+            overlap: float = 0.25, compiled: bool = False) -> PredictResult:
     """Predict on ``sources`` (image and video files, folders, glob patterns) with a checkpoint
     (``weights``) or an exported model (``onnx``, ``openvino``; or ``weights`` naming one by its suffix): an overlay per image and per video in ``out``
     (default ``runs/predict/exp[N]``) and every instance as a COCO-style row in ``predictions.json``.
 
     ``tile``: slice each image and frame into ``tile`` px tiles overlapping by ``overlap`` (a share of
     the tile), predicted with the whole frame and merged (:mod:`csrseg.inference.tiling`): small
-    objects in large frames keep their pixels.
+    objects in large frames keep their pixels. ``compiled``: a checkpoint's network through
+    ``torch.compile`` (:func:`~csrseg.inference.predictor.compiled_network`).
 
     An ``out`` that already holds predictions is refused unless ``exist_ok``; when no source can be
     read nothing is written and an earlier ``predictions.json`` stays as it was.
@@ -90,7 +94,7 @@ def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | Non
     with output_lock(out_dir, "csrseg predict"):  # one run at a time writes here
         check_outputs(out_dir, ["predictions.json"], exist_ok)
         predictor = load_predictor(weights, onnx=onnx, openvino=openvino, device=device, score_thr=score_thr,
-                                   precision=precision, data=data, layout=layout, tile=tile, overlap=overlap)
+                                   precision=precision, data=data, layout=layout, tile=tile, overlap=overlap, compiled=compiled)
         given = [str(s) for s in ([sources] if isinstance(sources, (str, Path)) else sources)]
         paths = expand_sources(given)
         if not paths:

@@ -52,7 +52,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = evaluate(model, data=args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
                       precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
-                      overlap=args.overlap)
+                      overlap=args.overlap, compiled=args.compile)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
@@ -62,7 +62,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from csrseg.api import predict
 
     result = predict(args.sources, weights=args.weights, onnx=args.onnx, openvino=args.openvino, out=args.out, score_thr=args.score_thr, batch=args.batch, device=args.device,
-                     precision=args.precision, video_stride=args.video_stride, data=args.data, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile, overlap=args.overlap)
+                     precision=args.precision, video_stride=args.video_stride, data=args.data, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile, overlap=args.overlap,
+                     compiled=args.compile)
     counts = result.counts
     for reason in counts.skipped_files:
         print(f"skipped: {reason}", file=sys.stderr)

@@ -36,7 +36,7 @@ from csrseg.runtime.cpu import cpu_description, cuda_half_precision, native_bf16
 from csrseg.tools.info import count_flops, count_params
 from csrseg.models import CSRSeg, build_model
 from csrseg.engine.checkpoint import load_trained_model
-from csrseg.inference.predictor import Predictor, for_inference
+from csrseg.inference.predictor import Predictor, for_inference, require_compiler
 
 
 MASK_RCNN = "Mask R-CNN R50-FPN (torchvision)"
@@ -142,10 +142,12 @@ def matmul_gflops(device: torch.device, n: int = 4096, runs: int = 5, precision:
 
 
 def matmul_peaks(device: torch.device) -> dict[str, float]:
-    """:func:`matmul_gflops` of each precision rows on this ``device`` compute in (CPU: fp32, bf16,
-    int8; CUDA: fp32, bf16, fp16), the measured peak that the share column of those rows divides by."""
+    """:func:`matmul_gflops` of each precision rows on this ``device`` compute in (CPU: fp32, bf16 where the CPU
+    computes it, int8; CUDA: fp32, bf16, fp16), the measured peak that the share column of those rows divides by."""
     peaks = {}
-    for name in ("fp32", "bf16", "int8") if device.type == "cpu" else ("fp32", "bf16", "fp16"):
+    # an emulated bf16 product (no AVX512-BF16 or AMX) is no peak, and 4096^3 of it takes minutes
+    cpu = ("fp32", "bf16", "int8") if native_bf16() else ("fp32", "int8")
+    for name in cpu if device.type == "cpu" else ("fp32", "bf16", "fp16"):
         try:
             peaks[name] = matmul_gflops(device, precision=name)
         except RuntimeError:  # an int8 or bf16 matrix product this build or device does not have
@@ -208,12 +210,14 @@ def full_load(cfg: Config) -> Config:
 
 
 def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
-              channels_last: bool = False, predict_path: bool = False) -> tuple[Callable[[], object], CSRSeg]:
+              channels_last: bool = False, predict_path: bool = False,
+              compiled: bool = False) -> tuple[Callable[[], object], CSRSeg]:
     """One inference of ``cfg``'s model (random weights, full load) on ``image`` ``(3, H, W)`` (0-255):
     normalise, pad, then the predictor's own path (:meth:`~csrseg.inference.predictor.Predictor.run_batch`:
     network in ``precision``, post-processing); and the model. ``predict_path``: the model as
     ``predict`` loads a checkpoint (:func:`~csrseg.inference.predictor.for_inference`: BatchNorm
-    folded, channels-last), else as built (channels-last if asked): the paper's comparison of networks."""
+    folded, channels-last), else as built (channels-last if asked): the paper's comparison of networks.
+    ``compiled``: the network through ``torch.compile``, compiled by the first call (a warm-up)."""
     cfg = full_load(cfg)
     model = build_model(without_pretrained(cfg)).to(device).eval()
     if predict_path:
@@ -221,7 +225,7 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
     elif channels_last:
         model = model.to(memory_format=torch.channels_last)
     size = tuple(image.shape[-2:])
-    predictor = Predictor.for_model(model, cfg, [], [], device, precision)  # "auto": decided on the first step
+    predictor = Predictor.for_model(model, cfg, [], [], device, precision, compiled=compiled)  # "auto": decided on the first step
     image = image.to(device)  # where Mask R-CNN's input is too: both pay for normalising on the device
     no_masks = torch.zeros(0, *size, device=device)
 
@@ -234,10 +238,11 @@ def ours_step(cfg: Config, image: torch.Tensor, device: torch.device, precision:
 
 
 def ours_entry(cfg: Config, image: torch.Tensor, device: torch.device, precision: str = "fp32",
-               channels_last: bool = False, name: str | None = None, predict_path: bool = False) -> Entry:
+               channels_last: bool = False, name: str | None = None, predict_path: bool = False,
+               compiled: bool = False) -> Entry:
     """Our model on ``image`` ``(3, H, W)`` (0-255): normalise, pad, network, post-processing
-    (``predict_path``: :func:`ours_step`'s)."""
-    step, model = ours_step(cfg, image, device, precision, channels_last, predict_path)
+    (``predict_path``, ``compiled``: :func:`ours_step`'s)."""
+    step, model = ours_step(cfg, image, device, precision, channels_last, predict_path, compiled)
     flops = count_flops(model, padded_input(tuple(image.shape[-2:]), device))
     name = name or cfg.name
     if precision == "auto":  # the predictor's own decision, timed on this step: said in the row's name
@@ -327,6 +332,15 @@ def onnx_entry(cfg: Config, image: torch.Tensor, tmp_dir: Path, int8: bool = Fal
     return Entry(name or f"{cfg.name} (ONNX Runtime{', INT8' if int8 else ''})", onnx_step(path, image),
                  count_params(model), count_flops(model, padded_input(size)), torch.device("cpu"), note=note,
                  precision="int8" if int8 else "fp32")
+
+
+def compiler_here() -> bool:
+    """Whether torch.compile can build CPU code here (a C++ compiler on PATH)."""
+    try:
+        require_compiler()
+    except CsrsegError:
+        return False
+    return True
 
 
 def openvino_installed() -> bool:
@@ -523,9 +537,11 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                        ours_entry(knet, image, dev, name="knet (K-Net, Table II row 1)"),
                        ours_entry(paper, image, dev, name="paper (CSR + D2S)")]
             if fast_paths:
-                # on every CPU: where bf16 is emulated the row shows what auto avoids
-                entries.append(ours_entry(paper, image, dev, precision=half, predict_path=True,
-                                          name=f"paper, {half} autocast, as predict runs it"))
+                # not where bf16 is emulated (no AVX512-BF16 or AMX): oneDNN's reference kernels take
+                # minutes an image at this size, and auto never picks it there
+                if dev.type == "cuda" or native_bf16():
+                    entries.append(ours_entry(paper, image, dev, precision=half, predict_path=True,
+                                              name=f"paper, {half} autocast, as predict runs it"))
                 if dev.type == "cuda":  # the paper's claim is against K-Net: compare like with like
                     entries.append(ours_entry(knet, image, dev, precision=half, name=f"knet, {half} autocast"))
                 entries.append(ours_entry(paper, image, dev, channels_last=True, name="paper, channels-last"))
@@ -534,6 +550,10 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
                 if dev.type == "cpu":  # what predict and eval run with --precision auto at this size
                     entries.append(ours_entry(paper, image, dev, precision="auto", predict_path=True,
                                               name="paper, --precision auto"))
+                if dev.type == "cpu" and compiler_here():  # torch.compile, where it can build its code
+                    for precision in ("fp32", "bf16") if native_bf16() else ("fp32",):
+                        entries.append(ours_entry(paper, image, dev, precision=precision, predict_path=True, compiled=True,
+                                                  name=f"paper, {precision}, torch.compile, as predict --compile runs it"))
                 if dev.type == "cpu":
                     entries.append(onnx_entry(paper, image, work))
                     entries.append(onnx_entry(paper, image, work, int8=True, note="random weights: speed only"))

@@ -120,3 +120,14 @@ def test_benchmark_table_has_every_model_against_mask_rcnn():
     assert abs(float(ours[3]) - ratio) <= 0.005 + ratio * (0.0005 / fps + 0.0005 / reference) + 1e-9
     assert "median of 2 rounds in which the entries of one input size took turns" in text
     assert "Neck alone at 96×64" in text
+
+
+def test_no_bf16_peak_is_timed_where_bf16_is_emulated(monkeypatch):
+    import csrseg.tools.benchmark as bench
+
+    timed = []
+    monkeypatch.setattr(bench, "matmul_gflops", lambda device, precision="fp32": timed.append(precision) or 1.0)
+    monkeypatch.setattr(bench, "native_bf16", lambda: False)
+    assert set(bench.matmul_peaks(torch.device("cpu"))) == {"fp32", "int8"} and "bf16" not in timed
+    monkeypatch.setattr(bench, "native_bf16", lambda: True)
+    assert set(bench.matmul_peaks(torch.device("cpu"))) == {"fp32", "bf16", "int8"}

@@ -281,9 +281,12 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
         if full_size:  # upsample_masks' own path, then cropped
             pasted += _crop_dense(_upsample(piece, stride, input_size, orig_size, threshold))
             continue
+        if resize is None:  # the upsampled masks are the masks: upsampled only where a pixel can be
+            pasted += _paste_windowed(piece, stride, input_size, threshold)
+            continue
         padded = F.interpolate(piece[:, None], size=(h * stride, w * stride), mode="bilinear", align_corners=False)
         part = padded[:, 0, : input_size[0], : input_size[1]]
-        pasted += _crop_dense(part > threshold) if resize is None else _paste_resized(part, resize, threshold)
+        pasted += _paste_resized(part, resize, threshold)
     kept = [p for p in pasted if p is not None]
     boxes = torch.tensor([box for _, box in kept], dtype=torch.float32, device=soft.device).reshape(-1, 4)
     masks = MaskCrops([crop for crop, _ in kept], boxes, (int(orig_size[0]), int(orig_size[1])))
@@ -297,6 +300,55 @@ def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] 
     for i, (x0, y0, x1, y1) in enumerate(_tight_boxes(rows, cols).long().tolist()):
         out.append(None if x1 < x0 else (copy_crop(masks[i, y0 : y1 + 1, x0 : x1 + 1]), (x0, y0, x1, y1)))
     return out
+
+
+def _paste_windowed(piece: Tensor, stride: int, input_size: tuple[int, int],
+                    threshold: float) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
+    """``(c, h, w)`` probabilities at ``stride`` -> each mask of ``F.interpolate(piece, x stride)`` cropped to
+    ``input_size`` and thresholded, as its crop and tight box (``None`` for an empty one), the resize
+    computed only over the window of the input cells that may give a pixel above ``threshold``.
+
+    Every output pixel mixes one cell of input values (:func:`cell_classes`); one whose cell is wholly
+    at most ``threshold - MARGIN`` is out of the mask. The window is those cells' box grown by a cell
+    on each side, so the kept outputs' source indices and weights are the full resize's exactly (the
+    scale is ``1 / stride`` either way, and no kept output reaches a clamp the full resize does not
+    have); grown further where needed so the window's output is not a frame that PyTorch resizes with
+    its other kernel (:data:`SMALL_FRAME`).
+    """
+    _, h, w = piece.shape
+    active = cell_classes(piece, threshold) > 0
+    cell_boxes = _tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
+    rows_axis = resize_axis(h, h * stride, False, piece.device)  # source indices only: exact either way
+    cols_axis = resize_axis(w, w * stride, False, piece.device)
+    out = []
+    for values, (c0, r0, c1, r1) in zip(piece, cell_boxes):
+        (y_lo, y_hi), (x_lo, x_hi) = rows_axis.covering(r0, r1), cols_axis.covering(c0, c1)
+        y_hi, x_hi = min(y_hi, input_size[0] - 1), min(x_hi, input_size[1] - 1)
+        if r1 < r0 or y_hi < y_lo or x_hi < x_lo:
+            out.append(None)
+            continue
+        (wr0, wr1), (wc0, wc1) = _window(r0, r1, h, c0, c1, w, stride)
+        window = values[wr0 : wr1 + 1, wc0 : wc1 + 1].contiguous()
+        up = F.interpolate(window[None, None], size=(window.shape[0] * stride, window.shape[1] * stride),
+                           mode="bilinear", align_corners=False)[0, 0]
+        region = up[y_lo - wr0 * stride : y_hi - wr0 * stride + 1, x_lo - wc0 * stride : x_hi - wc0 * stride + 1] > threshold
+        pasted = _crop_dense(region[None])[0]
+        if pasted is not None:
+            crop, (x0, y0, x1, y1) = pasted
+            pasted = crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
+        out.append(pasted)
+    return out
+
+
+def _window(r0: int, r1: int, h: int, c0: int, c1: int, w: int, stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The input rows and columns (inclusive) to resize for the cells ``r0..r1`` x ``c0..c1`` of an
+    ``(h, w)`` map: a cell more on each side (within the map), then more until the output's height +
+    width passes :data:`SMALL_FRAME` or the window is the whole map."""
+    rows, cols = [max(r0 - 1, 0), min(r1 + 1, h - 1)], [max(c0 - 1, 0), min(c1 + 1, w - 1)]
+    while (rows[1] - rows[0] + cols[1] - cols[0] + 2) * stride <= SMALL_FRAME and (rows != [0, h - 1] or cols != [0, w - 1]):
+        rows = [max(rows[0] - 1, 0), min(rows[1] + 1, h - 1)]
+        cols = [max(cols[0] - 1, 0), min(cols[1] + 1, w - 1)]
+    return (rows[0], rows[1]), (cols[0], cols[1])
 
 
 def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:

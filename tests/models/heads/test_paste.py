@@ -59,6 +59,8 @@ CASES = {
     "K-Net stride 4, odd sizes": ((30, 50), 4, (117, 198), (379, 641)),
     "downsampled": ((16, 16), 8, (128, 125), (97, 93)),
     "no resize": ((16, 25), 8, (125, 196), (125, 196)),
+    "no resize, K-Net stride 4, odd sizes": ((50, 84), 4, (199, 333), (199, 333)),
+    "no resize, a small frame": ((6, 7), 4, (22, 27), (22, 27)),
     "one axis resized": ((16, 25), 8, (125, 196), (125, 391)),
     "a frame the kernel resizes differently": ((8, 8), 8, (64, 60), (60, 56)),
 }
@@ -85,6 +87,20 @@ def test_pixels_within_an_ulp_of_the_threshold_fall_as_in_the_full_size_resize(t
     for orig_size in [(201, 290), (97, 533)]:
         reference = full_size(soft, 8, (130, 180), orig_size, threshold)
         assert_same_instances(pasted(soft, 8, (130, 180), orig_size, threshold), reference)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("threshold", [0.5, 0.4])
+def test_near_threshold_pixels_of_a_window_fall_as_in_the_whole_maps_resize(threshold):
+    # without a resize only a window around each mask is upsampled: its values must be the whole
+    # map's to the last bit, here all within a few ulps of the threshold, at the window's edges too
+    g = torch.Generator().manual_seed(1)
+    soft = torch.full((4, 40, 60), 0.1)
+    for i, (y, x) in enumerate([(5, 6), (0, 0), (30, 48), (17, 25)]):
+        soft[i, y : y + 9, x : x + 11] = threshold + (torch.rand(min(9, 40 - y), min(11, 60 - x), generator=g) - 0.5) * 1e-5
+    reference = full_size(soft, 4, (157, 237), (157, 237), threshold)
+    assert len(reference["labels"]) == 4
+    assert_same_instances(pasted(soft, 4, (157, 237), (157, 237), threshold), reference)
 
 
 @pytest.mark.numerics
