@@ -9,6 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from csrseg.runtime.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -35,9 +37,7 @@ def init_distributed(device: str | None = None) -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = torch.device(resolve_device(device))
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device cuda was asked for but no CUDA GPU is available; use --device cpu")

@@ -24,6 +24,7 @@ from csrseg.engine.checkpoint import load_trained_model
 from csrseg.errors import CsrsegError
 from csrseg.models.fold import fold_batch_norms
 from csrseg.runtime.cpu import native_bf16
+from csrseg.runtime.device import resolve_device
 from csrseg.runtime.precision import AUTO_ENV, Precision, ProbeCache, check_choice, probe_times, resolve
 
 logger = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class Predictor:
         check_choice(precision, "--precision")
         if compiled:
             require_compiler()  # before the checkpoint is read
-        device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device_ = torch.device(resolve_device(device))
         trained = load_trained_model(weights, device_)
         self._setup(for_inference(trained.model), trained.cfg, trained.class_names, trained.cat_ids, device_,
                     score_thr, inference_precision(precision, device_), compiled)
