@@ -10,7 +10,6 @@ from pathlib import Path
 from csrseg.data.coco import DatasetError, annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
 from csrseg.engine.rundir import check_output_file, output_lock
-from csrseg.errors import CsrsegError
 
 logger = logging.getLogger("csrseg")
 
@@ -46,9 +45,9 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
     the report beside it (``<results>.metrics.json``); the report also holds both paths. The default
     results file is eval's own and renewed each time; an ``out`` the caller names is never replaced
     unless ``exist_ok``. ``precision``: the network's (:class:`~csrseg.inference.predictor.Predictor`;
-    fp32 by default, so the AP does not depend on the machine); ``compiled``: through ``torch.compile``. ``tile``: sliced inference, each image
-    cut into ``tile`` px tiles overlapping by ``overlap`` and merged with the whole image
-    (:mod:`csrseg.inference.tiling`), for either kind of model; a model trained on crops
+    fp32 by default, so the AP does not depend on the machine); ``compiled``: through ``torch.compile``.
+    ``tile``: sliced inference, each image cut into ``tile`` px tiles overlapping by ``overlap`` and
+    merged with the whole image (:mod:`csrseg.inference.tiling`), for either kind of model; a model trained on crops
     (``input.crop``) is always sliced, in tiles of its crop unless ``tile`` says otherwise.
     """
     from torch.utils.data import DataLoader
@@ -67,10 +66,7 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
     if ann and not Path(ann).is_file():
         raise DatasetError(f"{ann}: annotation file not found (--ann)")
     exported = is_exported(weights)
-    if exported and compiled:
-        raise CsrsegError(f"--compile {weights}: torch.compile is for a checkpoint; an exported model is "
-                          "compiled by its runtime as it loads")
-    predictor = (open_exported(weights, score_thr=0.0, precision=precision) if exported
+    predictor = (open_exported(weights, score_thr=0.0, precision=precision, compiled=compiled) if exported
                  else Predictor(weights, device=device, score_thr=0.0, precision=precision, compiled=compiled))
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     with output_lock(results_path, "csrseg eval", folder=False):  # one evaluation at a time writes these results

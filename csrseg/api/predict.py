@@ -55,10 +55,7 @@ def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None
 
         check_tiling(tile, overlap)  # before minutes of loading
     if is_exported(path):
-        if compiled:
-            raise CsrsegError(f"--compile {path}: torch.compile is for a checkpoint; an exported model is "
-                              "compiled by its runtime as it loads")
-        predictor = open_exported(path, score_thr=score_thr, precision=precision)
+        predictor = open_exported(path, score_thr=score_thr, precision=precision, compiled=compiled)
     else:
         from csrseg.inference.predictor import Predictor
 

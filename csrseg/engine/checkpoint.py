@@ -8,9 +8,9 @@ weights alone can also be written and read as safetensors.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

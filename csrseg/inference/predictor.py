@@ -120,8 +120,6 @@ class Predictor:
             precision = inference_precision(precision, torch.device(device))
         elif precision is None:
             precision = Precision("fp32", "as asked")
-        if compiled:
-            require_compiler()
         predictor._setup(model, cfg, class_names, cat_ids, torch.device(device), score_thr, precision, compiled)
         predictor.metrics = {}
         return predictor
@@ -203,8 +201,8 @@ class Predictor:
 def for_inference(model: nn.Module) -> nn.Module:
     """``model`` (eval mode) made ready to predict, in place: BatchNorm folded into the convolutions
     (:func:`~csrseg.models.fold.fold_batch_norms`, one pass over each feature map fewer) and
-    channels-last, oneDNN's and cuDNN's preferred layout (1.27x -> 1.61x Mask R-CNN's speed on our
-    CPU). Its outputs are the trained model's to float32 rounding; export starts from the model as
+    channels-last, oneDNN's and cuDNN's preferred layout (``paper`` fp32 at 1333x800 on a 2-core AMX
+    Xeon: 0.956 images/s against 0.697 as built; RESULTS.md, issue 32). Its outputs are the trained model's to float32 rounding; export starts from the model as
     trained instead (:func:`~csrseg.engine.checkpoint.load_trained_model`)."""
     fold_batch_norms(model.eval())
     return model.to(memory_format=torch.channels_last)
@@ -227,7 +225,9 @@ def compiled_network(model: nn.Module) -> nn.Module:
     the elementwise ops after a convolution fused into it). It compiles on the first batch of each
     precision and shape (about 13 s for ``paper`` at 1333x800 on 2 cores), then runs the same
     network: at that size on a 2-core AMX Xeon, post-processing included, 0.29 s an image in bf16
-    autocast against eager's 0.46 s; in fp32 it does not pay (1.04 s against 0.84 s; RESULTS.md)."""
+    autocast against eager's 0.46 s; in fp32 it does not pay (1.04 s against 0.84 s; RESULTS.md).
+    Without a C++ compiler: :func:`require_compiler`'s one line."""
+    require_compiler()
     return torch.compile(model, options={"freezing": True})
 
 

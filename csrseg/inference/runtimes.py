@@ -18,15 +18,20 @@ def is_exported(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix.lower() in RUNTIMES
 
 
-def open_exported(path: str | Path, *, score_thr: float = 0.3, precision: str = "fp32") -> ExportedPredictor:
+def open_exported(path: str | Path, *, score_thr: float = 0.3, precision: str = "fp32",
+                  compiled: bool = False) -> ExportedPredictor:
     """The predictor of an exported pipeline: :class:`~csrseg.inference.onnx_predictor.OnnxPredictor` for
     ``.onnx`` (or any other suffix), :class:`~csrseg.inference.openvino_predictor.OpenVinoPredictor` for
     ``.xml``.
 
     ``precision``: an ONNX model runs as it was exported (``fp32`` only here; INT8 is in the graph);
-    an OpenVINO model takes ``fp32``, ``bf16`` or ``auto``.
+    an OpenVINO model takes ``fp32``, ``bf16`` or ``auto``. ``compiled`` (``--compile``) is refused:
+    torch.compile is for a checkpoint.
     """
     path = Path(path)
+    if compiled:
+        raise CsrsegError(f"--compile {path}: torch.compile is for a checkpoint; an exported model is "
+                          "compiled by its runtime as it loads")
     if path.suffix.lower() == ".xml":
         from csrseg.inference.openvino_predictor import OpenVinoPredictor
 

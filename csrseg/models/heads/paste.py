@@ -332,12 +332,18 @@ def _paste_windowed(piece: Tensor, stride: int, input_size: tuple[int, int],
         up = F.interpolate(window[None, None], size=(window.shape[0] * stride, window.shape[1] * stride),
                            mode="bilinear", align_corners=False)[0, 0]
         region = up[y_lo - wr0 * stride : y_hi - wr0 * stride + 1, x_lo - wc0 * stride : x_hi - wc0 * stride + 1] > threshold
-        pasted = _crop_dense(region[None])[0]
-        if pasted is not None:
-            crop, (x0, y0, x1, y1) = pasted
-            pasted = crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
-        out.append(pasted)
+        out.append(_crop_placed(region, x_lo, y_lo))
     return out
+
+
+def _crop_placed(region: Tensor, x_lo: int, y_lo: int) -> tuple[Tensor, tuple[int, int, int, int]] | None:
+    """The crop and tight box, in image coordinates, of ``region`` ``(h, w)`` bool, the part of a mask
+    whose top-left pixel is ``(x_lo, y_lo)``; ``None`` if it holds no pixel."""
+    pasted = _crop_dense(region[None])[0]
+    if pasted is None:
+        return None
+    crop, (x0, y0, x1, y1) = pasted
+    return crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
 
 
 def _window(r0: int, r1: int, h: int, c0: int, c1: int, w: int, stride: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -374,11 +380,7 @@ def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple
             _decide(values, cells, resize.rows.part(y, min(y + step, y_hi + 1) - 1), cols, threshold, resize.fused)
             for y in range(y_lo, y_hi + 1, step)
         ])
-        pasted = _crop_dense(region[None])[0]
-        if pasted is not None:
-            crop, (x0, y0, x1, y1) = pasted
-            pasted = crop, (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
-        out.append(pasted)
+        out.append(_crop_placed(region, x_lo, y_lo))
     return out
 
 
