@@ -19,6 +19,7 @@ import numpy as np
 
 from csrseg.errors import CsrsegError
 from csrseg.inference.exported import ExportedPredictor
+from csrseg.runtime.cpu import native_bf16
 from csrseg.runtime.precision import Precision, ProbeCache, check_choice, choose, probe_times
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ def read_metadata(model) -> dict:
 
 def cpu_computes_bf16(core) -> bool:
     """Whether OpenVINO's CPU plugin computes bf16 here (it lists ``BF16`` among its capabilities)."""
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    # and where oneDNN computes it: with ONEDNN_MAX_CPU_ISA capping it (how a bigger CPU stands in for
+    # an AVX2 one) OpenVINO's plugin still lists BF16, then finds no bf16 kernel and fails to compile
+    return native_bf16() and "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoPredictor(ExportedPredictor):
