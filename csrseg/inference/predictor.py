@@ -25,7 +25,7 @@ from csrseg.errors import CsrsegError
 from csrseg.models.fold import fold_batch_norms
 from csrseg.runtime.cpu import native_bf16
 from csrseg.runtime.device import resolve_device
-from csrseg.runtime.precision import AUTO_ENV, Precision, ProbeCache, check_choice, probe_times, resolve
+from csrseg.runtime.precision import AUTO_ENV, Precision, ProbeCache, check_choice, machine_key, probe_times, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -226,9 +226,37 @@ def compiled_network(model: nn.Module) -> nn.Module:
     precision and shape (about 13 s for ``paper`` at 1333x800 on 2 cores), then runs the same
     network: at that size on a 2-core AMX Xeon, post-processing included, 0.29 s an image in bf16
     autocast against eager's 0.46 s; in fp32 it does not pay (1.04 s against 0.84 s; RESULTS.md).
-    Without a C++ compiler: :func:`require_compiler`'s one line."""
+    Without a C++ compiler: :func:`require_compiler`'s one line. Inductor's cache is kept apart per
+    CPU code path (:func:`isolate_compile_cache`)."""
     require_compiler()
+    isolate_compile_cache()
     return torch.compile(model, options={"freezing": True})
+
+
+_INDUCTOR_CACHE_BASE: str | None = None
+
+
+def isolate_compile_cache() -> Path:
+    """Point Inductor's cache (``$TORCHINDUCTOR_CACHE_DIR``, process-wide) at a folder of its own for
+    this CPU code path, under the folder it would use otherwise, and return it.
+
+    Why: Inductor's FX graph cache does not key a frozen graph on the vector ISA it generated code
+    for (torch 2.14.1). A graph compiled under ``ATEN_CPU_CAPABILITY=avx2`` and then loaded with
+    AVX-512 (or the other way round, as when one cache folder serves two machines) gave NaN outputs
+    or corrupted the heap (RESULTS.md, issue 32). The folder is named for
+    :func:`~csrseg.runtime.precision.machine_key` and the ISA Inductor picks."""
+    global _INDUCTOR_CACHE_BASE
+    import hashlib
+
+    from torch._inductor.cpu_vec_isa import pick_vec_isa
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    if _INDUCTOR_CACHE_BASE is None:  # the folder as the user (or torch) chose it, read once
+        _INDUCTOR_CACHE_BASE = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir()
+    key = f"{machine_key()}|{pick_vec_isa()}"
+    folder = Path(_INDUCTOR_CACHE_BASE) / f"csrseg-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def inference_precision(choice: str, device: torch.device) -> Precision | None:
