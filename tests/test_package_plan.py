@@ -1,7 +1,7 @@
 """The package's plan holds: every module imports only its own folder and the folders below it, and
 no modules import each other in a circle (imports inside functions included).
 
-Folders from the bottom up: ``errors``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
+Folders from the bottom up: ``errors``/``limits``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
 -> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``cli``. A newcomer finds a
 stage by its folder, and a change low in the house never has to know what stands above it.
 """
@@ -14,17 +14,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csrseg"
 # what each folder (or top-level module) may import, besides itself
 BELOW = {
     "errors": set(),
+    "limits": {"errors"},  # the ranges settings declare (every floor's settings classes use it)
     "runtime": {"errors"},
-    "models": {"errors", "runtime"},
-    "data": {"errors", "runtime"},
-    "config": {"errors", "runtime", "models", "data"},
-    "engine": {"errors", "runtime", "models", "data", "config"},
-    "inference": {"errors", "runtime", "models", "data", "config", "engine"},
-    "evaluation": {"errors", "runtime", "models", "data", "config", "engine", "inference"},
-    "deploy": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
-    "api": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
-    "tools": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
-    "cli": {"errors", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api", "tools"},
+    "models": {"errors", "limits", "runtime"},
+    "data": {"errors", "limits", "runtime"},
+    "config": {"errors", "limits", "runtime", "models", "data"},
+    "engine": {"errors", "limits", "runtime", "models", "data", "config"},
+    "inference": {"errors", "limits", "runtime", "models", "data", "config", "engine"},
+    "evaluation": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference"},
+    "deploy": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
+    "api": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
+    "tools": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
+    "cli": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api", "tools"},
 }
 
 

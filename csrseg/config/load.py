@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,9 @@ import yaml
 from csrseg.config.fields import first_line, from_dict, merge, parse_overrides, to_dict
 from csrseg.config.legacy import upgrade
 from csrseg.config.presets import PRESETS, get_preset
-from csrseg.config.schema import PRECISIONS, SCHEDULES, Config
+from csrseg.config.schema import Config
 from csrseg.errors import ConfigError
+from csrseg.limits import finite
 
 
 def load_config(name_or_path: str = "paper", overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -85,38 +85,34 @@ def config_from_dict(data: dict[str, Any], where: str) -> Config:
     return from_dict(Config, upgrade(data, head.get("type", "knet") if isinstance(head, dict) else "knet"), where)
 
 
-# Values the types allow but training or inference cannot use: (key, smallest value).
-_AT_LEAST = (
-    ("model.num_classes", 1), ("input.short_side", 1), ("input.max_size", 1), ("input.size_divisor", 1),
-    ("input.flip_prob", 0), ("train.epochs", 1), ("train.batch_size", 1), ("train.workers", 0),
-    ("train.warmup_iters", 0), ("train.eval_interval", 1), ("train.max_iters", 0), ("train.max_bad_steps", 1),
-    ("train.lr", 0), ("train.weight_decay", 0), ("train.backbone_lr_mult", 0), ("train.lr_gamma", 0),
-    ("train.warmup_ratio", 0), ("train.clip_grad", 0), ("input.crop", 0),
-)
-_ABOVE_ZERO = ("train.lr",)
-
-
 def check_values(cfg: Config, where: str) -> None:
     """Raise a one-line :class:`ConfigError` naming ``where`` (file or ``--set``) and the key of the
-    first value no run could use: a count below its minimum, a rate that is negative, NaN or
-    infinite, a zero learning rate, a flip probability above 1, a schedule or precision not known."""
-    for key, low in _AT_LEAST:
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: {key} must be a finite number, got {value}")
-        if value < low or (key in _ABOVE_ZERO and value <= 0):
-            raise ConfigError(f"{where}: {key} must be {'above' if key in _ABOVE_ZERO else 'at least'} {low}, got {value}")
-    if not cfg.input.crop_scale > 0 or not math.isfinite(cfg.input.crop_scale):
-        raise ConfigError(f"{where}: input.crop_scale must be a finite number above 0, got {cfg.input.crop_scale}")
-    if cfg.input.flip_prob > 1:
-        raise ConfigError(f"{where}: input.flip_prob is a probability (0 to 1), got {cfg.input.flip_prob}")
-    if any(side < 1 for side in cfg.input.train_short_sides):
-        raise ConfigError(f"{where}: input.train_short_sides must be at least 1 each, got {list(cfg.input.train_short_sides)}")
-    if cfg.train.schedule not in SCHEDULES:
-        raise ConfigError(f"{where}: train.schedule={cfg.train.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if cfg.train.precision not in PRECISIONS:
-        raise ConfigError(f"{where}: train.precision={cfg.train.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    first value no run could use: each settings class's ``LIMITS`` (:mod:`csrseg.limits`: a count
+    below its minimum, a rate negative, NaN or infinite, a probability above 1, a name not among the
+    choices), and NaN or infinity in any number."""
+    problem = first_problem(cfg)
+    if problem is not None:
+        key, why = problem
+        raise ConfigError(f"{where}: {key} {why}")
+
+
+def first_problem(settings: Any, prefix: str = "") -> tuple[str, str] | None:
+    """``(dotted key, why)`` of the first field of the settings dataclass ``settings`` (nested ones
+    included) outside its class's ``LIMITS``, or ``None``."""
+    limits = getattr(type(settings), "LIMITS", {})
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            found = first_problem(value, f"{key}.")
+            if found:
+                return found
+            continue
+        limit = limits.get(f.name, finite() if isinstance(value, float) else None)
+        why = limit.problem(value) if limit is not None else None
+        if why:
+            return key, why
+    return None
 
 
 def _sets_backbone_norm(data: dict[str, Any]) -> bool:

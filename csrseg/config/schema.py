@@ -8,8 +8,10 @@ with the training recipe, which lives here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from csrseg.data.transforms import InputConfig
+from csrseg.limits import Limit, above, at_least, between, fraction, one_of
 from csrseg.models.config import ModelConfig
 from csrseg.runtime.precision import CHOICES as PRECISIONS  # the precision names: defined once, there
 
@@ -44,6 +46,13 @@ class TrainConfig:
     max_iters: int = 0  # >0 stops after this many iterations in total (quick runs, tests)
     max_bad_steps: int = 10  # consecutive non-finite losses before training stops
 
+    LIMITS: ClassVar[dict[str, Limit]] = dict(
+        epochs=at_least(1), lr=above(0), weight_decay=at_least(0), backbone_lr_mult=at_least(0),
+        schedule=one_of(*SCHEDULES), milestones=at_least(0), lr_gamma=at_least(0), warmup_iters=at_least(0),
+        warmup_ratio=fraction(), clip_grad=at_least(0), batch_size=at_least(1), workers=at_least(0),
+        precision=one_of(*PRECISIONS), seed=between(0, 2**32 - 1), eval_interval=at_least(1), max_iters=at_least(0),
+        max_bad_steps=at_least(1))  # seed: numpy's generators take 0 to 2**32 - 1
+
 
 @dataclass(frozen=True)
 class Config:
@@ -51,3 +60,5 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     input: InputConfig = field(default_factory=InputConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    FREE: ClassVar[tuple[str, ...]] = ("name",)  # the run's label

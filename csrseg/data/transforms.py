@@ -8,12 +8,14 @@ happens in :func:`collate`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from csrseg.limits import Limit, above, at_least, finite, fraction
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class InputConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     crop: int = 0
     crop_scale: float = 1.0
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(
+        short_side=at_least(1), max_size=at_least(1), train_short_sides=at_least(1), flip_prob=fraction(),
+        size_divisor=at_least(1), mean=finite(), std=above(0), crop=at_least(0), crop_scale=above(0))
 
 
 def target_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:

@@ -7,6 +7,9 @@ fixed in DESIGN.md; the named presets (:mod:`csrseg.config.presets`) change some
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from csrseg.limits import Limit, at_least
 
 from csrseg.models.backbones.config import BackboneConfig
 from csrseg.models.heads import HeadConfig, KNetConfig
@@ -23,3 +26,5 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     head: HeadConfig = field(default_factory=KNetConfig)
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(num_classes=at_least(1))

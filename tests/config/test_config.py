@@ -127,7 +127,7 @@ def test_every_preset_round_trips_through_a_dict():
         ("train.eval_interval=0", "--set: train.eval_interval must be at least 1, got 0"),
         ("train.workers=-1", "--set: train.workers must be at least 0, got -1"),
         ("input.size_divisor=0", "--set: input.size_divisor must be at least 1, got 0"),
-        ("input.flip_prob=1.5", "input.flip_prob is a probability"),
+        ("input.flip_prob=1.5", "--set: input.flip_prob must be from 0 to 1, got 1.5"),
         ("model.num_classes=0", "--set: model.num_classes must be at least 1, got 0"),
     ],
 )

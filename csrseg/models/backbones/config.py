@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from csrseg.limits import Limit, between, one_of
+
+RESNET_DEPTHS = (18, 34, 50, 101)
+#: light torchvision families for CPUs (:mod:`csrseg.models.backbones.light`)
+LIGHT_ARCHS = ("regnet_x_400mf", "regnet_y_400mf", "regnet_x_800mf", "regnet_y_800mf", "mobilenet_v3_large",
+               "mobilenet_v3_small")
+NORMS = ("frozen_bn", "eval_bn", "bn")
 
 
 @dataclass(frozen=True)
@@ -30,3 +39,7 @@ class BackboneConfig:
     weights: str | None = "imagenet"
     frozen_stages: int = 1
     norm: str = "frozen_bn"
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(arch=one_of("resnet", *LIGHT_ARCHS), depth=one_of(*RESNET_DEPTHS),
+                                             frozen_stages=between(0, 4), norm=one_of(*NORMS))
+    FREE: ClassVar[tuple[str, ...]] = ("weights",)  # a name or a path: read, with its own one-line errors, when built

@@ -14,13 +14,12 @@ import torchvision
 from torch import Tensor, nn
 
 from csrseg.errors import ConfigError
-from csrseg.models.backbones.config import BackboneConfig
+from csrseg.models.backbones.config import LIGHT_ARCHS, BackboneConfig
 from csrseg.models.backbones.resnet import imagenet_state_dict, load_backbone_weights, read_state_dict
 
 #: feature indices of C3, C4, C5 (strides 8, 16, 32) inside ``mobilenet_v3_*().features``
 _MOBILENET_TAPS = {"mobilenet_v3_large": (6, 12, 16), "mobilenet_v3_small": (3, 8, 12)}
-REGNETS = ("regnet_x_400mf", "regnet_y_400mf", "regnet_x_800mf", "regnet_y_800mf")
-LIGHT_ARCHS = (*REGNETS, *_MOBILENET_TAPS)
+REGNETS = tuple(arch for arch in LIGHT_ARCHS if arch.startswith("regnet"))
 
 
 class LightBackbone(nn.Module):

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
+
+from csrseg.limits import Limit, at_least, fraction, one_of
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class LossConfig:
     # alpha of the pixel-wise mask focal loss; 0.25 (the classification value) under-weights
     # foreground pixels and leaves masks under-confident, 0.5 weighs both sides alike
     mask_focal_alpha: float = 0.5
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(
+        cls_weight=at_least(0), dice_weight=at_least(0), focal_weight=at_least(0), cls_type=one_of("focal", "ce"),
+        mask_type=one_of("focal", "bce"), focal_alpha=fraction(), focal_gamma=at_least(0), mask_focal_alpha=fraction())
 
 
 def dice_loss(logits: Tensor, targets: Tensor) -> Tensor:

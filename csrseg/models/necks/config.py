@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from csrseg.limits import Limit, at_least, one_of
+
+NECK_TYPES = ("fusion", "fpn_semantic")  # csrseg.models.necks.NECKS builds each
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,7 @@ class NeckConfig:
     # GroupNorm groups, at most: a width this does not divide gets the largest count that does
     num_groups: int = 32
     output_norm: bool = False
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(type=one_of(*NECK_TYPES), channels=at_least(1), csr_channels=at_least(1),
+                                             upsample=one_of("d2s", "nearest"), fuse=one_of("sum", "mean"),
+                                             num_groups=at_least(1))

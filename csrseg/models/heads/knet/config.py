@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from csrseg.limits import Limit, at_least, fraction, one_of, open_fraction
 from csrseg.models.heads.common import LossConfig
+
+POSITIONS = ("none", "sine", "coords")  # what model.head.position may add to the head's input
 
 
 @dataclass(frozen=True)
@@ -14,6 +18,8 @@ class KNetPostprocessConfig:
 
     mask_thr: float = 0.5
     max_per_img: int = 100
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(mask_thr=fraction(), max_per_img=at_least(1))
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class KNetConfig:
     mask_cost: str = "bce"
     loss: LossConfig = field(default_factory=LossConfig)
     postprocess: KNetPostprocessConfig = field(default_factory=KNetPostprocessConfig)
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(
+        num_proposals=at_least(1), num_stages=at_least(1), ffn_channels=at_least(1), num_heads=at_least(1),
+        num_groups=at_least(1), kernel_init_std=at_least(0), hard_mask_thr=fraction(), prior_prob=open_fraction(),
+        cost_cls=at_least(0), cost_dice=at_least(0), cost_mask=at_least(0), semantic_weight=at_least(0),
+        branch_convs=at_least(0), position=one_of(*POSITIONS), mask_cost=one_of("bce", "linear"))
 
     def at_full_load(self) -> KNetConfig:
         """The same head with post-processing keeping every candidate (for timing): K-Net keeps its

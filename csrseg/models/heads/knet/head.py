@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from csrseg.errors import ConfigError
-from csrseg.models.heads.knet.config import KNetConfig
+from csrseg.models.heads.knet.config import POSITIONS, KNetConfig
 from csrseg.models.layers.d2s import group_count
 from csrseg.models.layers.position import coord_channels, sine_position_encoding
 from csrseg.models.necks.output import NeckOutput
@@ -126,7 +126,6 @@ class KernelUpdateStage(nn.Module):
         return cls_logits, masks, kernels
 
 
-POSITIONS = ("none", "sine", "coords")
 
 
 def branch(in_channels: int, channels: int, convs: int, num_groups: int) -> nn.Sequential:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from csrseg.limits import Limit, above, at_least, fraction, one_of, open_fraction
 from csrseg.models.heads.common import LossConfig
 
 
@@ -21,6 +23,10 @@ class SOLOv2PostprocessConfig:
     max_per_img: int = 100
     sigma: float = 2.0
     kernel: str = "gaussian"
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(score_thr=fraction(), mask_thr=fraction(), nms_pre=at_least(1),
+                                             update_thr=fraction(), max_per_img=at_least(1), sigma=above(0),
+                                             kernel=one_of("gaussian", "linear"))
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class SOLOv2Config:
     prior_prob: float = 0.01
     loss: LossConfig = field(default_factory=LossConfig)
     postprocess: SOLOv2PostprocessConfig = field(default_factory=SOLOv2PostprocessConfig)
+
+    LIMITS: ClassVar[dict[str, Limit]] = dict(
+        feat_channels=at_least(1), stacked_convs=at_least(0), kernel_dim=at_least(1), num_grids=at_least(1),
+        scale_ranges=at_least(0), grid_strides=at_least(0), center_sigma=Limit(low=0, high=1, low_open=True),
+        num_groups=at_least(1), mask_targets=one_of("binary", "soft"), prior_prob=open_fraction())
 
     def at_full_load(self) -> SOLOv2Config:
         """The same head with post-processing keeping every candidate (for timing): with random weights
