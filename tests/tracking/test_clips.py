@@ -110,3 +110,20 @@ def test_a_crossing_clip_keeps_its_identities_through_the_whole_pipeline(tmp_pat
     truth = [{s.identity: s.box for s in frame.seen} for frame in rendered]
     metrics = mot_metrics(truth, tracked)
     assert metrics.switches == 0 and metrics.tracks == 2 and metrics.mota > 0.9
+
+
+@pytest.mark.parametrize("options, part", [
+    (["--track-high", "1.5"], "argument --track-high: must be from 0 to 1, got 1.5"),
+    (["--track-buffer", "0"], "argument --track-buffer: must be at least 1, got 0"),
+    (["--track-iou", "giou"], "argument --track-iou: invalid choice"),
+    (["--track-low", "0.7"], "--track-low 0.7 is above --track-high 0.5"),
+])
+def test_tracker_options_out_of_range_are_one_line_before_any_work(tmp_path, capsys, options, part):
+    from tests.conftest import one_line_error
+
+    try:
+        code = main(["track", str(tmp_path / "clip.mp4"), "--weights", str(tmp_path / "none.pt"), *options])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    assert code == 2
+    one_line_error(capsys, part)
