@@ -27,6 +27,10 @@ BELOW = {
     "tools": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
     "cli": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api", "tools"},
 }
+# tracking (identities across video frames) stands on errors alone; inference and every folder above it use it
+BELOW["tracking"] = {"errors"}
+for _folder_above in [name for name, below in BELOW.items() if "engine" in below]:
+    BELOW[_folder_above].add("tracking")
 
 
 def _modules() -> dict[str, Path]:

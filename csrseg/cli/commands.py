@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from csrseg.cli.options import sources_from_args
+from csrseg.cli.options import sources_from_args, tracker_from_args
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -63,17 +63,18 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     result = predict(args.sources, weights=args.weights, onnx=args.onnx, openvino=args.openvino, out=args.out, score_thr=args.score_thr, batch=args.batch, device=args.device,
                      precision=args.precision, video_stride=args.video_stride, data=args.data, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile, overlap=args.overlap,
-                     compiled=args.compile)
+                     compiled=args.compile, track=tracker_from_args(args), watch=args.watch, max_frames=args.max_frames)
     counts = result.counts
     for reason in counts.skipped_files:
         print(f"skipped: {reason}", file=sys.stderr)
     done = [f"{counts.images} images"] + ([f"{counts.videos} videos ({counts.frames} frames)"] if counts.videos_given else [])
     below = ""
     if counts.instances == 0 and counts.below_threshold:
-        below = (f" ({counts.below_threshold} below --score-thr {args.score_thr}, the highest scoring "
+        below = (f" ({counts.below_threshold} below --score-thr {result.score_thr}, the highest scoring "
                  f"{counts.top_below:.3f})")
     print(", ".join(done) + f", {counts.instances} instances{below}"
-          + (f", {counts.skipped} skipped" if counts.skipped else "") + f"; overlays and predictions.json in {result.out_dir}")
+          + (f", {counts.skipped} skipped" if counts.skipped else "") + (", tracked" if args.track else "")
+          + (f", stopped by {counts.stopped_by}" if counts.stopped_by else "") + f"; overlays and predictions.json in {result.out_dir}")
 
 
 def cmd_browse(args: argparse.Namespace) -> None:

@@ -109,3 +109,39 @@ def device(text: str) -> str:
 
 def add_exist_ok(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--exist-ok", action="store_true", help=text + " (without it, an occupied --out is refused)")
+
+
+def add_tracking(parser: argparse.ArgumentParser) -> None:
+    """``--track`` and ByteTrack's settings (:class:`~csrseg.tracking.TrackerConfig`: the defaults are its own)."""
+    parser.add_argument("--track", action="store_true",
+                        help="follow objects across video frames (ByteTrack): a track_id on every row, a colour per track")
+    parser.add_argument("--track-high", type=fraction, default=0.5, metavar="S",
+                        help="scores matched first and starting tracks (default 0.5)")
+    parser.add_argument("--track-low", type=fraction, default=0.1, metavar="S",
+                        help="from here to --track-high: matched second, to tracks seen in the last frame (default 0.1)")
+    parser.add_argument("--track-match", type=fraction, default=0.2, metavar="IOU",
+                        help="the least IoU of a track and a detection to match (default 0.2)")
+    parser.add_argument("--track-buffer", type=at_least(1), default=30, metavar="N",
+                        help="frames a lost track waits to be found again (default 30)")
+    parser.add_argument("--track-iou", choices=("box", "mask"), default="box",
+                        help="match by box IoU (default) or mask IoU (objects that share a box)")
+
+
+def tracker_from_args(args: argparse.Namespace):
+    """The :class:`~csrseg.tracking.TrackerConfig` of ``--track*``, or ``None`` without ``--track``."""
+    if not args.track:
+        return None
+    from csrseg.tracking import TrackerConfig
+
+    return TrackerConfig(high=args.track_high, low=args.track_low, match_iou=args.track_match,
+                         buffer=args.track_buffer, iou=args.track_iou)
+
+
+def add_streams(parser: argparse.ArgumentParser) -> None:
+    """``--watch`` and ``--max-frames``: endless sources (:mod:`csrseg.inference.streams`)."""
+    parser.add_argument("--watch", action="store_true",
+                        help="the one source is a folder: read its images, then each new one as it arrives, until "
+                             "--max-frames or Ctrl-C")
+    parser.add_argument("--max-frames", type=at_least(1), metavar="N",
+                        help="a camera, stream or --watch folder: stop after N frames (images); Ctrl-C stops too, "
+                             "outputs finished either way")

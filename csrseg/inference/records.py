@@ -71,13 +71,15 @@ def encode_masks(masks: np.ndarray | Tensor | MaskCrops) -> list[dict]:
     return [_json_rle(rle) for rle in rles]
 
 
-def instance_records(file_name: str, instances: list, **extra: object) -> list[dict]:
+def instance_records(file_name: str, instances: list, track_ids: list[int] | None = None, **extra: object) -> list[dict]:
     """COCO-style result rows (xywh ``bbox``, RLE ``segmentation``) for one image or video frame's
-    :class:`~csrseg.inference.predictor.Instance` list."""
+    :class:`~csrseg.inference.predictor.Instance` list; with ``track_ids`` (one per instance), each
+    row's ``track_id``."""
     rows = []
-    for inst in instances:
+    for k, inst in enumerate(instances):
         x0, y0, x1, y1 = inst.box
-        rows.append(dict(file_name=file_name, **extra, category_id=inst.category_id, category=inst.class_name,
+        tracked = {} if track_ids is None else {"track_id": int(track_ids[k])}
+        rows.append(dict(file_name=file_name, **extra, **tracked, category_id=inst.category_id, category=inst.class_name,
                          score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
                          segmentation=encode_crop(inst.crop, inst.origin, inst.image_size)))
     return rows
@@ -101,6 +103,10 @@ class RecordWriter:
         for row in rows:
             self._file.write((",\n" if self.count else "\n") + json.dumps(row))
             self.count += 1
+
+    def flush(self) -> None:
+        """What is written so far onto the disk (a stream's rows, frame by frame)."""
+        self._file.flush()
 
     def close(self) -> Path:
         self._file.write("\n]\n")

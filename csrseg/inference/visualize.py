@@ -44,11 +44,14 @@ def drawable_text(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont)
     return text
 
 
-def draw_predictions(image: np.ndarray, instances: Sequence, class_names: list[str]) -> Image.Image:
+def draw_predictions(image: np.ndarray, instances: Sequence, class_names: list[str],
+                     track_ids: Sequence[int] | None = None) -> Image.Image:
     """The overlay of :class:`~csrseg.inference.predictor.Instance` s on ``image`` ``(H, W, 3)`` uint8,
-    drawn from their crops."""
+    drawn from their crops; with ``track_ids`` (one per instance), each in its track's colour and
+    tagged ``#id``, so an object keeps its colour from frame to frame."""
     return draw_instances(image, [i.crop for i in instances], [i.label for i in instances],
-                          [i.score for i in instances], class_names, origins=[i.origin for i in instances])
+                          [i.score for i in instances], class_names, origins=[i.origin for i in instances],
+                          track_ids=track_ids)
 
 
 class Placed(NamedTuple):
@@ -83,36 +86,45 @@ def draw_instances(
     class_names: list[str],
     alpha: float = 0.45,
     origins: Sequence[tuple[int, int]] | None = None,
+    track_ids: Sequence[int] | None = None,
 ) -> Image.Image:
     """``image (H, W, 3)`` uint8 and masks -> overlay as a PIL image.
 
     ``masks``: ``(n, H, W)`` bool; or, with ``origins``, crops: ``masks[i]`` ``(h_i, w_i)`` bool with
     its top-left pixel at ``origins[i]`` ``(x0, y0)``, empty outside. ``scores``: drawn beside the
-    class names; ``None`` for ground truth (names only).
+    class names; ``None`` for ground truth (names only). ``track_ids``: colour by track, not by place
+    in the list, and ``#id`` before each name.
     """
     placed = [place(mask, origin) for mask, origin in zip(masks, origins or [(0, 0)] * len(masks))]
-    out = Image.fromarray(blend(image, placed, alpha))
-    draw_labels(out, [(p.x0, p.y0, i) for i, p in enumerate(placed) if p is not None], labels, scores, class_names)
+    colours = [instance_colour(k) for k in (track_ids if track_ids is not None else range(len(placed)))]
+    out = Image.fromarray(blend(image, placed, alpha, colours))
+    draw_labels(out, [(p.x0, p.y0, i) for i, p in enumerate(placed) if p is not None], labels, scores, class_names,
+                colours, track_ids)
     return out
 
 
 def draw_labels(out: Image.Image, anchors: list[tuple[int, int, int]], labels: list[int], scores: list[float] | None,
-                class_names: list[str]) -> None:
-    """Each instance's class (and score) on a tag of its colour just above its top-left ``(x, y)``:
+                class_names: list[str], colours: Sequence[tuple[int, int, int]] | None = None,
+                track_ids: Sequence[int] | None = None) -> None:
+    """Each instance's class (and score; ``#track`` first with ``track_ids``) on a tag of its colour
+    (``colours[i]``, default :func:`instance_colour` of ``i``) just above its top-left ``(x, y)``:
     ``anchors`` holds ``(x, y, i)`` for instance ``i``."""
     draw = ImageDraw.Draw(out)
     font = label_font()
     for x, y, i in anchors:
         name = class_names[labels[i]] if 0 <= labels[i] < len(class_names) else str(labels[i])
-        text = drawable_text(name if scores is None else f"{name} {scores[i]:.2f}", font)
+        text = name if scores is None else f"{name} {scores[i]:.2f}"
+        text = drawable_text(text if track_ids is None else f"#{track_ids[i]} {text}", font)
         left, top, right, bottom = draw.textbbox((x, y), text, font=font)
         y_text = max(0, y - (bottom - top) - 2)
-        draw.rectangle((x, y_text, x + (right - left) + 2, y_text + (bottom - top) + 2), fill=instance_colour(i))
+        draw.rectangle((x, y_text, x + (right - left) + 2, y_text + (bottom - top) + 2), fill=colours[i] if colours else instance_colour(i))
         draw.text((x + 1, y_text), text, fill=(0, 0, 0), font=font)
 
 
-def blend(image: np.ndarray, placed: list[Placed | None], alpha: float) -> np.ndarray:
-    """``image (H, W, 3)`` uint8 with each mask blended in its colour and outlined, in order -> uint8.
+def blend(image: np.ndarray, placed: list[Placed | None], alpha: float,
+          colours: Sequence[tuple[int, int, int]] | None = None) -> np.ndarray:
+    """``image (H, W, 3)`` uint8 with each mask blended in its colour (``colours[i]``, default
+    :func:`instance_colour` of ``i``) and outlined, in order -> uint8.
 
     The result of one float32 canvas of the whole image, every mask blended into it and every outline
     painted, rounded down at the end; worked a band of rows at a time, each mask over its box only,
@@ -121,7 +133,7 @@ def blend(image: np.ndarray, placed: list[Placed | None], alpha: float) -> np.nd
     out = np.array(image, dtype=np.uint8, copy=True)
     height, width = out.shape[:2]
     step = max(1, BAND_PIXELS // max(width, 1))
-    colours = [np.array(instance_colour(i), dtype=np.float32) for i in range(len(placed))]
+    colours = [np.array(c, dtype=np.float32) for c in (colours or [instance_colour(i) for i in range(len(placed))])]
     for top in range(0, height, step):
         bottom = min(top + step, height)
         inside = [(i, p) for i, p in enumerate(placed) if p is not None and p.y0 < bottom and p.y1 >= top]
