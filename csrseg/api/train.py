@@ -23,6 +23,7 @@ from csrseg.data.sources import DatasetSources, resolve_dataset
 from csrseg.data.splits import training_splits
 from csrseg.engine import distributed as du
 from csrseg.engine import preempt
+from csrseg.engine.budget import TimeBudget
 from csrseg.engine.hooks import RunLog, standard_hooks
 from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, output_lock, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
@@ -34,6 +35,23 @@ from csrseg.evaluation.hook import Evaluation, best_path
 logger = logging.getLogger("csrseg")
 
 DATASET_RECORD = "dataset.json"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run starts and reports, besides its config, data and folder (:func:`train`'s arguments of
+    the same names): what :func:`build_trainer` reads."""
+
+    resuming: bool = False
+    weights: str | Path | None = None
+    strict: bool = True
+    exist_ok: bool = False
+    train_split: str = "train"
+    val_split: str | None = "val"
+    checkpoint_interval: int = 0
+    log_interval: int = 10
+    progress: bool = True
+    hooks: tuple[Hook, ...] = ()
 
 
 @dataclass
@@ -75,33 +93,38 @@ def train(data: str | Path | DatasetSources | None = None, *, config: str | Conf
     # one owner per run folder, taken before the output check: two runs started a moment apart
     # cannot both find the folder empty (under DDP, rank 0 holds it for all)
     with output_lock(run_dir, "csrseg train") if env.is_main else contextlib.nullcontext():
-        trainer = build_trainer(cfg, sources, run_dir, env, bool(resume), weights, strict, exist_ok, train_split,
-                                val_split, checkpoint_interval, log_interval, progress, list(hooks))
+        options = RunOptions(resuming=bool(resume), weights=weights, strict=strict, exist_ok=exist_ok,
+                             train_split=train_split, val_split=val_split, checkpoint_interval=checkpoint_interval,
+                             log_interval=log_interval, progress=progress, hooks=tuple(hooks))
+        trainer = build_trainer(cfg, sources, run_dir=run_dir, env=env, options=options)
         state = preempt.preemptible(trainer.train)()
     best = best_path(run_dir)
     return TrainResult(run_dir, run_dir / "last.pt", best if best.is_file() else None, state.best_ap, state.iteration,
                        state.metrics)
 
 
-def build_trainer(cfg: Config, sources: DatasetSources, run_dir: Path, env: du.DistEnv, resuming: bool,
-                  weights: str | Path | None, strict: bool, exist_ok: bool, train_split: str, val_split: str | None,
-                  checkpoint_interval: int, log_interval: int, progress: bool, extra_hooks: list[Hook]) -> Trainer:
+def build_trainer(cfg: Config, sources: DatasetSources, *, run_dir: Path, env: du.DistEnv,
+                  options: RunOptions = RunOptions()) -> Trainer:
     """Everything a run starts from, in order: the output check, the data, the model (fresh, fine-tuned
-    or resumed), the run folder (config, dataset record, log) and the hooks."""
+    or resumed), the run folder (config, dataset record, log) and the hooks (the standard ones, the
+    evaluation, a :class:`~csrseg.engine.budget.TimeBudget` with ``train.time_hours``, then
+    ``options.hooks``)."""
+    o = options
+    resuming = o.resuming
     resume_cmd = f"csrseg train --resume {run_dir}"  # the run records its dataset: no --data needed
     replaced = [] if resuming else check_outputs(
-        run_dir, TRAIN_OUTPUTS, exist_ok, f"continue it with `{resume_cmd}`, replace it with --exist-ok, or choose another --out")
+        run_dir, TRAIN_OUTPUTS, o.exist_ok, f"continue it with `{resume_cmd}`, replace it with --exist-ok, or choose another --out")
     torch.manual_seed(cfg.train.seed)
-    train_ds, val_ds = training_splits(sources, cfg.input, cfg.train.seed, train_split, val_split)
+    train_ds, val_ds = training_splits(sources, cfg.input, cfg.train.seed, o.train_split, o.val_split)
     if cfg.model.num_classes != len(train_ds.cat_ids):
         logger.info("num_classes set to %d from %s", len(train_ds.cat_ids), train_ds.index.path)
         cfg = with_num_classes(cfg, len(train_ds.cat_ids))
     for what, count in train_ds.index.warnings.items():
         logger.warning("%s: %d %s", train_ds.index.path, count, what)
 
-    start = prepare(cfg, env, run_dir / "last.pt", resuming, weights, strict)
+    start = prepare(cfg, env, run_dir / "last.pt", resuming, o.weights, o.strict)
     logger.info("precision: %s", start.precision.describe())
-    log = RunLog(run_dir, log_interval, env.is_main)
+    log = RunLog(run_dir, o.log_interval, env.is_main)
     if resuming:
         log.truncate_after(start.state.iteration, start.state.epoch)
     elif env.is_main:
@@ -118,11 +141,13 @@ def build_trainer(cfg: Config, sources: DatasetSources, run_dir: Path, env: du.D
 
     identity = dict(config=to_dict(cfg), classes=train_ds.class_names, cat_ids=train_ds.cat_ids)
     saved = start.state.iteration if resuming else None
-    hooks, checkpointer = standard_hooks(run_dir, identity, progress, log, checkpoint_interval, saved)
+    hooks, checkpointer = standard_hooks(run_dir, identity, o.progress, log, o.checkpoint_interval, saved)
     if val_ds is not None:
         hooks.insert(hooks.index(checkpointer), Evaluation(val_ds, log, checkpointer, identity))
-    trainer = Trainer(cfg, start.model, start.optimizer, start.scaler, start.precision, train_ds, env, start.state,
-                      run_dir, hooks + extra_hooks, resume_cmd)
+    if cfg.train.time_hours > 0:
+        hooks.append(TimeBudget(cfg.train.time_hours * 3600))
+    trainer = Trainer(cfg, start, dataset=train_ds, env=env, run_dir=run_dir, hooks=[*hooks, *o.hooks],
+                      resume_cmd=resume_cmd)
     _warn_if_schedule_stretched(trainer, start.resumed_total)
     return trainer
 

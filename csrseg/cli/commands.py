@@ -32,7 +32,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     # a plain --data is resolved by train, after the config: a bad config is named first
     explicit = args.train_ann or args.train_images or args.val_ann or args.val_images
     data = sources_from_args(args) if explicit else args.data
-    result = train(data, config=args.config, out=args.out, overrides=args.overrides, device=args.device, resume=args.resume or False,
+    conveniences = [f"train.{key}={value}" for key, value in (("time_hours", args.time), ("ema", args.ema),
+                                                             ("patience", args.patience)) if value is not None]
+    result = train(data, config=args.config, out=args.out, overrides=[*args.overrides, *conveniences], device=args.device,
+                   resume=args.resume or False,
                    weights=args.weights, strict=args.strict, train_split=args.train_split,
                    val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
                    log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout)

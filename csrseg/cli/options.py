@@ -65,6 +65,17 @@ def at_least(low: int):
     return parse
 
 
+def above_zero(text: str) -> float:
+    """argparse type: a finite number above 0 (a duration)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
 def fraction(text: str) -> float:
     """argparse type: a number from 0 to 1 (a share, a score threshold)."""
     try:

@@ -11,6 +11,7 @@ from csrseg.api.export import FORMATS as EXPORT_FORMATS
 from csrseg.runtime.precision import CHOICES as PRECISIONS
 from csrseg.cli.options import (
     DATA_HELP,
+    above_zero,
     add_config_args,
     add_data_args,
     add_exist_ok,
@@ -81,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
     p.add_argument("--checkpoint-interval", type=at_least(0), default=0, help="also save last.pt every N iterations")
     p.add_argument("--log-interval", type=at_least(1), default=10, help="log.jsonl row every N iterations")
+    p.add_argument("--time", type=above_zero, metavar="HOURS", help="a time budget (train.time_hours): the lr follows "
+                   "half a cosine over it and the run ends when it is spent, or at its own end if that comes first")
+    p.add_argument("--ema", type=fraction, nargs="?", const=0.9998, metavar="DECAY",
+                   help="keep a moving average of the weights (train.ema; 0.9998 when no DECAY), evaluated and saved as the model")
+    p.add_argument("--patience", type=at_least(1), metavar="N",
+                   help="stop after N evaluations in a row without a better mask AP (train.patience)")
     add_exist_ok(p, "replace the run already in --out (its checkpoints and log wait in --out/replaced/ until the new run finishes)")
     p.set_defaults(func=commands.cmd_train)
 

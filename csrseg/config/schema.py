@@ -45,13 +45,22 @@ class TrainConfig:
     eval_interval: int = 1
     max_iters: int = 0  # >0 stops after this many iterations in total (quick runs, tests)
     max_bad_steps: int = 10  # consecutive non-finite losses before training stops
+    # exponential moving average of the weights (0: off; YOLO's 0.9998): evaluated and saved as the
+    # model; its decay ramps up over about ema_warmup steps (csrseg.engine.ema)
+    ema: float = 0.0
+    ema_warmup: int = 2000
+    patience: int = 0  # stop after this many evaluations in a row without a new best AP (0: never)
+    # a time budget (0: none; csrseg train --time): the lr follows half a cosine over the time and the
+    # run ends when it is spent, or at its own end, whichever comes first (csrseg.engine.budget)
+    time_hours: float = 0.0
 
     LIMITS: ClassVar[dict[str, Limit]] = dict(
         epochs=at_least(1), lr=above(0), weight_decay=at_least(0), backbone_lr_mult=at_least(0),
         schedule=one_of(*SCHEDULES), milestones=at_least(0), lr_gamma=at_least(0), warmup_iters=at_least(0),
         warmup_ratio=fraction(), clip_grad=at_least(0), batch_size=at_least(1), workers=at_least(0),
         precision=one_of(*PRECISIONS), seed=between(0, 2**32 - 1), eval_interval=at_least(1), max_iters=at_least(0),
-        max_bad_steps=at_least(1))  # seed: numpy's generators take 0 to 2**32 - 1
+        max_bad_steps=at_least(1), ema=Limit(low=0, high=1, high_open=True), ema_warmup=at_least(0),
+        patience=at_least(0), time_hours=at_least(0))  # seed: numpy's generators take 0 to 2**32 - 1
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,12 @@ class TrainedModel:
     metrics: dict[str, float]
 
 
+def trained_weights(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint hands out as its model: the moving average where the run kept one
+    (``last.pt``'s ``ema``, ``train.ema``), else ``model``. A resume reads ``model``, the raw weights."""
+    return ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+
+
 def load_trained_model(weights: str | Path, device: torch.device | str = "cpu") -> TrainedModel:
     """The network of a csrseg checkpoint (``.pt``) or ``.safetensors``, every weight from the file, as
     it was trained (nothing folded or converted): what export and inference start from."""
@@ -216,5 +222,5 @@ def load_trained_model(weights: str | Path, device: torch.device | str = "cpu") 
     class_names = list(ckpt.get("classes") or [str(i) for i in range(cfg.model.num_classes)])
     cat_ids = list(ckpt.get("cat_ids") or range(1, cfg.model.num_classes + 1))
     model = build_model(without_pretrained(cfg))  # every weight comes from the checkpoint
-    load_model_state(model, ckpt["model"], strict=True, source=str(weights))
+    load_model_state(model, trained_weights(ckpt), strict=True, source=str(weights))
     return TrainedModel(model.to(device).eval(), cfg, class_names, cat_ids, dict(ckpt.get("metrics") or {}))

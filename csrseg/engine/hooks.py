@@ -61,6 +61,15 @@ class NonFiniteGuard(Hook):
                                      f"ids {ids}); the last good checkpoint is {self.last_path}")
 
 
+class EMAUpdate(Hook):
+    """After each step that made an update (a skipped non-finite step made none), the weights' moving
+    average (:class:`~csrseg.engine.ema.ModelEMA`, ``train.ema``) follows."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        if trainer.ema is not None and not trainer.skipped:
+            trainer.ema.update(trainer.model)
+
+
 class Progress(Hook):
     """A progress bar per epoch (rank 0) and, after ``2 * ETA_AFTER`` steps, the time training will take."""
 
@@ -221,7 +230,7 @@ def standard_hooks(run_dir: Path, identity: dict[str, Any], progress: bool, log:
     the log and the checkpointer (its metrics go into ``last.pt``): the caller inserts it there."""
     last = run_dir / "last.pt"
     checkpointer = Checkpointer(last, identity, checkpoint_interval, saved_iteration)
-    hooks: list[Hook] = [LRSchedule(), NonFiniteGuard(last), Progress(progress), log]
+    hooks: list[Hook] = [LRSchedule(), NonFiniteGuard(last), EMAUpdate(), Progress(progress), log]
     return hooks + [checkpointer, Preemption(checkpointer), ReplacedRunCleanup()], checkpointer
 
 

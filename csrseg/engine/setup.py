@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,8 +13,9 @@ from torch import nn
 
 from csrseg.config import Config, to_dict, without_pretrained
 from csrseg.engine import distributed as du
-from csrseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
-from csrseg.engine.trainer import RunState, build_optimizer
+from csrseg.engine.checkpoint import CheckpointError, load_checkpoint, load_model_state, trained_weights
+from csrseg.engine.ema import ModelEMA
+from csrseg.engine.trainer import RunState, Start, build_optimizer
 from csrseg.models import build_model
 from csrseg.models.backbones import describe_weights
 from csrseg.runtime.cpu import keep_freed_memory
@@ -24,23 +24,11 @@ from csrseg.runtime.precision import Precision, ProbeCache, probe_times, resolve
 logger = logging.getLogger("csrseg")
 
 
-@dataclass
-class Start:
-    """A run's starting point: the network, its optimiser and loss scaler, the precision it trains in
-    and where the run is (a fresh state, or the one ``last.pt`` held)."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    precision: Precision
-    state: RunState
-    resumed_total: int  # the run length a resumed run was started with (0: not recorded, or a new run)
-
-
 def prepare(cfg: Config, env: du.DistEnv, last_path: Path, resume: bool, init_weights: str | Path | None = None,
             strict: bool = True) -> Start:
-    """Build the model and optimiser of ``cfg`` on ``env.device``; with ``resume`` load ``last_path``
-    whole (weights, optimiser, scaler, state, RNG); else with ``init_weights`` start from that
+    """Build the model and optimiser of ``cfg`` on ``env.device`` (and the weights' moving average with
+    ``train.ema``); with ``resume`` load ``last_path`` whole (weights, average, optimiser, scaler, state,
+    RNG); else with ``init_weights`` start from that
     checkpoint's weights (``strict=False``: those that fit)."""
     resuming = resume and last_path.is_file()
     if resume and not resuming:
@@ -55,7 +43,7 @@ def prepare(cfg: Config, env: du.DistEnv, last_path: Path, resume: bool, init_we
         keep_freed_memory()  # fewer page faults per step (benchmarks/RESULTS.md, "Demo on an ordinary CPU")
     if init_weights and not resuming:
         ckpt = load_checkpoint(init_weights)
-        skipped = load_model_state(model, ckpt["model"], strict=strict, source=str(init_weights))
+        skipped = load_model_state(model, trained_weights(ckpt), strict=strict, source=str(init_weights))
         if skipped:
             logger.warning("%s: %d tensors did not fit and were re-initialised (e.g. %s)", init_weights, len(skipped), skipped[0])
     if cfg.model.backbone.norm == "bn" and env.enabled and env.device.type == "cuda":
@@ -65,6 +53,7 @@ def prepare(cfg: Config, env: du.DistEnv, last_path: Path, resume: bool, init_we
     precision = training_precision(cfg, model, env, recorded=ckpt.get("precision") if ckpt else None)
     scaler = torch.amp.GradScaler("cuda", enabled=precision.loss_scaling(env.device))
     state, resumed_total = RunState(), 0
+    ema = ModelEMA(model, cfg.train.ema, cfg.train.ema_warmup) if cfg.train.ema > 0 else None
     if ckpt is not None:
         load_model_state(model, ckpt["model"], strict=True, source=str(last_path))
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -72,9 +61,13 @@ def prepare(cfg: Config, env: du.DistEnv, last_path: Path, resume: bool, init_we
             scaler.load_state_dict(ckpt["scaler"])
         state = RunState.from_checkpoint(ckpt)
         resumed_total = state.total_iters
+        if ema is not None:  # a run that turns the average on when resumed starts it from the weights it has
+            ema = ModelEMA(model, cfg.train.ema, cfg.train.ema_warmup)
+            if "ema" in ckpt:
+                ema.load(ckpt["ema"], int(ckpt.get("ema_updates", 0)))
         torch.set_rng_state(ckpt["rng"]["torch"])
         logger.info("resumed %s at epoch %d, iteration %d", last_path, state.epoch + 1, state.iteration)
-    return Start(model, optimizer, scaler, precision, state, resumed_total)
+    return Start(model, optimizer, scaler, precision, state, resumed_total, ema)
 
 
 def training_precision(cfg: Config, model: nn.Module, env: du.DistEnv, recorded: str | None = None) -> Precision:

@@ -34,6 +34,7 @@ from csrseg.config import Config, ConfigError
 from csrseg.data import CocoInstances, collate
 from csrseg.engine import distributed as du
 from csrseg.engine import preempt
+from csrseg.engine.ema import ModelEMA
 from csrseg.errors import CsrsegError
 from csrseg.runtime.precision import Precision
 
@@ -46,7 +47,7 @@ class NonFiniteLossError(CsrsegError, RuntimeError):
 class RunState:
     """Where a run is. ``epoch``: epochs finished; ``step_in_epoch``: steps done in the current one;
     ``iteration``: steps done in all; ``total_iters``: the run's length; ``best_ap``/``metrics``: the
-    best and the last evaluation; ``finished``: the run has reached its end."""
+    best and the last evaluation; ``finished``: the run has reached its end (or stopped early)."""
 
     epoch: int = 0
     step_in_epoch: int = 0
@@ -55,6 +56,8 @@ class RunState:
     best_ap: float = -1.0
     metrics: dict[str, float] = field(default_factory=dict)
     finished: bool = False
+    evals_since_best: int = 0  # evaluations in a row without a new best AP (train.patience)
+    seconds: float = 0.0  # training time spent, across resumes (train --time)
 
     def state_dict(self) -> dict[str, Any]:
         """As ``last.pt`` stores it (``step`` is ``step_in_epoch``, the key checkpoints have always used)."""
@@ -66,7 +69,8 @@ class RunState:
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> RunState:
         return cls(epoch=ckpt["epoch"], step_in_epoch=ckpt["step"], iteration=ckpt["iteration"],
                    total_iters=ckpt.get("total_iters", 0), best_ap=ckpt["best_ap"], metrics=ckpt.get("metrics", {}),
-                   finished=bool(ckpt.get("finished", False)))
+                   finished=bool(ckpt.get("finished", False)), evals_since_best=int(ckpt.get("evals_since_best", 0)),
+                   seconds=float(ckpt.get("seconds", 0.0)))
 
 
 class Hook:
@@ -84,6 +88,11 @@ class Hook:
     def after_epoch(self, trainer: Trainer) -> None: ...
 
     def after_train(self, trainer: Trainer) -> None: ...
+
+
+def out_of_patience(state: RunState, patience: int) -> bool:
+    """Whether ``patience`` evaluations in a row (0: never) have passed without a new best AP."""
+    return patience > 0 and state.evals_since_best >= patience
 
 
 def epoch_batches(num_samples: int, epoch: int, cfg: Config, env: du.DistEnv) -> list[list[int]]:
@@ -108,20 +117,36 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
-class Trainer:
-    """Trains ``model`` on ``dataset`` from ``state`` on, calling ``hooks`` at fixed points.
+@dataclass
+class Start:
+    """A run's starting point: the network, its optimiser and loss scaler, the precision it trains in,
+    where the run is (a fresh state, or the one ``last.pt`` held) and the weights' moving average
+    (``train.ema``; ``None`` when off)."""
 
-    ``model`` is the plain network (:class:`csrseg.models.CSRSeg`); under DDP the trainer wraps it.
-    ``run_dir``: where the hooks write; ``resume_cmd``: the command that continues this run, for
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    precision: Precision
+    state: RunState
+    resumed_total: int = 0  # the run length a resumed run was started with (0: not recorded, or a new run)
+    ema: ModelEMA | None = None
+
+
+class Trainer:
+    """Trains ``start.model`` on ``dataset`` from ``start.state`` on, calling ``hooks`` at fixed points.
+
+    ``start.model`` is the plain network (:class:`csrseg.models.CSRSeg`); under DDP the trainer wraps
+    it. ``run_dir``: where the hooks write; ``resume_cmd``: the command that continues this run, for
     messages that tell the user how to go on.
     """
 
-    def __init__(self, cfg: Config, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 precision: Precision, dataset: CocoInstances, env: du.DistEnv, state: RunState, run_dir: Path,
+    def __init__(self, cfg: Config, start: Start, *, dataset: CocoInstances, env: du.DistEnv, run_dir: Path,
                  hooks: list[Hook], resume_cmd: str = "") -> None:
-        self.cfg, self.model, self.optimizer, self.scaler, self.precision = cfg, model, optimizer, scaler, precision
-        self.dataset, self.env, self.state, self.run_dir, self.resume_cmd = dataset, env, state, Path(run_dir), resume_cmd
+        self.cfg, self.model, self.optimizer, self.scaler = cfg, start.model, start.optimizer, start.scaler
+        self.precision, self.state, self.ema = start.precision, start.state, start.ema
+        self.dataset, self.env, self.run_dir, self.resume_cmd = dataset, env, Path(run_dir), resume_cmd
         self.hooks = list(hooks)
+        model, state = self.model, self.state
         self.ddp_model: nn.Module = model
         if env.enabled:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -130,11 +155,18 @@ class Trainer:
         state.total_iters = self.iters_per_epoch * cfg.train.epochs
         if cfg.train.max_iters:
             state.total_iters = min(state.total_iters, cfg.train.max_iters)
-        # a resumed run goes on as long as the (possibly extended) schedule has iterations left
-        state.finished = state.iteration >= state.total_iters or state.epoch >= cfg.train.epochs
+        # a resumed run goes on as long as the (possibly extended) schedule has iterations left, and
+        # one stopped early goes on where its patience was raised
+        state.finished = state.iteration >= state.total_iters or state.epoch >= cfg.train.epochs \
+            or out_of_patience(state, cfg.train.patience)
         self.losses: dict[str, float] = {}  # the last step's loss terms
         self.skipped = False  # the last step's loss was not finite: no update was made
         self.batch_ids: list[int] = []  # image ids of the last step's batch
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What the run evaluates and saves as its model: the weights' moving average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _call(self, event: str) -> None:
         for hook in self.hooks:
@@ -202,9 +234,10 @@ class Trainer:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """What ``last.pt`` holds besides the run's identity: weights, optimiser, scaler, state, RNG."""
+        ema = dict(ema=self.ema.state_dict(), ema_updates=self.ema.updates) if self.ema is not None else {}
         return dict(model=self.model.state_dict(), optimizer=self.optimizer.state_dict(),
                     scaler=self.scaler.state_dict(), rng=dict(torch=torch.get_rng_state()), precision=self.precision.name,
-                    **self.state.state_dict())
+                    **ema, **self.state.state_dict())
 
 
 def _all_finite(loss: torch.Tensor) -> bool:

@@ -18,7 +18,7 @@ from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.hooks import Checkpointer, RunLog, duration
-from csrseg.engine.trainer import Hook, Trainer
+from csrseg.engine.trainer import Hook, Trainer, out_of_patience
 from csrseg.evaluation.coco import coco_mask_ap, run_inference, run_image_inference, write_results
 from csrseg.inference.predictor import Predictor
 from csrseg.inference.tiling import TiledPredictor, Tiling, model_tile
@@ -82,7 +82,7 @@ class Evaluation(Hook):
             return
         tic = time.perf_counter()
         precision = trainer.precision if env.device.type == "cuda" else Precision("fp32", "evaluation")
-        metrics, results = evaluate_model(trainer.model, self.dataset, cfg, env, precision)
+        metrics, results = evaluate_model(trainer.eval_model, self.dataset, cfg, env, precision)
         state.metrics = metrics
         last_epoch = -(-state.total_iters // trainer.iters_per_epoch)
         still_to_come = evaluations_left(state.epoch, last_epoch, cfg.train.eval_interval)
@@ -92,6 +92,16 @@ class Evaluation(Hook):
             logger.info("evaluation took %s: the %d still to come add about %s", duration(seconds), still_to_come,
                         duration(seconds * still_to_come))
         self.evaluated_once = True
+        # every process keeps the same record (the metrics are broadcast): all stop early together
+        improved = metrics["AP"] > state.best_ap
+        if improved:
+            state.best_ap, state.evals_since_best = metrics["AP"], 0
+        else:
+            state.evals_since_best += 1
+        if out_of_patience(state, cfg.train.patience) and not state.finished:
+            state.finished = True  # the loop ends after this epoch; last.pt records the stop
+            logger.info("stopping early: %d evaluations without a better mask AP than %.1f (train.patience=%d)",
+                        state.evals_since_best, state.best_ap, cfg.train.patience)
         if not env.is_main:
             return
         self.log.write(dict(type="eval", epoch=state.epoch, iter=state.iteration, **metrics))
@@ -101,9 +111,8 @@ class Evaluation(Hook):
         where = (f"epoch {state.epoch}" if state.step_in_epoch == 0
                  else f"iteration {state.iteration} (epoch {state.epoch + 1}, partial)")
         logger.info("%s: mask AP %.1f (AP50 %.1f, AP75 %.1f)", where, metrics["AP"], metrics["AP50"], metrics["AP75"])
-        if metrics["AP"] > state.best_ap:
-            state.best_ap = metrics["AP"]
-            best = dict(model=trainer.model.state_dict(), **self.identity, metrics=metrics, epoch=state.epoch,
+        if improved:
+            best = dict(model=trainer.eval_model.state_dict(), **self.identity, metrics=metrics, epoch=state.epoch,
                         iteration=state.iteration)
             atomic_save(best, best_path(trainer.run_dir), if_failed=self.checkpointer.if_failed(trainer))
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,7 +33,7 @@ from csrseg.config import Config, load_config
 from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
 from csrseg.data.transforms import Transform
-from csrseg.engine.hooks import duration
+from csrseg.engine.budget import TimeBudget
 from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, next_run_dir
 from csrseg.engine.setup import decide_precision
 from csrseg.engine.trainer import Hook, Trainer
@@ -60,45 +58,6 @@ SHORT_LR = 3e-3  # a budget of about a thousand steps takes a higher peak than t
 # 4x the steps of ResNet-18 in the same time, and learning more per minute for it (RESULTS.md)
 SHORT_NETWORK = ["model.backbone.arch=mobilenet_v3_small", "model.neck.channels=64", "model.neck.csr_channels=64",
                  "model.head.feat_channels=64", "model.head.kernel_dim=64", "model.head.stacked_convs=2"]
-
-
-class TimeBudget(Hook):
-    """Fits a run into ``seconds`` of training, whatever the machine computes in them: after the warm-up
-    the lr follows half a cosine over the budget (to ``train.lr_gamma`` of the peak), and the run ends
-    at the first step past the time. The budget is the time or the run's own iterations, whichever
-    runs out first: a machine that finishes the iterations early (a GPU, a fast CPU) still gets the
-    whole decay.
-
-    Runs after the standard hooks: the lr it sets replaces the iteration-based schedule's.
-    """
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.seconds, self.clock, self.start = seconds, clock, 0.0
-        self.state, self.total_iters = None, 0
-
-    def before_train(self, trainer: Trainer) -> None:
-        self.start = self.clock()
-        self.state, self.total_iters = trainer.state, trainer.state.total_iters
-        logger.info("training for %s (the time budget), at most %d iterations: the estimate below is for all of them",
-                    duration(self.seconds), trainer.state.total_iters)
-
-    def progress(self) -> float:
-        """The share of the budget spent, 0 to 1: of the time or of the iterations, the larger."""
-        iterations = self.state.iteration / self.total_iters if self.state is not None and self.total_iters else 0.0
-        return min(1.0, max((self.clock() - self.start) / self.seconds, iterations))
-
-    def before_step(self, trainer: Trainer) -> None:
-        cfg, state = trainer.cfg.train, trainer.state
-        if state.iteration < cfg.warmup_iters:
-            return  # the standard warm-up
-        factor = cfg.lr_gamma + (1 - cfg.lr_gamma) * 0.5 * (1 + math.cos(math.pi * self.progress()))
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-
-    def after_step(self, trainer: Trainer) -> None:
-        if self.progress() >= 1.0 and trainer.state.iteration < trainer.state.total_iters:
-            trainer.state.total_iters = trainer.state.iteration  # the loop ends here, evaluation follows
-            logger.info("the %s training budget is spent at iteration %d", duration(self.seconds), trainer.state.iteration)
 
 
 class ProgressiveSize(Hook):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from csrseg.data.sources import resolve_dataset
 from csrseg.data.splits import training_splits
-from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state
+from csrseg.engine.checkpoint import config_from_checkpoint, load_checkpoint, load_model_state, trained_weights
 from csrseg.errors import CsrsegError
 from csrseg.evaluation.diagnostics import instance_stats, kernel_stats
 from csrseg.models import build_model
@@ -34,7 +34,7 @@ def run_diagnostics(run_dir: str | Path, data: str | Path, images: int = DIAGNOS
         gt = json.loads(Path(val_set.index.path).read_text())
         stats.update(instance_stats(gt, json.loads(results_path.read_text())))
     model = build_model(without_pretrained(cfg))
-    load_model_state(model, ckpt["model"], source=str(ckpt_path))
+    load_model_state(model, trained_weights(ckpt), source=str(ckpt_path))
     if val_set is not None:
         stats.update(kernel_stats(model, train_set, val_set, len(train_set.cat_ids), images=images,
                                   size_divisor=cfg.input.size_divisor))

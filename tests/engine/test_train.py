@@ -51,7 +51,7 @@ def test_smooth_schedules_decay_from_the_peak_to_lr_gamma_over_the_run():
 
 
 def test_an_unknown_schedule_is_a_config_error():
-    with pytest.raises(ConfigError, match="train.schedule='poly'"):
+    with pytest.raises(ConfigError, match="train.schedule must be one of step, cosine, linear, got 'poly'"):
         load_config("demo", ["train.schedule=poly"])
 
 
