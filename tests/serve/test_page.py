@@ -69,7 +69,5 @@ def test_the_page_uploads_an_image_draws_and_lists_its_instances(browser, weight
         bad.write_text("not an image at all")
         browser.choose_file("#file", bad)
         assert browser.wait_for("document.body.dataset.rendered") == "error"
-        status = browser.evaluate("document.getElementById('status')")
         text = browser.evaluate("document.getElementById('status').textContent")
         assert "notes.png: not an image" in text and browser.evaluate("document.getElementById('status').className") == "error"
-        del status
