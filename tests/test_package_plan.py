@@ -2,7 +2,7 @@
 no modules import each other in a circle (imports inside functions included).
 
 Folders from the bottom up: ``errors``/``limits``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
--> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``cli``. A newcomer finds a
+-> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``serve`` -> ``cli``. A newcomer finds a
 stage by its folder, and a change low in the house never has to know what stands above it.
 """
 
@@ -25,7 +25,11 @@ BELOW = {
     "deploy": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
     "api": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
     "tools": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
-    "cli": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api", "tools"},
+    # the HTTP server (issue 35): the API's predictors behind a web stack, below the CLI that starts it
+    "serve": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
+              "tools"},
+    "cli": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
+            "tools", "serve"},
 }
 # tracking (identities across video frames) stands on errors alone; inference and every folder above it use it
 BELOW["tracking"] = {"errors"}

@@ -154,3 +154,17 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise CsrsegError(f"--minutes {args.minutes}: must be above 0")
     print(run_demo(args.out, quick=args.quick, images=args.images, device=args.device, overrides=args.overrides,
                    exist_ok=args.exist_ok, full=args.full, minutes=args.minutes or SHORT_MINUTES))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from csrseg.serve.options import ServeOptions
+    from csrseg.serve.server import prepare
+
+    options = ServeOptions(weights=args.weights, onnx=args.onnx, openvino=args.openvino, device=args.device,
+                           precision=args.precision, score_thr=args.score_thr, tile=args.tile, overlap=args.overlap,
+                           classes=args.classes, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                           max_bytes=args.max_bytes, max_pixels=args.max_pixels, data=args.data, layout=args.layout,
+                           compiled=args.compile)
+    server = prepare(options, host=args.host, port=args.port, workers=args.workers)
+    print(server.describe(), flush=True)
+    server.run()

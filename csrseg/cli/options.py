@@ -76,6 +76,30 @@ def above_zero(text: str) -> float:
     return value
 
 
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 1 to 65535."""
+    value = at_least(1)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, got {value}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    """argparse type: a number of 0 or more (a wait in milliseconds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def names(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated names (``cat,dog``), blanks dropped."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def fraction(text: str) -> float:
     """argparse type: a number from 0 to 1 (a share, a score threshold)."""
     try:

@@ -23,6 +23,9 @@ from csrseg.cli.options import (
     boolean,
     device,
     fraction,
+    names,
+    non_negative,
+    port_number,
 )
 
 PRECISION_CHOICES = PRECISIONS
@@ -224,4 +227,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     add_exist_ok(p, "replace the demo already in --out")
     p.set_defaults(func=commands.cmd_demo)
+
+    add_serve(sub)
     return parser
+
+
+def add_serve(sub) -> None:
+    """``csrseg serve``: a model over HTTP (:mod:`csrseg.serve`)."""
+    from csrseg.serve.options import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
+
+    p = sub.add_parser("serve", help="a model over HTTP: POST /predict, a page at /, batching (needs the [serve] extra)")
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="an ONNX model written by csrseg export (fp32 or --int8), run by onnxruntime")
+    p.add_argument("--openvino", metavar="MODEL.xml", help=OPENVINO_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=port_number, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--workers", type=at_least(1), default=1, metavar="N",
+                   help="N server processes, each with its own model and a share of the cores (default 1)")
+    p.add_argument("--max-batch", type=at_least(1), default=8, metavar="N",
+                   help="concurrent requests gathered into one network pass of up to N images (default 8)")
+    p.add_argument("--max-wait-ms", type=non_negative, default=10.0, metavar="MS",
+                   help="how long a batch waits for company after its first image (default 10)")
+    p.add_argument("--max-bytes", type=at_least(1), default=DEFAULT_MAX_BYTES, metavar="N",
+                   help=f"the largest upload, in bytes (default {DEFAULT_MAX_BYTES}; larger: 413)")
+    p.add_argument("--max-pixels", type=at_least(1), default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"the largest image, width x height (default {DEFAULT_MAX_PIXELS}, Pillow's bomb limit; larger: 413)")
+    p.add_argument("--score-thr", type=fraction, default=0.3, help="default threshold of a request (default 0.3; "
+                   "query score_thr=)")
+    p.add_argument("--classes", type=names, default=(), metavar="A,B",
+                   help="only these classes, by name, unless a request asks otherwise (query classes=)")
+    p.add_argument("--data", help="take the class names from this dataset (folder or YAML), by category id")
+    add_layout(p)
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    p.add_argument("--device", type=device)
+    add_tiling(p)
+    p.set_defaults(func=commands.cmd_serve)
