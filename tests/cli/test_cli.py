@@ -35,7 +35,7 @@ def test_info_counts_knets_trainable_parameters_apart_from_frozen_ones(capsys):
         (["train", "--config", "nope", "--data", "."], "unknown config 'nope'"),
         (["train", "--config", "demo", "--data", "/no/such/dir"], "/no/such/dir: dataset folder not found"),
         (["eval", "--weights", "/no/such.pt", "--data", "."], "/no/such.pt: checkpoint not found"),
-        (["info", "--set", "model.neck.upsample=bicubic"], "neck.upsample='bicubic'"),
+        (["info", "--set", "model.neck.upsample=bicubic"], "model.neck.upsample must be one of d2s, nearest, got 'bicubic'"),
         (["predict", "x.png"], "one of --weights"),
     ],
 )

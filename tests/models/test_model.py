@@ -93,5 +93,5 @@ def test_mask_branch_output_is_solov2s_conv_gn_relu_or_a_plain_conv():
     x = torch.randn(1, 128, 4, 4)
     with torch.no_grad():
         assert (solov2(x) >= 0).all() and (plain(x) < 0).any()  # only SOLOv2's ends in a ReLU
-    with pytest.raises(ConfigError, match="model.head.mask_targets='hard'"):
-        build_model(load_config("demo", ["model.head.mask_targets=hard"]))
+    with pytest.raises(ConfigError, match="model.head.mask_targets must be one of binary, soft, got 'hard'"):
+        load_config("demo", ["model.head.mask_targets=hard"])  # refused at the door, before any model is built

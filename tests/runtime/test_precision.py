@@ -17,7 +17,7 @@ def test_a_named_precision_is_taken_as_asked_on_any_device():
     assert resolve("fp16", "cuda").loss_scaling("cuda") and not resolve("bf16", "cuda").loss_scaling("cuda")
     with pytest.raises(ConfigError, match="precision='tf32': choose one of auto, fp32, bf16, fp16"):
         resolve("tf32", "cpu")
-    with pytest.raises(ConfigError, match="train.precision='half'"):
+    with pytest.raises(ConfigError, match="train.precision must be one of auto, fp32, bf16, fp16, got 'half'"):
         load_config("demo", ["train.precision=half"])
 
 

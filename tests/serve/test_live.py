@@ -13,7 +13,7 @@ import numpy as np
 
 from csrseg.serve import app
 from tests.serve.conftest import LiveServer, encoded
-from tests.serve.test_model import StubPredictor
+from tests.serve.test_serve_model import StubPredictor
 
 
 def _post(port: int, body: bytes, path: str = "/predict") -> tuple[int, dict]:
