@@ -55,10 +55,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = evaluate(model, data=args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
                       precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
-                      overlap=args.overlap, compiled=args.compile)
+                      overlap=args.overlap, compiled=args.compile, plots=not args.no_plots, evaluator=args.evaluator,
+                      confusion_score_thr=args.confusion_score_thr)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
-          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
+          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}"
+          + (f"; curves and confusion matrix: {report['pictures']['pr_mask']} ..." if "pictures" in report else ""))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

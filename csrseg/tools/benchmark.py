@@ -437,7 +437,8 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
         runs.append((tmp_dir / "checkpoint_int8.xml", "OpenVINO INT8", "fp32", True))
     models = []
     for path, kind, precision, quantized in runs:
-        report = evaluate(path, data=data, precision=precision, out=tmp_dir / f"{path.stem}_{precision}_results.json")
+        report = evaluate(path, data=data, precision=precision, out=tmp_dir / f"{path.stem}_{precision}_results.json",
+                          plots=False)
         models.append(CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
                                       report["mask"]["AP"], precision, quantized))
     return models
