@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                    resume=args.resume or False,
                    weights=args.weights, strict=args.strict, train_split=args.train_split,
                    val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
-                   log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout)
+                   log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout, loggers=args.logger)
     if result.metrics:
         print(format_table(result.metrics))
     print(f"run folder: {result.run_dir}  (last: {result.last.name}, best: {result.best.name if result.best else '-'}, "

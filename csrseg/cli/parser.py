@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
+    p.add_argument("--logger", metavar="NAMES", help="comma-separated: tensorboard (written whenever installed; naming it "
+                   "makes it required), wandb, mlflow (the [wandb] / [mlflow] extras), each fed the rows of log.jsonl")
     p.add_argument("--checkpoint-interval", type=at_least(0), default=0, help="also save last.pt every N iterations")
     p.add_argument("--log-interval", type=at_least(1), default=10, help="log.jsonl row every N iterations")
     p.add_argument("--time", type=above_zero, metavar="HOURS", help="a time budget (train.time_hours): the lr follows "
