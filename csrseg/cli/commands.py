@@ -60,7 +60,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
           f"COCO results JSON: {report['results']}; metrics: {report['metrics']}"
-          + (f"; curves and confusion matrix: {report['pictures']['pr_mask']} ..." if "pictures" in report else ""))
+          + (f"; pictures: {report['results'].removesuffix('.json')}.{{pr_mask,pr_box,confusion}}.png (data: "
+             ".pr_curves.json, .confusion.json)" if "pictures" in report else ""))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
