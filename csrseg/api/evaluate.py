@@ -34,7 +34,8 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
              ann: str | Path | None = None, images: str | Path | None = None, out: str | Path | None = None,
              device: str | None = None, batch: int = 2, workers: int = 0, progress: bool = False,
              precision: str = "fp32", exist_ok: bool = False, layout: str | None = None, tile: int | None = None,
-             overlap: float = 0.25, compiled: bool = False) -> dict:
+             overlap: float = 0.25, compiled: bool = False, plots: bool = True, evaluator: str = "auto",
+             confusion_score_thr: float = 0.3) -> dict:
     """Mask and box AP, overall and per class, of ``weights`` on a split of ``data`` (or on the
     annotation file ``ann``); see :func:`csrseg.evaluation.coco.detailed_metrics`.
 
@@ -49,18 +50,28 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
     ``tile``: sliced inference, each image cut into ``tile`` px tiles overlapping by ``overlap`` and
     merged with the whole image (:mod:`csrseg.inference.tiling`), for either kind of model; a model trained on crops
     (``input.crop``) is always sliced, in tiles of its crop unless ``tile`` says otherwise.
+    ``plots``: also the precision-recall curves and the confusion matrix (at mask IoU 0.5 and
+    ``confusion_score_thr``) beside the report, as PNG and JSON (:mod:`csrseg.evaluation.pictures`;
+    the report's ``pictures`` lists them). ``evaluator``: ``pycocotools``, ``faster``
+    (faster-coco-eval, the ``[fasteval]`` extra) or ``auto`` (faster where installed).
     """
     from torch.utils.data import DataLoader
 
     from csrseg.data import CocoInstances, Transform, collate
-    from csrseg.evaluation.coco import detailed_metrics, run_image_inference, run_inference, write_results
+    from csrseg.evaluation.backends import resolve_evaluator
+    from csrseg.evaluation.coco import report_of, run_image_inference, run_inference, score_results, write_results
+    from csrseg.evaluation.pictures import check_confusion_options, picture_paths, write_pictures
     from csrseg.inference.runtimes import is_exported, open_exported
     from csrseg.inference.predictor import Predictor
     from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
 
+    evaluator = resolve_evaluator(evaluator)  # a missing faster-coco-eval is said before the inference
+    check_confusion_options(confusion_score_thr, 0.5)
     if out:  # an explicit out is the caller's file: never replaced unasked (the default one is eval's own)
         check_output_file(out, exist_ok, (".json",), "COCO results (JSON)")
         check_output_file(report_path(Path(out)), exist_ok)  # the report written beside it
+        for picture in picture_paths(Path(out)).values() if plots else ():
+            check_output_file(picture, exist_ok)
     if tile is not None:
         check_tiling(tile, overlap)
     if ann and not Path(ann).is_file():
@@ -98,7 +109,12 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
                                 collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
             results, seen = run_inference(predictor, loader, progress=progress)
         write_results(results, results_path)
-        report = detailed_metrics(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)))
+        scored = score_results(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)),
+                               evaluator=evaluator)
+        report = report_of(scored)
+        if plots:
+            pictures = write_pictures(scored, results_path, score_thr=confusion_score_thr)
+            report["pictures"] = {what: str(path) for what, path in pictures.items()}
         metrics_path = report_path(results_path)
         metrics_path.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
         return dict(report, annotations=str(files.annotations), images=len(seen), predictions=len(results),

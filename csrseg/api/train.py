@@ -25,6 +25,7 @@ from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.budget import TimeBudget
 from csrseg.engine.hooks import RunLog, standard_hooks
+from csrseg.engine.loggers import logger_hooks
 from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, output_lock, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.setup import prepare, with_num_classes
@@ -69,7 +70,7 @@ def train(data: str | Path | DatasetSources | None = None, *, config: str | Conf
           device: str | None = None, resume: bool | str | Path = False, weights: str | Path | None = None,
           strict: bool = True, train_split: str = "train", val_split: str | None = "val", checkpoint_interval: int = 0,
           log_interval: int = 10, exist_ok: bool = False, progress: bool = True, hooks: list[Hook] | tuple = (),
-          layout: str | None = None) -> TrainResult:
+          layout: str | None = None, loggers: str | list[str] | tuple[str, ...] | None = None) -> TrainResult:
     """Train on ``data`` (a dataset folder or YAML in any layout :mod:`csrseg.data.sources` knows, or its
     :class:`DatasetSources`) and return the run folder, the ``last``/``best`` checkpoints and the final metrics.
 
@@ -85,8 +86,10 @@ def train(data: str | Path | DatasetSources | None = None, *, config: str | Conf
     of tensors that do not fit (another class count). ``hooks``: extra :class:`Hook` objects, run
     after the standard ones. ``layout``: which of several dataset layouts in one folder to read
     (:func:`~csrseg.data.sources.resolve_dataset`). SIGTERM/SIGINT stop after the current step with
-    ``last.pt`` written.
+    ``last.pt`` written. ``loggers``: ``tensorboard``, ``wandb``, ``mlflow`` (a list, or comma-separated),
+    each fed the rows of ``log.jsonl`` (:mod:`csrseg.engine.loggers`); TensorBoard writes whenever installed.
     """
+    hooks = [*hooks, *logger_hooks(loggers)]  # an unknown logger or a missing package: said before anything runs
     run_dir, cfg = run_folder_and_config(config, out, overrides, epochs, resume)
     sources = dataset_for(data, run_dir, bool(resume), train_split, val_split, layout)
     env = du.init_distributed(device)

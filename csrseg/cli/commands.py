@@ -38,7 +38,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                    resume=args.resume or False,
                    weights=args.weights, strict=args.strict, train_split=args.train_split,
                    val_split=None if args.no_val else args.val_split, checkpoint_interval=args.checkpoint_interval,
-                   log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout)
+                   log_interval=args.log_interval, exist_ok=args.exist_ok, layout=args.layout, loggers=args.logger)
     if result.metrics:
         print(format_table(result.metrics))
     print(f"run folder: {result.run_dir}  (last: {result.last.name}, best: {result.best.name if result.best else '-'}, "
@@ -55,10 +55,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     report = evaluate(model, data=args.data, split=args.split, ann=args.ann, images=args.images,
                       out=args.out, device=args.device, batch=args.batch, workers=args.workers, progress=True,
                       precision=args.precision, exist_ok=args.exist_ok, layout=args.layout, tile=args.tile,
-                      overlap=args.overlap, compiled=args.compile)
+                      overlap=args.overlap, compiled=args.compile, plots=not args.no_plots, evaluator=args.evaluator,
+                      confusion_score_thr=args.confusion_score_thr)
     print(format_detailed(report))
     print(f"{report['images']} images of {report['annotations']}, {report['predictions']} predictions; "
-          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}")
+          f"COCO results JSON: {report['results']}; metrics: {report['metrics']}"
+          + (f"; pictures: {report['results'].removesuffix('.json')}.{{pr_mask,pr_box,confusion}}.png (data: "
+             ".pr_curves.json, .confusion.json)" if "pictures" in report else ""))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from csrseg.cli import commands
 from csrseg.api.export import FORMATS as EXPORT_FORMATS
+from csrseg.evaluation.backends import EVALUATORS
 from csrseg.runtime.precision import CHOICES as PRECISIONS
 from csrseg.cli.options import (
     DATA_HELP,
@@ -83,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--no-val", action="store_true", help="skip evaluation")
+    p.add_argument("--logger", metavar="NAMES", help="comma-separated: tensorboard (written whenever installed; naming it "
+                   "makes it required), wandb, mlflow (the [wandb] / [mlflow] extras), each fed the rows of log.jsonl")
     p.add_argument("--checkpoint-interval", type=at_least(0), default=0, help="also save last.pt every N iterations")
     p.add_argument("--log-interval", type=at_least(1), default=10, help="log.jsonl row every N iterations")
     p.add_argument("--time", type=above_zero, metavar="HOURS", help="a time budget (train.time_hours): the lr follows "
@@ -110,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=at_least(1), default=2)
     p.add_argument("--workers", type=at_least(0), default=2)
     add_tiling(p)
+    p.add_argument("--no-plots", action="store_true", help="skip the precision-recall curves and the confusion matrix "
+                   "(PNG + JSON beside the report)")
+    p.add_argument("--evaluator", choices=EVALUATORS, default="auto", help="COCOeval of pycocotools or of "
+                   "faster-coco-eval (faster; pip install 'csrseg[fasteval]'); auto: faster where installed")
+    p.add_argument("--confusion-score-thr", type=fraction, default=0.3, metavar="SCORE",
+                   help="the confusion matrix counts predictions scoring at least this (default 0.3, predict's)")
     add_exist_ok(p, "replace an existing --out and its .metrics.json; the default results_<split>.json beside the "
                     "model is always renewed")
     p.set_defaults(func=commands.cmd_eval)

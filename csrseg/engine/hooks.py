@@ -116,6 +116,11 @@ class RunLog(Hook):
         self.path, self.interval, self.enabled = run_dir / "log.jsonl", interval, enabled
         self.plot_path = run_dir / "results.png"
         self.tensorboard = TensorBoardLog(run_dir / "tensorboard", enabled)
+        self.subscribers: list[Any] = []  # the other loggers (csrseg.engine.row_logger), fed the same rows
+
+    def subscribe(self, sink: Any) -> None:
+        """From now on ``sink.write(row)`` gets every row this log writes."""
+        self.subscribers.append(sink)
 
     def truncate_after(self, iteration: int, epoch: int) -> None:
         """Drop rows a killed run wrote after the checkpoint being resumed."""
@@ -131,6 +136,8 @@ class RunLog(Hook):
             with self.path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             self.tensorboard.write(row)
+            for sink in self.subscribers:
+                sink.write(row)
 
     def plot(self) -> None:
         """Redraw the loss/AP plot from the log; a plot must never cost the run."""

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from csrseg.engine.row_logger import scalars
+
 logger = logging.getLogger("csrseg")
 
 
@@ -31,13 +33,12 @@ class TensorBoardLog:
         logger.info("TensorBoard: tensorboard --logdir %s", log_dir)
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.writer is None or "iter" not in row:
+        found = scalars(row) if self.writer is not None else None
+        if found is None:
             return
-        kind = row.get("type")
-        for key, value in row.items():
-            if key in ("type", "iter", "epoch", "time") or not isinstance(value, (int, float)):
-                continue
-            self.writer.add_scalar(f"{kind}/{key}", value, row["iter"])
+        step, values = found
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
         self.writer.flush()
 
     def close(self) -> None:

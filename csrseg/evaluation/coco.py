@@ -2,7 +2,9 @@
 
 :func:`predictions_to_coco` turns model outputs into a COCO results list (RLE
 masks, category ids mapped back); :func:`coco_mask_ap` scores such a list against
-the annotation file; :func:`evaluate` runs a model over a dataset and does both.
+the annotation file; :func:`score_results` scores mask and box AP, per class too
+(pycocotools or faster-coco-eval, :mod:`csrseg.evaluation.backends`), and :func:`report_of` makes
+the report of it.
 Every image of the annotation file must be evaluated: a mismatch is an error,
 never a silently smaller denominator.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from csrseg.evaluation.backends import CocoScores, run_cocoeval
 from csrseg.inference.records import encode_crop, encode_masks
 from csrseg.inference.predictor import Predictor
 from csrseg.errors import CsrsegError
@@ -63,14 +67,7 @@ def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = load_ground_truth(ann_file)
     all_ids = sorted(gt.getImgIds())
-    if image_ids is not None and sorted(set(image_ids)) != all_ids:
-        missing = sorted(set(all_ids) - set(image_ids))
-        extra = sorted(set(image_ids) - set(all_ids))
-        raise EvaluationError(
-            f"{ann_file}: evaluated {len(set(image_ids))} images but the file has {len(all_ids)}"
-            + (f"; missing e.g. {missing[:3]}" if missing else "")
-            + (f"; unknown e.g. {extra[:3]}" if extra else "")
-        )
+    check_image_ids(ann_file, all_ids, image_ids)
     if not results:
         return {m: 0.0 for m in METRICS}, "no detections: every metric is 0\n"
     buffer = io.StringIO()
@@ -85,6 +82,18 @@ def coco_mask_ap(ann_file: str | Path, results: list[dict], image_ids: list[int]
     metrics = dict(zip(METRICS, stats))
     metrics["AR100"] = max(float(evaluator.stats[8]), 0.0) * 100
     return metrics, buffer.getvalue()
+
+
+def check_image_ids(ann_file: str | Path, all_ids: list[int], image_ids: list[int] | None) -> None:
+    """:class:`EvaluationError` unless ``image_ids`` (``None``: not checked) are exactly ``all_ids``, the file's."""
+    if image_ids is not None and sorted(set(image_ids)) != all_ids:
+        missing = sorted(set(all_ids) - set(image_ids))
+        extra = sorted(set(image_ids) - set(all_ids))
+        raise EvaluationError(
+            f"{ann_file}: evaluated {len(set(image_ids))} images but the file has {len(all_ids)}"
+            + (f"; missing e.g. {missing[:3]}" if missing else "")
+            + (f"; unknown e.g. {extra[:3]}" if extra else "")
+        )
 
 
 def run_inference(predictor: Predictor, loader: DataLoader, progress: bool = False) -> tuple[list[dict], list[int]]:
@@ -144,17 +153,6 @@ def write_results(results: list[dict], path: str | Path) -> Path:
     return path
 
 
-def _cocoeval(gt: COCO, results: list[dict], iou_type: str) -> COCOeval:
-    with contextlib.redirect_stdout(io.StringIO()):
-        # loadRes writes into the dicts it gets (numpy boxes, areas): give it copies
-        evaluator = COCOeval(gt, gt.loadRes([dict(r) for r in results]), iou_type)
-        evaluator.params.imgIds = sorted(gt.getImgIds())
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return evaluator
-
-
 def _class_ap(precision: np.ndarray, k: int, iou_index: slice | int) -> float | None:
     """Mean of COCOeval's ``precision[T, R, K, A, M]`` for class ``k``, all areas, 100 detections
     (x100); ``None`` for a class without ground truth (every entry -1)."""
@@ -172,41 +170,81 @@ def boxes_from_masks(results: list[dict]) -> list[dict]:
     return out
 
 
-def detailed_metrics(ann_file: str | Path, results: list[dict], image_ids: list[int],
-                     class_names: dict[int, str] | None = None) -> dict:
-    """Mask and box AP (boxes from the masks), overall and per class, as a JSON-ready dict.
+@dataclass(frozen=True)
+class Scored:
+    """What one evaluation scored, for the report and the pictures (:mod:`csrseg.evaluation.pictures`).
 
-    ``{"mask": {AP, AP50, ...}, "box": {...}, "classes": [{category_id, name, instances,
-    mask_AP, mask_AP50, box_AP}, ...]}``; a class without ground truth has ``None`` APs.
-    ``image_ids`` must be the images of ``ann_file`` (:func:`coco_mask_ap` checks).
+    ``dataset``: the annotation file's dict (ground-truth boxes filled in from masks where missing);
+    ``results``: the COCO results scored; ``mask``/``box``: the two COCOeval runs (on no results,
+    zeros where a class has ground truth, as COCOeval would give); ``counts``: non-crowd instances
+    per category id; ``names``: class name per category id; ``evaluator``: which library scored.
     """
-    mask_metrics, _ = coco_mask_ap(ann_file, [dict(r) for r in results], image_ids)
+
+    dataset: dict
+    results: list[dict]
+    mask: CocoScores
+    box: CocoScores
+    counts: dict[int, int]
+    names: dict[int, str]
+    evaluator: str
+
+
+def score_results(ann_file: str | Path, results: list[dict], image_ids: list[int],
+                  class_names: dict[int, str] | None = None, *, evaluator: str = "pycocotools") -> Scored:
+    """Mask and box COCOeval (boxes from the masks) of ``results`` on ``ann_file``; ``image_ids`` must be
+    its images (:class:`EvaluationError` otherwise); ``evaluator``: ``pycocotools`` or ``faster``."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = load_ground_truth(ann_file)
+    check_image_ids(ann_file, sorted(gt.getImgIds()), image_ids)
     for ann in gt.dataset["annotations"]:  # box AP needs ground-truth boxes; derive missing ones from masks
         if not ann.get("bbox"):
             ann["bbox"] = [float(v) for v in mask_utils.toBbox(gt.annToRLE(ann))]
     counts = {c: len(gt.getAnnIds(catIds=[c], iscrowd=False)) for c in gt.getCatIds()}
-    names = class_names or {c["id"]: c["name"] for c in gt.dataset["categories"]}
-    report: dict = dict(mask=mask_metrics, box={m: 0.0 for m in METRICS}, classes=[])
-    cat_ids = sorted(gt.getCatIds())
-    mask_prec = box_prec = None
+    names = {c["id"]: c["name"] for c in gt.dataset["categories"]} | (class_names or {})
     if results:
-        mask_eval = _cocoeval(gt, results, "segm")
-        box_eval = _cocoeval(gt, boxes_from_masks(results), "bbox")
-        report["box"] = dict(zip(METRICS, [max(float(v), 0.0) * 100 for v in box_eval.stats[:6]]))
-        mask_prec, box_prec = mask_eval.eval["precision"], box_eval.eval["precision"]
-        cat_ids = list(mask_eval.params.catIds)
+        mask = run_cocoeval(gt.dataset, results, "segm", evaluator=evaluator)
+        box = run_cocoeval(gt.dataset, boxes_from_masks(results), "bbox", evaluator=evaluator)
+    else:
+        mask = box = _nothing_found(sorted(gt.getCatIds()), counts)
+    return Scored(gt.dataset, results, mask, box, counts, names, evaluator)
+
+
+def _nothing_found(cat_ids: list[int], counts: dict[int, int]) -> CocoScores:
+    """What COCOeval gives for no detections: precision 0 for classes with ground truth, -1 without."""
+    precision = np.full((10, 101, len(cat_ids), 4, 3), -1.0)
     for k, cat in enumerate(cat_ids):
-        if counts.get(cat, 0) == 0:
+        if counts.get(cat, 0):
+            precision[:, :, k] = 0.0
+    return CocoScores(np.zeros(12), precision, cat_ids)
+
+
+def _stats_metrics(stats: np.ndarray) -> dict[str, float]:
+    """COCOeval's ``stats`` as the six metrics (x100, COCOeval's -1 for "no ground truth" as 0)."""
+    return dict(zip(METRICS, [max(float(v), 0.0) * 100 for v in stats[:6]]))
+
+
+def report_of(scored: Scored) -> dict:
+    """Mask and box AP, overall and per class, as a JSON-ready dict.
+
+    ``{"mask": {AP, AP50, ..., AR100}, "box": {...}, "classes": [{category_id, name, instances,
+    mask_AP, mask_AP50, box_AP}, ...], "evaluator": ...}``; a class without ground truth has ``None`` APs.
+    """
+    mask = _stats_metrics(scored.mask.stats) | {"AR100": max(float(scored.mask.stats[8]), 0.0) * 100}
+    report: dict = dict(mask=mask, box=_stats_metrics(scored.box.stats), classes=[], evaluator=scored.evaluator)
+    for k, cat in enumerate(scored.mask.cat_ids):
+        if scored.counts.get(cat, 0) == 0:
             continue  # declared but never annotated (e.g. a Roboflow parent category)
-        row = dict(category_id=int(cat), name=str(names.get(cat, cat)), instances=counts[cat],
-                   mask_AP=0.0, mask_AP50=0.0, box_AP=0.0)
-        if mask_prec is not None:
-            row.update(mask_AP=_class_ap(mask_prec, k, slice(None)), mask_AP50=_class_ap(mask_prec, k, 0),
-                       box_AP=_class_ap(box_prec, k, slice(None)))
-        report["classes"].append(row)
+        report["classes"].append(dict(
+            category_id=int(cat), name=str(scored.names.get(cat, cat)), instances=scored.counts[cat],
+            mask_AP=_class_ap(scored.mask.precision, k, slice(None)), mask_AP50=_class_ap(scored.mask.precision, k, 0),
+            box_AP=_class_ap(scored.box.precision, k, slice(None))))
     return report
+
+
+def detailed_metrics(ann_file: str | Path, results: list[dict], image_ids: list[int],
+                     class_names: dict[int, str] | None = None, *, evaluator: str = "pycocotools") -> dict:
+    """:func:`report_of` :func:`score_results`: mask and box AP, overall and per class, as a JSON-ready dict."""
+    return report_of(score_results(ann_file, results, image_ids, class_names, evaluator=evaluator))
 
 
 def format_detailed(report: dict) -> str:

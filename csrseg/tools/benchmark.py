@@ -437,7 +437,8 @@ def checkpoint_models(weights: str | Path, data: str | Path, tmp_dir: Path, cali
         runs.append((tmp_dir / "checkpoint_int8.xml", "OpenVINO INT8", "fp32", True))
     models = []
     for path, kind, precision, quantized in runs:
-        report = evaluate(path, data=data, precision=precision, out=tmp_dir / f"{path.stem}_{precision}_results.json")
+        report = evaluate(path, data=data, precision=precision, out=tmp_dir / f"{path.stem}_{precision}_results.json",
+                          plots=False)
         models.append(CheckpointModel(f"{Path(weights).name} ({cfg.name}), {kind}", path, count_params(model),
                                       report["mask"]["AP"], precision, quantized))
     return models
@@ -453,8 +454,8 @@ def given_openvino_models(xml: str | Path, data: str | Path | None, tmp_dir: Pat
     quantized = "quantization" in OpenVinoPredictor(xml).metadata
     models = []
     for precision in openvino_precisions():
-        ap = (evaluate(xml, data=data, precision=precision, out=tmp_dir / f"{xml.stem}_{precision}_results.json")
-              ["mask"]["AP"] if data else None)
+        ap = (evaluate(xml, data=data, precision=precision, out=tmp_dir / f"{xml.stem}_{precision}_results.json",
+                        plots=False)["mask"]["AP"] if data else None)
         kind = "INT8" if quantized else precision
         models.append(CheckpointModel(f"{xml.name}, OpenVINO {kind}{f' ({precision} rest)' if quantized else ''}",
                                       xml, float("nan"), ap, precision, quantized))

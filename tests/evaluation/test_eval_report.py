@@ -69,7 +69,7 @@ def test_cli_eval_prints_per_class_ap_and_writes_it_beside_the_results(synth_roo
     out = capsys.readouterr().out
     assert "| mask |" in out and "| box |" in out and "| class | instances | mask AP |" in out and "| star |" in out
     report = json.loads((tmp_path / "results_val.metrics.json").read_text())
-    assert set(report) == {"mask", "box", "classes"} and (tmp_path / "results_val.json").is_file()
+    assert set(report) == {"mask", "box", "classes", "evaluator", "pictures"} and (tmp_path / "results_val.json").is_file()
 
 
 def test_classes_the_model_lacks_are_named_in_a_warning(synth_root, caplog):
