@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import partial
 from pathlib import Path
 
 from csrseg.data.coco import DatasetError, annotations_outside, warn_if_unscorable
@@ -55,15 +54,13 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
     the report's ``pictures`` lists them). ``evaluator``: ``pycocotools``, ``faster``
     (faster-coco-eval, the ``[fasteval]`` extra) or ``auto`` (faster where installed).
     """
-    from torch.utils.data import DataLoader
-
-    from csrseg.data import CocoInstances, Transform, collate
+    from csrseg.data import CocoInstances, Transform
     from csrseg.evaluation.backends import resolve_evaluator
-    from csrseg.evaluation.coco import report_of, run_image_inference, run_inference, score_results, write_results
+    from csrseg.evaluation.coco import infer_dataset, report_of, score_results, write_results
     from csrseg.evaluation.pictures import check_confusion_options, picture_paths, write_pictures
-    from csrseg.inference.runtimes import is_exported, open_exported
+    from csrseg.inference.factory import open_predictor
     from csrseg.inference.predictor import Predictor
-    from csrseg.inference.tiling import TiledPredictor, check_tiling, tiling_for
+    from csrseg.inference.tiling import check_tiling
 
     evaluator = resolve_evaluator(evaluator)  # a missing faster-coco-eval is said before the inference
     check_confusion_options(confusion_score_thr, 0.5)
@@ -73,12 +70,11 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
         for picture in picture_paths(Path(out)).values() if plots else ():
             check_output_file(picture, exist_ok)
     if tile is not None:
-        check_tiling(tile, overlap)
+        check_tiling(tile, overlap)  # before the output checks' locks and minutes of loading
     if ann and not Path(ann).is_file():
         raise DatasetError(f"{ann}: annotation file not found (--ann)")
-    exported = is_exported(weights)
-    predictor = (open_exported(weights, score_thr=0.0, precision=precision, compiled=compiled) if exported
-                 else Predictor(weights, device=device, score_thr=0.0, precision=precision, compiled=compiled))
+    predictor = open_predictor(weights, device=device, score_thr=0.0, precision=precision, compiled=compiled,
+                               tile=tile, overlap=overlap, batch=batch)
     results_path = Path(out) if out else Path(weights).with_name(f"results_{split}.json")
     with output_lock(results_path, "csrseg eval", folder=False):  # one evaluation at a time writes these results
         # writable before the minutes of inference, not after
@@ -91,23 +87,11 @@ def evaluate(weights: str | Path, *, data: str | Path | DatasetSources | None = 
         if images:
             files = SplitFiles(files.annotations, Path(images))
         logger.info("dataset: %s (images %s)", files.annotations, files.images)
-        tiling = tiling_for(predictor, tile, overlap, batch)  # a model trained on crops is sliced unasked
-        if tiling is not None or exported:  # the images as they are: sliced, or resized by the graph itself
-            dataset = CocoInstances(files.annotations, files.images, transform=None, cat_ids=predictor.cat_ids)
-            _warn_before_scoring(dataset.index, files.annotations)
-            if tiling is not None:
-                if tile is None:
-                    logger.info("the model was trained on crops: predicting in tiles of %d px (--tile)", tiling.size)
-                predictor = TiledPredictor(predictor, tiling)
-            results, seen = run_image_inference(predictor, dataset, progress=progress)
-        else:
-            cfg = predictor.cfg
-            dataset = CocoInstances(files.annotations, files.images, Transform(cfg.input, train=False),
-                                    cat_ids=predictor.cat_ids)
-            _warn_before_scoring(dataset.index, files.annotations)
-            loader = DataLoader(dataset, batch_size=batch, num_workers=workers,
-                                collate_fn=partial(collate, size_divisor=cfg.input.size_divisor))
-            results, seen = run_inference(predictor, loader, progress=progress)
+        # a checkpoint's images are resized as in training; a graph resizes them itself, a tiled model slices them
+        transform = Transform(predictor.cfg.input, train=False) if isinstance(predictor, Predictor) else None
+        dataset = CocoInstances(files.annotations, files.images, transform=transform, cat_ids=predictor.cat_ids)
+        _warn_before_scoring(dataset.index, files.annotations)
+        results, seen = infer_dataset(predictor, dataset, batch=batch, workers=workers, progress=progress)
         write_results(results, results_path)
         scored = score_results(dataset.index.path, results, seen, dict(zip(predictor.cat_ids, predictor.class_names)),
                                evaluator=evaluator)

@@ -50,27 +50,15 @@ def load_predictor(weights: str | Path | None = None, *, onnx: str | Path | None
     ``tile``, one that slices each frame into tiles of that many pixels overlapping by ``overlap``
     (:mod:`csrseg.inference.tiling`), as a model trained on crops (``input.crop``) does by itself, in
     tiles of its crop."""
-    from csrseg.inference.runtimes import is_exported, open_exported
+    from csrseg.inference.factory import open_predictor
 
-    path = model_option(weights, onnx, openvino)
-    if tile is not None:
-        from csrseg.inference.tiling import check_tiling
-
-        check_tiling(tile, overlap)  # before minutes of loading
-    if is_exported(path):
-        predictor = open_exported(path, score_thr=score_thr, precision=precision, compiled=compiled)
-    else:
-        from csrseg.inference.predictor import Predictor
-
-        predictor = Predictor(path, device=device, score_thr=score_thr, precision=precision, compiled=compiled)
+    predictor = open_predictor(model_option(weights, onnx, openvino), device=device, score_thr=score_thr,
+                               precision=precision, compiled=compiled, tile=tile, overlap=overlap)
     if data:
         from csrseg.data.sources import class_names_for
 
         predictor.class_names = class_names_for(data, predictor.cat_ids, layout)
-    from csrseg.inference.tiling import TiledPredictor, tiling_for
-
-    tiling = tiling_for(predictor, tile, overlap)  # a model trained on crops predicts in tiles unasked
-    return TiledPredictor(predictor, tiling) if tiling else predictor
+    return predictor
 
 
 def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | None = None, onnx: str | Path | None = None,

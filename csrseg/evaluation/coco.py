@@ -25,8 +25,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from csrseg.evaluation.backends import CocoScores, run_cocoeval
-from csrseg.inference.records import encode_crop, encode_masks
+from csrseg.masks.rle import encode_crop, encode_masks
 from csrseg.inference.predictor import Predictor
+from csrseg.inference.protocol import InstancePredictor
 from csrseg.errors import CsrsegError
 
 METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")
@@ -124,6 +125,31 @@ def run_image_inference(predictor, dataset, progress: bool = False) -> tuple[lis
         seen.append(int(info["id"]))
         results.extend(instances_to_coco(info["id"], predictor.predict(image)))
     return results, seen
+
+
+def infer_dataset(predictor: InstancePredictor, dataset, *, batch: int = 2, workers: int = 0, progress: bool = False,
+                  rank: int = 0, world_size: int = 1) -> tuple[list[dict], list[int]]:
+    """COCO results of ``predictor`` over this process's shard of ``dataset`` (a
+    :class:`csrseg.data.CocoInstances`; image ``rank``, ``rank + world_size``, ...), and the ids of the
+    images seen. A checkpoint's :class:`~csrseg.inference.predictor.Predictor` takes batches of
+    ``batch`` through a loader (the dataset's transform resizes, the collate pads, as in training);
+    every other predictor (an exported graph, which resizes itself; a tiled one, which slices) takes
+    the images as they are, one by one."""
+    from functools import partial
+
+    from torch.utils.data import DistributedSampler, Subset
+
+    from csrseg.data import collate
+    from csrseg.engine.preempt import ignore_in_worker
+
+    if isinstance(predictor, Predictor):
+        sampler = DistributedSampler(dataset, world_size, rank, shuffle=False)
+        loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                            collate_fn=partial(collate, size_divisor=predictor.cfg.input.size_divisor),
+                            worker_init_fn=ignore_in_worker)
+        return run_inference(predictor, loader, progress)
+    shard = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
+    return run_image_inference(predictor, shard, progress)
 
 
 def format_table(metrics: dict[str, float]) -> str:

@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from csrseg.config import Config
-from csrseg.data import CocoInstances, collate
+from csrseg.data import CocoInstances
 from csrseg.engine import distributed as du
-from csrseg.engine import preempt
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.hooks import Checkpointer, RunLog, duration
 from csrseg.engine.trainer import Hook, Trainer, out_of_patience
-from csrseg.evaluation.coco import coco_mask_ap, run_inference, run_image_inference, write_results
+from csrseg.evaluation.coco import coco_mask_ap, infer_dataset, write_results
 from csrseg.inference.predictor import Predictor
 from csrseg.inference.tiling import TiledPredictor, Tiling, model_tile
 from csrseg.runtime.precision import Precision
@@ -36,15 +33,9 @@ def evaluate_model(model: nn.Module, dataset: CocoInstances, cfg: Config, env: d
     predictor = Predictor.for_model(model, cfg, dataset.class_names, dataset.cat_ids, env.device, precision)
     tile = model_tile(cfg.input)
     if tile is not None:
-        shard = Subset(dataset, range(env.rank, len(dataset), env.world_size))
-        tiled = TiledPredictor(predictor, Tiling(tile, whole=False, batch=per_rank))
-        results, seen = run_image_inference(tiled, shard, progress and env.is_main)
-    else:
-        sampler = DistributedSampler(dataset, env.world_size, env.rank, shuffle=False)
-        loader = DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=cfg.train.workers,
-                            collate_fn=partial(collate, size_divisor=cfg.input.size_divisor),
-                            worker_init_fn=preempt.ignore_in_worker)
-        results, seen = run_inference(predictor, loader, progress and env.is_main)
+        predictor = TiledPredictor(predictor, Tiling(tile, whole=False, batch=per_rank))
+    results, seen = infer_dataset(predictor, dataset, batch=per_rank, workers=cfg.train.workers,
+                                  progress=progress and env.is_main, rank=env.rank, world_size=env.world_size)
     gathered = du.all_gather_objects((results, seen))
     metrics: dict[str, float] = {}
     all_results: list[dict] = []

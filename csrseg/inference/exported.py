@@ -8,18 +8,34 @@ implements :meth:`ExportedPredictor.run`; everything after it is written once, h
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 
+from csrseg.config.fields import from_dict
+from csrseg.data.transforms import InputConfig
+from csrseg.errors import ConfigError
 from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, crops_of, to_instances
 
 OUTPUTS = ("labels", "scores", "masks", "boxes")
 
 
+def recorded_input(metadata: dict) -> InputConfig | None:
+    """The input settings a graph's metadata records (its config's ``input``), or ``None`` where it
+    records none or ones this csrseg cannot read (a graph of another version predicts all the same:
+    only tiling defaults read them)."""
+    recorded = (metadata.get("config") or {}).get("input")
+    if not isinstance(recorded, dict):
+        return None
+    known = {f.name for f in dataclasses.fields(InputConfig)}
+    try:
+        return from_dict(InputConfig, {k: v for k, v in recorded.items() if k in known}, "the graph's input config")
+    except ConfigError:
+        return None
+
+
 class ExportedPredictor:
-    """The :class:`~csrseg.inference.predictor.Predictor` interface (``predict``, ``predict_batch``,
-    ``class_names``, ``cat_ids``, ``score_thr``, ``below``) around a graph's :meth:`run`.
+    """The :class:`~csrseg.inference.protocol.InstancePredictor` protocol around a graph's :meth:`run`.
 
     ``metadata``: the graph's own (``config``, ``classes``, ``cat_ids``; ``quantization`` for INT8).
     """
@@ -30,6 +46,7 @@ class ExportedPredictor:
         self.cat_ids: list[int] = list(metadata.get("cat_ids", range(1, len(self.class_names) + 1)))
         self.score_thr = score_thr
         self.below = BelowThreshold()
+        self.input_config = recorded_input(metadata)
 
     def run_graph(self, image: np.ndarray) -> list[np.ndarray]:
         """The runtime's outputs, in :data:`OUTPUTS` order, for ``image`` ``(1, 3, H, W)`` uint8."""

@@ -139,7 +139,7 @@ class Predictor:
                   orig_sizes: list[tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
         """Network and post-processing on a normalised, padded ``(B, 3, H, W)`` batch (as :func:`collate`
         makes it): one dict per image (``labels``, ``scores``, ``masks``: a
-        :class:`~csrseg.models.heads.paste.MaskCrops` at the original size, ``boxes``), every instance
+        :class:`~csrseg.masks.crops.MaskCrops` at the original size, ``boxes``), every instance
         whatever its score. The network runs in :attr:`precision` (``auto``: decided on this first
         batch, :meth:`decide_precision`), post-processing in fp32."""
         self.model.eval()
@@ -187,6 +187,11 @@ class Predictor:
         batch, targets = collate([self._sample(a) for a in arrays], self.cfg.input.size_divisor)
         results = self.run_batch(batch, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
         return [self._instances(r) for r in results]
+
+    @property
+    def input_config(self):
+        """The input settings the model was trained with (:class:`~csrseg.data.transforms.InputConfig`)."""
+        return self.cfg.input
 
     def predict(self, image: ImageLike) -> list[Instance]:
         """Instances of one image, best score first."""

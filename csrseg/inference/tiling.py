@@ -22,8 +22,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from csrseg.data.transforms import InputConfig
 from csrseg.errors import CsrsegError
 from csrseg.inference.predictor import ImageLike, Instance, as_rgb_array
+from csrseg.inference.protocol import InstancePredictor
 
 MIN_TILE = 32
 MAX_OVERLAP = 0.9
@@ -57,7 +59,7 @@ class Tiling:
         check_tiling(self.size, self.overlap)
 
 
-def model_tile(input_cfg) -> int | None:
+def model_tile(input_cfg: InputConfig | None) -> int | None:
     """The tile a model trained on crops predicts in: its crop at the frame's scale,
     ``input.crop / input.crop_scale`` px; ``None`` for a model trained on whole images.
 
@@ -65,35 +67,20 @@ def model_tile(input_cfg) -> int | None:
     input, so a whole frame at the crop's scale (an input four times the crop's side) is a scale the
     model never saw (benchmarks/RESULTS.md, "Small objects in large frames": 0.0 AP whole, 21 tiled).
     """
-    if not getattr(input_cfg, "crop", 0):
+    if input_cfg is None or not input_cfg.crop:
         return None
     return max(MIN_TILE, round(input_cfg.crop / input_cfg.crop_scale))
 
 
-def tiling_for(predictor, tile: int | None, overlap: float = 0.25, batch: int = 8) -> Tiling | None:
+def tiling_for(predictor: InstancePredictor, tile: int | None, overlap: float = 0.25, batch: int = 8) -> Tiling | None:
     """How ``predictor`` slices: ``tile`` as asked, else the tile of a crop-trained model
     (:func:`model_tile`), else ``None`` (whole images). A crop-trained model gets no whole-frame pass:
     it never saw an object larger than its crop."""
-    input_cfg = input_config(predictor)
-    trained_on = model_tile(input_cfg)
+    trained_on = model_tile(predictor.input_config)
     size = tile or trained_on
     if size is None:
         return None
     return Tiling(size, overlap, whole=trained_on is None, batch=batch)
-
-
-def input_config(predictor):
-    """The predictor's ``input`` config: a Predictor's own, an ONNX model's from its metadata (a
-    namespace of the recorded keys), ``None`` if it has neither."""
-    cfg = getattr(predictor, "cfg", None)
-    if cfg is not None:
-        return cfg.input
-    recorded = getattr(predictor, "metadata", {}).get("config", {}).get("input")
-    if recorded is None:
-        return None
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**recorded)
 
 
 def check_tiling(size: int, overlap: float) -> None:
@@ -129,7 +116,7 @@ class TiledPredictor:
     (``below`` counts them per tile).
     """
 
-    def __init__(self, predictor, tiling: Tiling) -> None:
+    def __init__(self, predictor: InstancePredictor, tiling: Tiling) -> None:
         self.predictor = predictor
         self.tiling = tiling
         self.fill = pad_colour(predictor)
@@ -153,6 +140,10 @@ class TiledPredictor:
     @property
     def below(self):
         return self.predictor.below
+
+    @property
+    def input_config(self):
+        return self.predictor.input_config
 
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
         return [self.predict(image) for image in images]
@@ -189,9 +180,10 @@ class TiledPredictor:
         return tile
 
 
-def pad_colour(predictor) -> np.ndarray:
+def pad_colour(predictor: InstancePredictor) -> np.ndarray:
     """The colour the network's own padding stands for (the input mean, as uint8 RGB)."""
-    mean = getattr(input_config(predictor), "mean", (0.485, 0.456, 0.406))
+    input_cfg = predictor.input_config
+    mean = input_cfg.mean if input_cfg is not None else InputConfig().mean
     return np.round(np.asarray(mean, dtype=np.float64) * 255).astype(np.uint8)
 
 

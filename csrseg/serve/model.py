@@ -17,7 +17,7 @@ import numpy as np
 
 from csrseg.errors import CsrsegError
 from csrseg.inference.predictor import Instance
-from csrseg.inference.tiling import TiledPredictor, Tiling, check_tiling, input_config, tiling_for
+from csrseg.inference.tiling import TiledPredictor, Tiling, check_tiling, tiling_for
 from csrseg.serve.options import ServeOptions
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class ServedModel:
 
     def metadata(self) -> dict:
         """What ``GET /metadata`` answers: classes, input size, precision, the model file and its hash."""
-        input_cfg = input_config(self.predictor)
+        input_cfg = self.predictor.input_config
         keys = ("short_side", "max_size", "size_divisor", "crop", "crop_scale")
         return dict(
             # the package's root is loaded before any of its modules: reading it imports nothing
@@ -148,7 +148,7 @@ class ServedModel:
                        sha256=self.file_hashes(), precision=self.precision()),
             classes=[dict(class_id=i, category_id=int(c), name=n)
                      for i, (n, c) in enumerate(zip(self.class_names, self.predictor.cat_ids))],
-            input={k: getattr(input_cfg, k) for k in keys if hasattr(input_cfg, k)} if input_cfg else None,
+            input={k: getattr(input_cfg, k) for k in keys} if input_cfg else None,
             defaults=dict(score_thr=self.defaults.score_thr, tile=self.defaults.tile, overlap=self.defaults.overlap,
                           classes=list(self.options.classes)),
             batching=dict(max_batch=self.options.max_batch, max_wait_ms=self.options.max_wait_ms),

@@ -86,6 +86,7 @@ class SquareFinder:
     tenth of its size in px / 1000): what sliced inference does around a model, without the model."""
 
     class_names, cat_ids, score_thr = CLASSES, [1, 2, 3, 4], 0.0
+    input_config = None  # no recorded input: tiles padded with the default mean
 
     def __init__(self):
         self.below = BelowThreshold()
@@ -227,10 +228,15 @@ def test_a_model_trained_on_crops_is_sliced_unasked_in_tiles_of_its_crop_without
     from csrseg.data.transforms import InputConfig
     from csrseg.inference.tiling import model_tile, tiling_for
 
-    crops = SimpleNamespace(cfg=SimpleNamespace(input=InputConfig(crop=256, crop_scale=0.5)))
-    whole = SimpleNamespace(cfg=SimpleNamespace(input=InputConfig()))
-    onnx = SimpleNamespace(metadata=dict(config=dict(input=dict(crop=128, crop_scale=1.0, mean=[0.5, 0.5, 0.5]))))
-    assert model_tile(crops.cfg.input) == 512 and model_tile(whole.cfg.input) is None
+    from csrseg.inference.exported import recorded_input
+
+    crops = SimpleNamespace(input_config=InputConfig(crop=256, crop_scale=0.5))
+    whole = SimpleNamespace(input_config=InputConfig())
+    # a graph's metadata as export writes it, with a key this csrseg does not know (a newer version's)
+    onnx = SimpleNamespace(input_config=recorded_input(
+        dict(config=dict(input=dict(crop=128, crop_scale=1.0, mean=[0.5, 0.5, 0.5], some_newer_key=1)))))
+    assert onnx.input_config.mean == (0.5, 0.5, 0.5) and recorded_input({}) is None
+    assert model_tile(crops.input_config) == 512 and model_tile(whole.input_config) is None
     assert tiling_for(crops, None) == Tiling(512, whole=False)
     assert tiling_for(crops, 300, 0.5) == Tiling(300, 0.5, whole=False)
     assert tiling_for(whole, None) is None and tiling_for(whole, 256) == Tiling(256, whole=True)

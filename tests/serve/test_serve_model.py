@@ -19,6 +19,7 @@ class StubPredictor:
 
     class_names = ["a", "b"]
     cat_ids = [1, 5]
+    input_config = None
 
     def __init__(self) -> None:
         self.score_thr = 0.3
