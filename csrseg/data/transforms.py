@@ -45,10 +45,32 @@ class InputConfig:
         size_divisor=at_least(1), mean=finite(), std=above(0), crop=at_least(0), crop_scale=above(0))
 
 
-def target_size(height: int, width: int, short_side: int, max_size: int) -> tuple[int, int]:
-    """Size keeping the aspect ratio with short side ``short_side`` and long side <= ``max_size``."""
-    scale = min(short_side / min(height, width), max_size / max(height, width))
-    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+def target_size(height, width, short_side: int, max_size: int, scale: float | None = None):
+    """``(H, W)`` an image of ``height`` x ``width`` is resized to: keeping the aspect ratio, short side
+    ``short_side`` and long side at most ``max_size``, or scaled by ``scale`` when given (a model
+    trained on crops sees every image at its ``crop_scale``); each side rounded half to even and at
+    least 1. Written once for Python numbers (the data pipeline) and 0-d float64 tensors (the ONNX
+    export traces it: :class:`csrseg.deploy.onnx.ExportModel`), so both resize alike."""
+    if isinstance(height, Tensor):
+        lo, hi = torch.minimum, torch.maximum
+
+        def side(value: Tensor) -> Tensor:
+            return torch.round(value).long().clamp(min=1)
+    else:
+        lo, hi = min, max
+
+        def side(value: float) -> int:
+            return max(1, int(round(value)))
+    if scale is None:
+        scale = lo(short_side / lo(height, width), max_size / hi(height, width))
+    return side(height * scale), side(width * scale)
+
+
+def network_size(height, width, cfg: InputConfig, short_side: int | None = None):
+    """:func:`target_size` as the model's ``cfg`` asks at inference (``short_side`` in place of its own
+    for multi-scale training)."""
+    return target_size(height, width, short_side or cfg.short_side, cfg.max_size,
+                       scale=cfg.crop_scale if cfg.crop else None)
 
 
 def resize(image: Tensor, masks: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -106,17 +128,10 @@ class Transform:
     train: bool
 
     def __call__(self, image: Tensor, masks: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
-        if self.cfg.crop:
-            height, width = image.shape[-2:]
-            scale = self.cfg.crop_scale
-            image, masks = resize(image, masks, (max(1, round(height * scale)), max(1, round(width * scale))))
-            if self.train and rng.random() < self.cfg.flip_prob:
-                image, masks = hflip(image, masks)
-            return normalize(image, self.cfg), masks
         short = self.cfg.short_side
-        if self.train and self.cfg.train_short_sides:
+        if self.train and self.cfg.train_short_sides and not self.cfg.crop:
             short = int(rng.choice(self.cfg.train_short_sides))
-        image, masks = resize(image, masks, target_size(image.shape[-2], image.shape[-1], short, self.cfg.max_size))
+        image, masks = resize(image, masks, network_size(int(image.shape[-2]), int(image.shape[-1]), self.cfg, short))
         if self.train and rng.random() < self.cfg.flip_prob:
             image, masks = hflip(image, masks)
         return normalize(image, self.cfg), masks

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from csrseg.config import to_dict
-from csrseg.data.transforms import InputConfig
+from csrseg.data.transforms import InputConfig, network_size
 from csrseg.models import CSRSeg
 
 
@@ -45,12 +45,7 @@ class ExportModel(nn.Module):
         x = image.float()
         height = torch.as_tensor(x.shape[-2]).double()
         width = torch.as_tensor(x.shape[-1]).double()
-        if cfg.crop:  # a model trained on crops sees every image at crop_scale (csrseg.data.transforms.Transform)
-            scale = torch.as_tensor(cfg.crop_scale, dtype=torch.float64)
-        else:  # the resize of csrseg.data.transforms.target_size, in float64 like Python's
-            scale = torch.minimum(cfg.short_side / torch.minimum(height, width), cfg.max_size / torch.maximum(height, width))
-        new_h = torch.round(height * scale).long()
-        new_w = torch.round(width * scale).long()
+        new_h, new_w = network_size(height, width, cfg)  # the data pipeline's resize, in float64 like Python's
         x = F.interpolate(x, size=(_size(new_h), _size(new_w)), mode="bilinear", align_corners=False)
         x = (x - self.mean) / self.std
         div = cfg.size_divisor
