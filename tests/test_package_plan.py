@@ -1,7 +1,7 @@
 """The package's plan holds: every module imports only its own folder and the folders below it, and
 no modules import each other in a circle (imports inside functions included).
 
-Folders from the bottom up: ``errors``/``limits``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
+Folders from the bottom up: ``errors``/``limits``/``masks``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
 -> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``serve`` -> ``cli``. A newcomer finds a
 stage by its folder, and a change low in the house never has to know what stands above it.
 """
@@ -15,20 +15,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csrseg"
 BELOW = {
     "errors": set(),
     "limits": {"errors"},  # the ranges settings declare (every floor's settings classes use it)
+    "masks": {"errors"},  # masks within their boxes and their RLE: the heads make them, every later stage reads them
     "runtime": {"errors"},
-    "models": {"errors", "limits", "runtime"},
-    "data": {"errors", "limits", "runtime"},
-    "config": {"errors", "limits", "runtime", "models", "data"},
-    "engine": {"errors", "limits", "runtime", "models", "data", "config"},
-    "inference": {"errors", "limits", "runtime", "models", "data", "config", "engine"},
-    "evaluation": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference"},
-    "deploy": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
-    "api": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
-    "tools": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
+    "models": {"errors", "limits", "masks", "runtime"},
+    "data": {"errors", "limits", "masks", "runtime"},
+    "config": {"errors", "limits", "masks", "runtime", "models", "data"},
+    "engine": {"errors", "limits", "masks", "runtime", "models", "data", "config"},
+    "inference": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine"},
+    "evaluation": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference"},
+    "deploy": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
+    "api": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
+    "tools": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
     # the HTTP server (issue 35): the API's predictors behind a web stack, below the CLI that starts it
-    "serve": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
+    "serve": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
               "tools"},
-    "cli": {"errors", "limits", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
+    "cli": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
             "tools", "serve"},
 }
 # tracking (identities across video frames) stands on errors alone; inference and every folder above it use it

@@ -8,7 +8,7 @@ the ONNX export and the benchmark never ask which head runs:
 - ``loss(outputs, gt_labels, gt_masks)`` -> dict of scalar losses, ``"loss"`` the total;
 - ``postprocess(outputs, input_sizes, orig_sizes, static=False)`` -> one dict per image with
   ``labels (n,)``, ``scores (n,)``, ``masks`` at the original size, ``boxes (n, 4)``: ``masks`` a
-  :class:`~csrseg.models.heads.paste.MaskCrops` (each mask within its box, ``dense()`` the
+  :class:`~csrseg.masks.crops.MaskCrops` (each mask within its box, ``dense()`` the
   ``(n, H0, W0)`` bool masks), or with ``static`` (the form the ONNX export traces) those
   ``(n, H0, W0)`` bool masks themselves.
 

@@ -21,15 +21,14 @@ of the instances' boxes (Mask R-CNN pastes its masks within their boxes too):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.models.heads.common import _upsample, any_along
+from csrseg.masks.crops import MaskCrops, any_along, copy_crop, tight_boxes
+from csrseg.models.heads.common import _upsample
 
 # A resize mixes values with non-negative weights summing to 1 (to a few float32 ulps): a pixel whose
 # values are all above ``threshold + MARGIN`` is in its mask, one whose values are all at most
@@ -44,80 +43,6 @@ REFINE_MARGIN = 1e-5
 # resize_arithmetic checks the smallest size past it, so a kernel switch moved up would be noticed.
 SMALL_FRAME = 128
 BLOCK = 1 << 22  # output pixels of one mask worked at a time: bounds the temporaries
-
-
-@dataclass(frozen=True)
-class MaskCrops:
-    """``n`` binary masks of an ``(H, W)`` image, each kept within its box.
-
-    ``crops[i]``: ``(y1 - y0 + 1, x1 - x0 + 1)`` bool, mask ``i`` over its box; ``boxes``: ``(n, 4)``
-    float32 inclusive ``x0, y0, x1, y1``, tight (each crop's first and last row and column hold a
-    pixel); ``size``: ``(H, W)``. Outside its box a mask has no pixel.
-    """
-
-    crops: list[Tensor]
-    boxes: Tensor
-    size: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(n, H, W)``: the shape of :meth:`dense`."""
-        return (len(self.crops), *self.size)
-
-    def dense(self) -> Tensor:
-        """The masks at full size, ``(n, H, W)`` bool (what :func:`upsample_masks` gives)."""
-        out = torch.zeros(self.shape, dtype=torch.bool, device=self.boxes.device)
-        for i, (x0, y0, x1, y1) in enumerate(self.int_boxes()):
-            out[i, y0 : y1 + 1, x0 : x1 + 1] = self.crops[i]
-        return out
-
-    def int_boxes(self) -> list[tuple[int, int, int, int]]:
-        """Each box as ints ``(x0, y0, x1, y1)``."""
-        return [(int(x0), int(y0), int(x1), int(y1)) for x0, y0, x1, y1 in self.boxes.tolist()]
-
-    def select(self, keep: list[int]) -> MaskCrops:
-        """The masks at indices ``keep``, in that order."""
-        index = torch.as_tensor(keep, dtype=torch.long, device=self.boxes.device)
-        return MaskCrops([self.crops[i] for i in keep], self.boxes[index], self.size)
-
-    def numpy(self) -> list[np.ndarray]:
-        """The crops as numpy bool arrays (copied off the GPU, if there)."""
-        return [crop.cpu().numpy() for crop in self.crops]
-
-    @classmethod
-    def from_dense(cls, masks: Tensor) -> MaskCrops:
-        """``(n, H, W)`` bool masks, none empty -> their crops (copies: the full-size masks can go)."""
-        boxes = _tight_boxes(any_along(masks, 2), any_along(masks, 1))
-        crops = [copy_crop(masks[i, y0 : y1 + 1, x0 : x1 + 1]) for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist())]
-        return cls(crops, boxes, (int(masks.shape[1]), int(masks.shape[2])))
-
-
-def copy_crop(crop: Tensor) -> Tensor:
-    """A contiguous copy of ``crop``, a strided window of a larger mask (so the larger one can go). On a
-    CPU through numpy, which copies row by row: torch's strided copy of a bool window took 5.3 ms
-    for 1333x800 where numpy takes 0.04 ms, and it was half of a full-load paste."""
-    if crop.device.type == "cpu":
-        return torch.from_numpy(crop.numpy().copy())
-    return crop.clone()
-
-
-def _tight_boxes(rows: Tensor, cols: Tensor) -> Tensor:
-    """Inclusive ``(n, 4)`` float32 boxes of masks whose rows ``(n, H)`` and columns ``(n, W)`` hold a pixel."""
-    first_row, last_row = _first_last(rows)
-    first_col, last_col = _first_last(cols)
-    return torch.stack([first_col, first_row, last_col, last_row], dim=1).float()
-
-
-def _first_last(flags: Tensor) -> tuple[Tensor, Tensor]:
-    """First and last index of a true entry in each row of ``(n, L)`` bool (0 and -1 for none)."""
-    length = flags.shape[1]
-    first = flags.to(torch.uint8).argmax(dim=1)
-    last = length - 1 - flags.flip(1).to(torch.uint8).argmax(dim=1)
-    none = ~flags.any(dim=1)
-    return torch.where(none, 0, first), torch.where(none, -1, last)
 
 
 class Axis(NamedTuple):
@@ -297,7 +222,7 @@ def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] 
     """``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
     rows, cols = any_along(masks, 2), any_along(masks, 1)
     out = []
-    for i, (x0, y0, x1, y1) in enumerate(_tight_boxes(rows, cols).long().tolist()):
+    for i, (x0, y0, x1, y1) in enumerate(tight_boxes(rows, cols).long().tolist()):
         out.append(None if x1 < x0 else (copy_crop(masks[i, y0 : y1 + 1, x0 : x1 + 1]), (x0, y0, x1, y1)))
     return out
 
@@ -317,7 +242,7 @@ def _paste_windowed(piece: Tensor, stride: int, input_size: tuple[int, int],
     """
     _, h, w = piece.shape
     active = cell_classes(piece, threshold) > 0
-    cell_boxes = _tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
+    cell_boxes = tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
     rows_axis = resize_axis(h, h * stride, False, piece.device)  # source indices only: exact either way
     cols_axis = resize_axis(w, w * stride, False, piece.device)
     out = []
@@ -367,7 +292,7 @@ def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple
     """
     classes = cell_classes(part, threshold)
     active = classes > 0
-    cell_boxes = _tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
+    cell_boxes = tight_boxes(any_along(active, 2), any_along(active, 1)).long().tolist()
     out = []
     for values, cells, (c0, r0, c1, r1) in zip(part, classes, cell_boxes):
         (y_lo, y_hi), (x_lo, x_hi) = resize.rows.covering(r0, r1), resize.cols.covering(c0, c1)

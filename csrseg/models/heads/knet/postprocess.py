@@ -29,7 +29,7 @@ def postprocess(
 ) -> list[dict[str, Tensor]]:
     """One dict per image: ``labels (n,)``, ``scores (n,)``, ``masks``, ``boxes (n, 4)``.
 
-    ``masks``: a :class:`~csrseg.models.heads.paste.MaskCrops` (each mask within its box); ``static``
+    ``masks``: a :class:`~csrseg.masks.crops.MaskCrops` (each mask within its box); ``static``
     (the traced form): ``(n, H0, W0)`` bool, all masks upsampled at once.
     """
     scores_all = outputs.stage_cls[-1].float().sigmoid()  # (B, N, K)

@@ -89,7 +89,7 @@ def postprocess_image(
             nothing in Matrix NMS.
     Returns:
         dict with ``labels (n,)``, ``scores (n,)``, ``masks``, ``boxes (n, 4)`` xyxy; ``masks`` a
-        :class:`~csrseg.models.heads.paste.MaskCrops`, or ``(n, H0, W0)`` bool when ``static``.
+        :class:`~csrseg.masks.crops.MaskCrops`, or ``(n, H0, W0)`` bool when ``static``.
     """
     num_classes = cls_scores.shape[1]
     e, h, w = mask_feats.shape
