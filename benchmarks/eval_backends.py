@@ -29,7 +29,7 @@ from csrseg.data.synth import SynthSpec, make_synthetic_dataset
 from csrseg.evaluation.backends import run_cocoeval
 from csrseg.evaluation.coco import boxes_from_masks, load_ground_truth, score_results
 from csrseg.evaluation.pictures import write_pictures
-from csrseg.inference.records import encode_mask
+from csrseg.masks.rle import encode_mask
 
 
 def imperfect_results(data: dict, seed: int) -> list[dict]:

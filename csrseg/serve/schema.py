@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from csrseg.inference.predictor import Instance
-from csrseg.inference.records import encode_crop
+from csrseg.masks.rle import encode_crop
 from csrseg.inference.visualize import draw_predictions
 
 

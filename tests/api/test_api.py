@@ -3,7 +3,7 @@
 import numpy as np
 
 import csrseg
-from conftest import tiny_config
+from tests.conftest import tiny_config
 
 
 def test_train_evaluate_predict_as_in_the_readme(synth_root, tmp_path):
@@ -79,7 +79,7 @@ def test_bad_values_are_refused_in_one_line_on_every_way_into_train(synth_root, 
     CLI and from Python and for a resumed run: the overrides pass the one door ``load_config`` uses."""
     import pytest
 
-    from conftest import one_line_error
+    from tests.conftest import one_line_error
     from csrseg import train
     from csrseg.cli import main
     from csrseg.errors import ConfigError

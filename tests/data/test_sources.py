@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from csrseg.cli import main
 from csrseg.config import save_config
 from csrseg.data import DatasetError

@@ -8,7 +8,7 @@ import torch
 
 from csrseg.deploy.onnx import checkpoint_metadata, export_onnx
 from csrseg.models.heads.common import boxes_from_masks
-from csrseg.models.heads.paste import MaskCrops
+from csrseg.masks.crops import MaskCrops
 from csrseg.inference.onnx_predictor import OnnxPredictor
 from csrseg.inference.predictor import Predictor
 from tests.conftest import CLASSES, fake_checkpoint, match_instances

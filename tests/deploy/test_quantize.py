@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from csrseg import build_model
 from csrseg.cli import main
 from csrseg.config import to_dict

@@ -3,7 +3,7 @@
 import sys
 import types
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from csrseg.api import train
 from csrseg.engine import hooks as hooks_mod
 from csrseg.engine.plots import read_log

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from csrseg.evaluation.confusion import confusion_matrix
-from csrseg.inference.records import encode_mask
+from csrseg.masks.rle import encode_mask
 
 SIZE = 40
 BG = 3  # the background row / column of a 3-class matrix

@@ -11,7 +11,7 @@ from csrseg.data.coco import decode_segmentation
 from csrseg.evaluation.coco import score_results
 from csrseg.evaluation.curves import RECALL, class_curve, overall_curve, pr_curves
 from csrseg.evaluation.pictures import picture_paths
-from csrseg.inference.records import encode_mask
+from csrseg.masks.rle import encode_mask
 from tests.conftest import fake_checkpoint, one_line_error
 
 

@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from csrseg import build_model
 from csrseg.cli import main
 from csrseg.config import to_dict
 from csrseg.data.coco import decode_segmentation
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.evaluation.coco import detailed_metrics, format_detailed
-from csrseg.inference.records import encode_mask
+from csrseg.masks.rle import encode_mask
 
 
 def _gt_as_results(ann_file, drop_category=None):

@@ -6,7 +6,7 @@ import torch
 
 from csrseg.data.coco import decode_segmentation
 from csrseg.evaluation.coco import EvaluationError, coco_mask_ap, predictions_to_coco
-from csrseg.inference.records import encode_mask
+from csrseg.masks.rle import encode_mask
 
 
 def _gt_as_results(ann_file):
@@ -87,7 +87,7 @@ def test_predictions_map_labels_back_to_category_ids_and_boxes_to_xywh():
 
 
 def test_masks_encoded_together_equal_masks_encoded_one_by_one():
-    from csrseg.inference.records import encode_masks
+    from csrseg.masks.rle import encode_masks
 
     rng = np.random.default_rng(0)
     masks = rng.random((5, 37, 53)) > 0.6
@@ -97,8 +97,8 @@ def test_masks_encoded_together_equal_masks_encoded_one_by_one():
 
 
 def test_masks_kept_as_crops_encode_as_their_full_size_masks():
-    from csrseg.inference.records import encode_masks
-    from csrseg.models.heads.paste import MaskCrops
+    from csrseg.masks.rle import encode_masks
+    from csrseg.masks.crops import MaskCrops
 
     masks = np.random.default_rng(1).random((4, 37, 53)) > 0.7
     masks[1] = False

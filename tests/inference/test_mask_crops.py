@@ -19,7 +19,8 @@ from csrseg.engine.checkpoint import atomic_save
 from csrseg.evaluation.coco import predictions_to_coco
 from csrseg.inference import visualize
 from csrseg.inference.predictor import Instance, Predictor
-from csrseg.inference.records import encode_crop, encode_mask, instance_records
+from csrseg.masks.rle import encode_crop, encode_mask
+from csrseg.inference.records import instance_records
 from csrseg.inference.visualize import draw_instances, draw_labels, draw_predictions, instance_colour, mask_contour
 from csrseg.models import build_model
 from csrseg.models.heads import common, paste

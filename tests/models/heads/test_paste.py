@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from csrseg.models.heads.common import drop_empty, upsample_masks
-from csrseg.models.heads.paste import MaskCrops, fma32, paste_instances, resize_arithmetic
+from csrseg.masks.crops import MaskCrops
+from csrseg.models.heads.paste import fma32, paste_instances, resize_arithmetic
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -147,7 +148,7 @@ def test_crops_of_full_size_masks_give_those_masks_back():
 
 
 def test_any_along_is_any_on_contiguous_and_strided_masks():
-    from csrseg.models.heads.common import any_along
+    from csrseg.masks.crops import any_along
 
     generator = torch.Generator().manual_seed(0)
     masks = torch.rand(4, 60, 90, generator=generator) > 0.995
