@@ -98,7 +98,7 @@ def soak_predict(weights: Path, images: Path, out: Path) -> Curve:
     from csrseg.cli import main
 
     curve = Curve()
-    with sampling(csrseg.inference.runner, "draw", curve):
+    with sampling(csrseg.inference.runner, "draw_predictions", curve):  # once per image, overlay drawn
         code = main(["predict", str(images), "--weights", str(weights), "--out", str(out), "--device", "cpu",
                      "--score-thr", "0.1", "--exist-ok"])
     if code:

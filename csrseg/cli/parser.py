@@ -123,31 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "model is always renewed")
     p.set_defaults(func=commands.cmd_eval)
 
-    predict = p = sub.add_parser("predict", help="overlays and COCO-style JSON for images and videos")
-    p.add_argument("sources", nargs="+", help="images, videos (.mp4 .avi .mov .mkv ...), folders or glob patterns; "
-                   "or one camera index (0), stream URL (rtsp://, http://) or --watch folder")
-    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
-    p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
-    p.add_argument("--openvino", metavar="MODEL.xml", help=OPENVINO_HELP)
-    p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
-    p.add_argument("--score-thr", type=fraction, help="instances scoring below are left out (default 0.3; tracking: "
-                   "--track-low, for ByteTrack's second stage)")
-    p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
-    add_layout(p)
-    p.add_argument("--video-stride", type=at_least(1), default=1, metavar="N", help="videos: predict every N-th frame")
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
-    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
-    p.add_argument("--device", type=device)
-    p.add_argument("--batch", type=at_least(1), default=1)
-    add_tiling(p)
-    add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
-    add_tracking(p)
-    add_streams(p)
-    p.set_defaults(func=commands.cmd_predict)
-
-    p = sub.add_parser("track", parents=[predict], add_help=False,
-                       help="predict with an identity per object across video frames: predict --track")
-    p.set_defaults(func=commands.cmd_predict, track=True)
+    # track is predict with --track on. Each gets its own copy of the arguments: argparse's parents=
+    # share the action objects, so the track parser's default track=True became predict's default too.
+    for name, help_text, tracking in (("predict", "overlays and COCO-style JSON for images and videos", False),
+                                      ("track", "predict with an identity per object across video frames: "
+                                                "predict --track", True)):
+        p = sub.add_parser(name, help=help_text)
+        _predict_arguments(p)
+        p.set_defaults(func=commands.cmd_predict, track=tracking)
 
     p = sub.add_parser("browse", help="ground truth drawn on images, class counts and object sizes at the input size")
     p.add_argument("data", help=DATA_HELP)
@@ -272,3 +255,26 @@ def add_serve(sub) -> None:
     p.add_argument("--device", type=device)
     add_tiling(p)
     p.set_defaults(func=commands.cmd_serve)
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``predict`` (and of ``track``, which is ``predict --track``)."""
+    p.add_argument("sources", nargs="+", help="images, videos (.mp4 .avi .mov .mkv ...), folders or glob patterns; "
+                   "or one camera index (0), stream URL (rtsp://, http://) or --watch folder")
+    p.add_argument("--weights", help="checkpoint (.pt or .safetensors)")
+    p.add_argument("--onnx", help="run an exported ONNX model with onnxruntime instead")
+    p.add_argument("--openvino", metavar="MODEL.xml", help=OPENVINO_HELP)
+    p.add_argument("--out", help="output folder (default runs/predict/exp[N])")
+    p.add_argument("--score-thr", type=fraction, help="instances scoring below are left out (default 0.3; tracking: "
+                   "--track-low, for ByteTrack's second stage)")
+    p.add_argument("--data", help="take the class names drawn from this dataset (folder or YAML), by category id")
+    add_layout(p)
+    p.add_argument("--video-stride", type=at_least(1), default=1, metavar="N", help="videos: predict every N-th frame")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help=PRECISION_HELP)
+    p.add_argument("--compile", action="store_true", help=COMPILE_HELP)
+    p.add_argument("--device", type=device)
+    p.add_argument("--batch", type=at_least(1), default=1)
+    add_tiling(p)
+    add_exist_ok(p, "write into an --out that already holds predictions (they are replaced)")
+    add_tracking(p)
+    add_streams(p)

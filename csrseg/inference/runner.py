@@ -134,10 +134,5 @@ def _finish(counts: PredictCounts, predictor, records: RecordWriter) -> PredictC
     return counts
 
 
-def draw(image, instances: list[Instance], class_names: list[str]):
-    """The overlay of ``instances`` on ``image`` ``(H, W, 3)`` uint8, as a PIL image."""
-    return draw_predictions(image, instances, class_names)
-
-
 def _frame_records(file_name: str, index: int, instances: list[Instance], track_ids: list[int] | None) -> list[dict]:
     return instance_records(file_name, instances, track_ids, frame=index)

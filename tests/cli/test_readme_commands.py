@@ -35,3 +35,11 @@ def test_the_table_is_found_and_lists_every_verb():
 def test_every_command_of_the_table_parses(command):
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert callable(args.func)
+
+
+def test_predict_does_not_track_and_track_does():
+    # track shares predict's arguments; its track=True must not leak into predict's defaults
+    parser = build_parser()
+    assert parser.parse_args(["predict", "a.png", "--weights", "w.pt"]).track is False
+    assert parser.parse_args(["track", "a.mp4", "--weights", "w.pt"]).track is True
+    assert parser.parse_args(["predict", "a.mp4", "--weights", "w.pt", "--track"]).track is True

@@ -50,8 +50,10 @@ def test_crop_settings_no_run_could_use_are_refused():
 
     with pytest.raises(ConfigError, match="input.crop must be at least 0"):
         load_config("demo", ["input.crop=-1"])
-    with pytest.raises(ConfigError, match="input.crop_scale must be a finite number above 0"):
+    with pytest.raises(ConfigError, match="input.crop_scale must be above 0, got 0.0"):
         load_config("demo", ["input.crop_scale=0"])
+    with pytest.raises(ConfigError, match="input.crop_scale must be a finite number, got inf"):
+        load_config("demo", ["input.crop_scale=inf"])
 
 
 def test_training_on_crops_runs_and_evaluates_in_tiles_of_the_crop(synth_root, tmp_path, monkeypatch):

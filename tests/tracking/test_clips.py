@@ -51,6 +51,11 @@ def test_csrseg_track_writes_a_track_id_on_every_row(tmp_path):
     assert all(len(ids) == len(set(ids)) for ids in per_frame.values())
     assert min(r["score"] for r in rows) >= 0.1  # --score-thr follows --track-low when tracking
     assert len(list(iter_frames(open_video(out / "clip.mp4")[0]))) == 6
+    # the same clip through plain predict: no identities, and no instance dropped for lack of a track
+    plain = tmp_path / "plain"
+    assert main(["predict", str(clip), "--weights", str(weights), "--out", str(plain), "--score-thr", "0.1"]) == 0
+    untracked = json.loads((plain / "predictions.json").read_text())
+    assert len(untracked) >= len(rows) and not any("track_id" in r for r in untracked)
 
 
 def test_an_instance_is_drawn_in_its_track_colour_wherever_it_is_in_the_list():
