@@ -4,6 +4,9 @@ impossible values in one line (a count below its minimum, a share above 1, a GPU
 from __future__ import annotations
 
 import argparse
+import math
+
+from csrseg import limits
 
 
 def add_config_args(parser: argparse.ArgumentParser, default: str = "paper") -> None:
@@ -65,15 +68,25 @@ def at_least(low: int):
     return parse
 
 
-def above_zero(text: str) -> float:
-    """argparse type: a finite number above 0 (a duration)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
-    return value
+def number(limit: limits.Limit):
+    """argparse type: a finite number inside ``limit`` (:mod:`csrseg.limits`, the settings' own ranges),
+    refused as ``must be above 0, got -1``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or limit.problem(value):  # NaN and infinities too
+            raise argparse.ArgumentTypeError(f"must be {limit.describe()}, got {text}")
+        return value
+
+    return parse
+
+
+above_zero = number(limits.above(0))  # a duration
+non_negative = number(limits.at_least(0))  # a wait in milliseconds
+fraction = number(limits.fraction())  # a share, a score threshold
 
 
 def port_number(text: str) -> int:
@@ -84,31 +97,9 @@ def port_number(text: str) -> int:
     return value
 
 
-def non_negative(text: str) -> float:
-    """argparse type: a number of 0 or more (a wait in milliseconds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def names(text: str) -> tuple[str, ...]:
     """argparse type: comma-separated names (``cat,dog``), blanks dropped."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number from 0 to 1 (a share, a score threshold)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0 <= value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
 
 
 def boolean(text: str) -> bool:

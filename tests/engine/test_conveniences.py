@@ -103,7 +103,7 @@ def test_a_time_budget_ends_the_run_and_is_kept_for_a_resume(synth_root, tmp_pat
 
 
 @pytest.mark.parametrize("args,said", [
-    (["--time", "0"], "argument --time: must be a number above 0, got 0"),
+    (["--time", "0"], "argument --time: must be above 0, got 0"),
     (["--time", "soon"], "argument --time: expected a number, got 'soon'"),
     (["--ema", "1.5"], "argument --ema: must be from 0 to 1, got 1.5"),
     (["--ema", "1"], "train.ema must be at least 0 and below 1, got 1.0"),

@@ -24,7 +24,7 @@ from tests.serve.conftest import free_port
     (["--port", "70000"], "argument --port: a port is from 1 to 65535, got 70000"),
     (["--port", "http"], "argument --port: expected an integer, got 'http'"),
     (["--max-batch", "0"], "argument --max-batch: must be at least 1, got 0"),
-    (["--max-wait-ms", "-1"], "argument --max-wait-ms: must be 0 or more, got -1"),
+    (["--max-wait-ms", "-1"], "argument --max-wait-ms: must be at least 0, got -1"),
     (["--max-bytes", "0"], "argument --max-bytes: must be at least 1, got 0"),
     (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
     (["--score-thr", "1.5"], "argument --score-thr: must be from 0 to 1, got 1.5"),
