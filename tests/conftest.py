@@ -31,6 +31,17 @@ def one_line_error(capsys, *parts: str) -> str:
     return err
 
 
+def exit_code(argv: list[str]) -> int:
+    """``csrseg argv``'s exit status, whether the verb returned it or argparse ended the parse
+    (its refusals of a bad option raise ``SystemExit``)."""
+    from csrseg.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
 def tiny_config(**train: object) -> Config:
     """The demo config made smaller still: fast enough for many tests on 2 cores."""
     cfg = load_config(

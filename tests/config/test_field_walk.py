@@ -160,20 +160,28 @@ def test_csrseg_train_refuses_each_bad_setting_in_one_line_before_writing(tmp_pa
     assert not wrong, "\n".join(wrong)
 
 
-def test_the_api_refuses_each_bad_setting_in_one_line_before_writing(tmp_path, synth_root):
-    out = tmp_path / "never"
+def _api_refusals(start, chosen: list[tuple[Setting, str, Any]], out: Path | None = None) -> list[str]:
+    """What went wrong when ``start(overrides)`` (a ``train`` call) is given each bad setting of ``chosen``:
+    accepted, refused in more than one line or without the key, or ``out`` written. Stops at three."""
     wrong = []
-    for setting, kind, value in cases():
+    for setting, kind, value in chosen:
         try:
-            train(synth_root, config="demo", out=out, overrides=overrides(setting, value), progress=False)
+            start(overrides(setting, value))
             wrong.append(f"{setting.key} ({kind}, {value!r}): accepted")
         except ConfigError as exc:
             if "\n" in str(exc) or setting.key not in str(exc):
                 wrong.append(f"{setting.key} ({kind}): {str(exc)[:200]!r}")
-        if out.exists():
+        if out is not None and out.exists():
             wrong.append(f"{setting.key} ({kind}): {out} was written")
         if len(wrong) >= 3:
             break
+    return wrong
+
+
+def test_the_api_refuses_each_bad_setting_in_one_line_before_writing(tmp_path, synth_root):
+    out = tmp_path / "never"
+    wrong = _api_refusals(lambda more: train(synth_root, config="demo", out=out, overrides=more, progress=False),
+                          cases(), out)
     assert not wrong, "\n".join(wrong)
 
 
@@ -183,28 +191,8 @@ def test_a_resumed_run_refuses_each_bad_setting_and_keeps_its_files(tmp_path, sy
     train(synth_root, config=tiny_config(max_iters=1, batch_size=4, epochs=1), out=run, device="cpu",
           progress=False, val_split=None)
     before = _snapshot(run)
-    wrong = []
-    for setting, kind, value in cases():
-        if setting.head not in (None, "solov2"):  # a resumed run keeps its head: another one's keys are refused as unknown
-            continue
-        try:
-            train(resume=run, overrides=overrides(setting, value), progress=False)
-            wrong.append(f"{setting.key} ({kind}, {value!r}): accepted")
-        except ConfigError as exc:
-            if "\n" in str(exc) or setting.key not in str(exc):
-                wrong.append(f"{setting.key} ({kind}): {str(exc)[:200]!r}")
-        if len(wrong) >= 3:
-            break
+    # a resumed run keeps its head: another one's keys are refused as unknown
+    own = [case for case in cases() if case[0].head in (None, "solov2")]
+    wrong = _api_refusals(lambda more: train(resume=run, overrides=more, progress=False), own)
     assert not wrong, "\n".join(wrong)
     assert _snapshot(run) == before
-
-
-def test_the_choices_a_limit_names_are_those_the_builders_take():
-    from csrseg.models.backbones import light, resnet
-    from csrseg.models.backbones.config import LIGHT_ARCHS, RESNET_DEPTHS
-    from csrseg.models.necks import NECKS
-    from csrseg.models.necks.config import NECK_TYPES
-
-    assert set(NECKS) == set(NECK_TYPES)
-    assert set(resnet.CHANNELS) == set(RESNET_DEPTHS) == set(resnet.C2_CHANNELS)
-    assert set(LIGHT_ARCHS) == set(light.REGNETS) | set(light._MOBILENET_TAPS)

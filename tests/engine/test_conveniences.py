@@ -13,7 +13,7 @@ from csrseg import train
 from csrseg.cli import main
 from csrseg.engine.checkpoint import load_checkpoint, load_trained_model
 from csrseg.engine.ema import ModelEMA
-from tests.conftest import one_line_error, tiny_config
+from tests.conftest import exit_code, one_line_error, tiny_config
 
 
 def test_the_average_moves_by_one_minus_its_decay_and_copies_integer_buffers():
@@ -111,11 +111,7 @@ def test_a_time_budget_ends_the_run_and_is_kept_for_a_resume(synth_root, tmp_pat
 ])
 def test_the_conveniences_bad_values_are_one_line(tmp_path, synth_root, capsys, args, said):
     out = tmp_path / "never"
-    try:
-        code = main(["train", "--config", "demo", "--data", str(synth_root), "--out", str(out), *args])
-    except SystemExit as stop:  # argparse's own refusals end the parse
-        code = stop.code
-    assert code == 2
+    assert exit_code(["train", "--config", "demo", "--data", str(synth_root), "--out", str(out), *args]) == 2
     one_line_error(capsys, said)
     assert not out.exists()
 

@@ -19,7 +19,7 @@ from PIL import Image
 from csrseg.api import predict
 from csrseg.cli import main
 from csrseg.inference.video import iter_frames, open_video
-from tests.conftest import fake_checkpoint, one_line_error
+from tests.conftest import exit_code, fake_checkpoint, one_line_error
 
 cv2 = pytest.importorskip("cv2")
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,9 +161,5 @@ def test_a_camera_that_is_not_there_is_one_line(tmp_path, weights, capsys):
 def test_stream_options_that_do_not_fit_are_one_line(tmp_path, weights, capsys, more, extra, part):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"")
-    try:
-        code = main(["predict", str(clip), *more, "--weights", str(weights), "--out", str(tmp_path / "o"), *extra])
-    except SystemExit as exc:  # argparse's own refusals
-        code = exc.code
-    assert code == 2
+    assert exit_code(["predict", str(clip), *more, "--weights", str(weights), "--out", str(tmp_path / "o"), *extra]) == 2
     one_line_error(capsys, part)

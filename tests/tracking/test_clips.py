@@ -124,11 +124,7 @@ def test_a_crossing_clip_keeps_its_identities_through_the_whole_pipeline(tmp_pat
     (["--track-low", "0.7"], "--track-low 0.7 is above --track-high 0.5"),
 ])
 def test_tracker_options_out_of_range_are_one_line_before_any_work(tmp_path, capsys, options, part):
-    from tests.conftest import one_line_error
+    from tests.conftest import exit_code, one_line_error
 
-    try:
-        code = main(["track", str(tmp_path / "clip.mp4"), "--weights", str(tmp_path / "none.pt"), *options])
-    except SystemExit as exc:  # argparse's own refusals
-        code = exc.code
-    assert code == 2
+    assert exit_code(["track", str(tmp_path / "clip.mp4"), "--weights", str(tmp_path / "none.pt"), *options]) == 2
     one_line_error(capsys, part)
