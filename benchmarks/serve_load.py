@@ -21,8 +21,6 @@ import http.client
 import json
 import os
 import platform
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import free_port, get_json  # noqa: E402
 from soak import make_images, make_weights  # noqa: E402  (a random model that finds things, synthetic images)
 
 from csrseg.config import load_config  # noqa: E402
@@ -58,21 +57,6 @@ def loop_baseline(weights: Path, images: list[Path], seconds: float) -> list[flo
         latencies.append(time.perf_counter() - started)
         i += 1
     return latencies
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def get(port: int, path: str) -> dict | None:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.request("GET", path)
-        return json.loads(connection.getresponse().read())
-    except OSError:
-        return None
 
 
 class Client(threading.Thread):
@@ -126,14 +110,14 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300
-        while get(port, "/healthz") is None:
+        while get_json(port, "/healthz") is None:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the server did not start: {server.communicate()[0]}")
             time.sleep(0.2)
         bodies = [path.read_bytes() for path in images]
         warm = Client(port, bodies, time.monotonic() + 3, 0)  # the first batches of each size
         warm.run()
-        before = sum(h["answered"] for h in [get(port, "/healthz")] if h)
+        before = sum(h["answered"] for h in [get_json(port, "/healthz")] if h)
         started = time.monotonic()
         clients = [Client(port, bodies, started + args.seconds, k * 7) for k in range(args.clients)]
         samples = [(0.0, rss_mb(server.pid))]
@@ -145,7 +129,7 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
         for client in clients:
             client.join()
         wall = time.monotonic() - started
-        health = get(port, "/healthz") or {}
+        health = get_json(port, "/healthz") or {}
     finally:
         server.terminate()
         server.communicate(timeout=60)
@@ -155,8 +139,8 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
         instances=sum(c.instances for c in clients),
         latencies=[v for c in clients for v in c.latencies], samples=samples,
         # with one worker, /healthz counts this server's images: it must match the clients' answers
-        server_answered=health.get("answered", 0) - before if args.workers == 1 else None,
-        batches=health.get("batches"), largest=health.get("largest_batch"),
+        server_answered=health.get_json("answered", 0) - before if args.workers == 1 else None,
+        batches=health.get_json("batches"), largest=health.get_json("largest_batch"),
     )
 
 

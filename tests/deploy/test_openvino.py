@@ -3,7 +3,6 @@ INT8 by NNCF with the post-processing left alone, and one-line errors for what a
 
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install -e '.[openvino]' (the [test] "

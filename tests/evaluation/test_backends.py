@@ -2,7 +2,6 @@
 its package is one line."""
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest

@@ -6,36 +6,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.eval_backends import imperfect_results
 from csrseg.cli import main
-from csrseg.data.coco import decode_segmentation
 from csrseg.evaluation.coco import score_results
 from csrseg.evaluation.curves import RECALL, class_curve, overall_curve, pr_curves
 from csrseg.evaluation.pictures import picture_paths
-from csrseg.masks.rle import encode_mask
 from tests.conftest import fake_checkpoint, one_line_error
 
 
 def noisy_results(ann_file, seed=0):
-    """The ground truth made into imperfect predictions: masks shifted a few pixels, one in five given
-    another class, one in ten dropped, copies in the wrong image as false positives, distinct random scores."""
+    """The annotation file's data and imperfect predictions made from it (the evaluator benchmark's)."""
     data = json.loads(ann_file.read_text())
-    sizes = {im["id"]: (im["height"], im["width"]) for im in data["images"]}
-    ids = sorted(sizes)
-    rng = np.random.default_rng(seed)
-    results = []
-    for ann in data["annotations"]:
-        mask = decode_segmentation(ann["segmentation"], *sizes[ann["image_id"]]).astype(bool)
-        shifted = np.roll(mask, tuple(int(v) for v in rng.integers(-4, 5, size=2)), axis=(0, 1))
-        category = ann["category_id"] if rng.random() > 0.2 else int(rng.integers(1, 5))
-        if rng.random() > 0.1:
-            results.append(dict(image_id=ann["image_id"], category_id=category, segmentation=encode_mask(shifted),
-                                score=float(rng.random())))
-        if rng.random() < 0.3:
-            other = int(rng.choice(ids))
-            if sizes[other] == mask.shape:
-                results.append(dict(image_id=other, category_id=ann["category_id"], segmentation=encode_mask(mask),
-                                    score=float(rng.random())))
-    return data, results
+    return data, imperfect_results(data, seed)
 
 
 def test_curves_average_to_cocoeval_ap(synth_root):

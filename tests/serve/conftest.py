@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 import warnings
@@ -17,6 +16,7 @@ pytest.importorskip("starlette", reason="the serve extra is not installed: pip i
 pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install -e '.[serve]'")
 
 from tests.conftest import fake_checkpoint  # noqa: E402
+from benchmarks.loopback import free_port  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette 1.x suggests httpx2 for its TestClient; httpx works the same
     warnings.simplefilter("ignore")
@@ -40,12 +40,6 @@ def encoded(array: np.ndarray, format: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=format, **params)
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LiveServer:

@@ -4,7 +4,6 @@ page's own script, its instances drawn and listed; the slider filters them; a ba
 from __future__ import annotations
 
 import http.client
-import io
 import json
 
 import pytest

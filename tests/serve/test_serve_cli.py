@@ -16,7 +16,7 @@ import pytest
 
 from csrseg.cli import main
 from tests.conftest import one_line_error
-from tests.serve.conftest import free_port
+from benchmarks.loopback import free_port, get_json
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -67,15 +67,6 @@ def test_without_the_serve_extra_the_error_names_the_install(weights, monkeypatc
     one_line_error(capsys, "csrseg serve needs uvicorn: pip install 'csrseg[serve]'")
 
 
-def _get(port: int, path: str) -> dict | None:
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        connection.request("GET", path)
-        return json.loads(connection.getresponse().read())
-    except OSError:
-        return None
-
-
 def test_serve_with_two_workers_answers_from_worker_processes(weights, image_files):
     psutil = pytest.importorskip("psutil")
     port = free_port()
@@ -88,9 +79,9 @@ def test_serve_with_two_workers_answers_from_worker_processes(weights, image_fil
         while health is None:
             assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
-            health = _get(port, "/healthz")
+            health = get_json(port, "/healthz")
         children = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
-        pids = {h["pid"] for h in (_get(port, "/healthz") for _ in range(20)) if h}
+        pids = {h["pid"] for h in (get_json(port, "/healthz") for _ in range(20)) if h}
         assert pids and pids <= children and proc.pid not in pids  # answered by worker processes
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         connection.request("POST", "/predict", body=image_files[0].read_bytes(), headers={"Content-Type": "image/png"})
