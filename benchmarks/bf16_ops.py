@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from csrseg.config import load_config
     from csrseg.runtime.cpu import cpu_description
-    from csrseg.tools.benchmark import ours_step, parse_sizes, synthetic_image
+    from csrseg.research.benchmark import ours_step, parse_sizes, synthetic_image
 
     (height, width), = parse_sizes([args.size])
     image = synthetic_image(height, width)

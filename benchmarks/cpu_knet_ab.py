@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every row")
     args = parser.parse_args(argv)
 
-    from csrseg.tools.ablate import run_ablation
+    from csrseg.research.ablate import run_ablation
 
     text = run_ablation(args.data, 2, args.out, base="paper", seeds=args.seeds, overrides=args.set, jobs=args.jobs,
                         recipe="cpu", variants={name: VARIANTS[name] for name in args.variants})

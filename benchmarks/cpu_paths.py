@@ -3,7 +3,7 @@
 ``csrseg benchmark`` times many models in one process, and a row's time there depends on what ran
 before it (oneDNN's primitive cache, the allocator). The decisions of issue 32 (is bf16 faster, does
 ``--compile`` pay) are made on this narrower run instead: four paths of one network, each as
-``predict`` runs it (BatchNorm folded, channels-last, :func:`~csrseg.tools.benchmark.ours_step`),
+``predict`` runs it (BatchNorm folded, channels-last, :func:`~csrseg.research.benchmark.ours_step`),
 warmed up (the compiles) and then timed in rounds, medians printed as a table.
 
     python benchmarks/cpu_paths.py --size 1333x800 --rounds 7
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     from csrseg.config import load_config
     from csrseg.data.transforms import collate, normalize
     from csrseg.runtime.cpu import cpu_description, native_bf16
-    from csrseg.tools.benchmark import ours_step, parse_sizes, synthetic_image
+    from csrseg.research.benchmark import ours_step, parse_sizes, synthetic_image
 
     (height, width), = parse_sizes([args.size])
     image = synthetic_image(height, width)

@@ -11,7 +11,7 @@ import argparse
 import logging
 import time
 
-from csrseg.tools.demo import run_demo
+from csrseg.research.demo import run_demo
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ IoT-kits photographs: every run trained side by side on one GPU, inside a fixed 
 
 1. Writes the demo's synthetic data (1000 images, seed 0) and the photographs' 80/20 split by photo
    (``benchmarks/real_data.py``) under ``--root``, unless they are there.
-2. Plans every run of the three sweeps (:func:`csrseg.tools.ablate.plan_sweep`); Table III's CSR 128 is
+2. Plans every run of the three sweeps (:func:`csrseg.research.ablate.plan_sweep`); Table III's CSR 128 is
    Table II's CSR + D2S and is trained once.
 3. Without ``--epochs``: trains all runs at once for 12 iterations, measures the slowest run's pace,
    and picks the largest multiple of 3 epochs (the demo's evaluation interval) that fits in
    ``--minutes``. Where that is under 12 epochs, Table III is left out and the sizing redone.
-4. Trains every run at once (:func:`csrseg.tools.ablate.train_runs`, one child process each, logs in each
+4. Trains every run at once (:func:`csrseg.research.ablate.train_runs`, one child process each, logs in each
    run folder's ``train.log``). It first tries to start the CUDA MPS daemon, so that the processes
    share the GPU at the same time instead of taking turns (without MPS, 30 runs on an H200 made
    25 iterations/s in all against 12.5 for one run alone: benchmarks/RESULTS.md).
@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import DEFAULT_DATA, split_by_photo  # noqa: E402
 
-from csrseg.tools.ablate import PlannedRun, plan_sweep, train_runs  # noqa: E402
+from csrseg.research.ablate import PlannedRun, plan_sweep, train_runs  # noqa: E402
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset  # noqa: E402
 from csrseg.errors import CsrsegError  # noqa: E402
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from csrseg.tools.benchmark import MASK_RCNN, PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
+from csrseg.research.benchmark import MASK_RCNN, PeakMemory, full_load, interleaved_times, maskrcnn_step, onnx_file, ours_step, synthetic_image
 from csrseg.config import load_config
 from csrseg.runtime.cpu import cpu_description
 

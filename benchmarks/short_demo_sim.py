@@ -5,12 +5,12 @@
 
 Wall time on a shared machine is noisy and a slower or faster CPU changes how many steps fit in a
 budget, so this trains the demo data (``DATA``, ``csrseg synth DATA --images 1000 --seed 0``) with the
-short demo's hooks (:class:`csrseg.tools.demo.TimeBudget`, :class:`~csrseg.tools.demo.ProgressiveSize`)
+short demo's hooks (:class:`csrseg.research.demo.TimeBudget`, :class:`~csrseg.research.demo.ProgressiveSize`)
 on a clock that advances, after each step, by that step's cost on the EPYC: 2.5 s for ResNet-18 at
 256 px and batch 8 (the README's fresh-clone run, 77 min / 1800 iterations) times the ratio of the
 step at hand to it, measured side by side on an Intel Xeon under the AVX2 variables (``RATIOS``).
 ``SHARE``: the share of the budget at 160 px (0: 256 px throughout); ``mn``: MobileNetV3-Small with
-a 64-wide neck and head (:data:`csrseg.tools.demo.SHORT_NETWORK`), ``r18``: the demo preset's
+a 64-wide neck and head (:data:`csrseg.research.demo.SHORT_NETWORK`), ``r18``: the demo preset's
 ResNet-18. Appends one JSON row (iterations, val mask AP) to ``short_demo_sim.jsonl`` in ``OUT``.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from csrseg.api import train
 from csrseg.config import load_config
 from csrseg.engine.trainer import Hook
-from csrseg.tools import demo
+from csrseg.research import demo
 
 EPYC_256 = 2.5  # s per demo step at 256 px, batch 8, ResNet-18 on the EPYC
 RATIOS = {  # (backbone, batch, input side) -> step time against ("r18", 8, 256); RESULTS.md "The short demo"

@@ -8,7 +8,7 @@ against whole-frame inference, and Ultralytics YOLO11n-seg from scratch, all at 
 The data (unless ``--data``): ``--train`` + ``--val`` synthetic frames of ``--frame`` px (1024) holding
 60-100 shapes each, 14-36 px across (``csrseg.data.synth`` with a small-object spec), as the tests can
 make them. Each csrseg run trains the short demo's network (MobileNetV3-Small, 64-wide neck and head,
-SOLOv2 head, from scratch, lr 3e-3 with a cosine over the time, :class:`csrseg.tools.demo.TimeBudget`)
+SOLOv2 head, from scratch, lr 3e-3 with a cosine over the time, :class:`csrseg.research.demo.TimeBudget`)
 for ``--minutes`` of wall time on this CPU:
 
 - ``resize``: the whole frame resized to ``--side`` px (256: a 30 px object becomes 7 px);
@@ -52,7 +52,7 @@ def small_object_dataset(out: Path, train: int, val: int, frame: int, seed: int 
 def csrseg_run(data: Path, out: Path, mode: str, side: int, minutes: float) -> dict:
     """Train one csrseg run for ``minutes`` and return its record (iterations, training seconds)."""
     from csrseg.api import train
-    from csrseg.tools.demo import SHORT_LR, SHORT_NETWORK, TimeBudget
+    from csrseg.research.demo import SHORT_LR, SHORT_NETWORK, TimeBudget
 
     shape = ([f"input.crop={side}", "input.crop_scale=1.0", f"input.short_side={side}", f"input.max_size={side}"]
              if mode == "crops" else [f"input.short_side={side}", f"input.max_size={side}"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from csrseg.tools.benchmark import run_benchmark
+from csrseg.research.benchmark import run_benchmark
 
 
 def main() -> None:

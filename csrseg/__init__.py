@@ -17,7 +17,7 @@ __all__ = ["CSRSeg", "Config", "CrossScaleReweighting", "DepthToSpace", "OnnxPre
 # the training, inference and export stacks are imported on first use: ``import csrseg`` stays light
 _LAZY = {
     "train": "csrseg.api", "evaluate": "csrseg.api", "predict": "csrseg.api", "export": "csrseg.api",
-    "benchmark": "csrseg.tools.benchmark", "Predictor": "csrseg.inference.predictor",
+    "benchmark": "csrseg.research.benchmark", "Predictor": "csrseg.inference.predictor",
     "OnnxPredictor": "csrseg.inference.onnx_predictor",
     "OpenVinoPredictor": "csrseg.inference.openvino_predictor",
 }

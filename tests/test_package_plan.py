@@ -1,8 +1,8 @@
 """The package's plan holds: every module imports only its own folder and the folders below it, and
 no modules import each other in a circle (imports inside functions included).
 
-Folders from the bottom up: ``errors``/``limits``/``masks``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
--> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``serve`` -> ``cli``. A newcomer finds a
+Folders from the bottom up: ``errors``/``limits``/``masks``/``outputs``/``runtime`` -> ``models``, ``data`` -> ``config`` -> ``engine``
+-> ``inference`` -> ``evaluation`` -> ``deploy`` -> ``api`` -> ``tools`` -> ``research`` -> ``serve`` -> ``cli``. A newcomer finds a
 stage by its folder, and a change low in the house never has to know what stands above it.
 """
 
@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "csrseg"
 BELOW = {
     "errors": set(),
     "limits": {"errors"},  # the ranges settings declare (every floor's settings classes use it)
+    "outputs": {"errors"},  # output folders every writing verb shares: numbered defaults, refusals, locks
     "masks": {"errors"},  # masks within their boxes and their RLE: the heads make them, every later stage reads them
     "runtime": {"errors"},
     "models": {"errors", "limits", "masks", "runtime"},
@@ -26,16 +27,22 @@ BELOW = {
     "deploy": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation"},
     "api": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy"},
     "tools": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api"},
+    # reproducing and measuring the paper (benchmark, ablations, the demo): on the verbs and the user's tools
+    "research": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy",
+                 "api", "tools"},
     # the HTTP server (issue 35): the API's predictors behind a web stack, below the CLI that starts it
     "serve": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
               "tools"},
     "cli": {"errors", "limits", "masks", "runtime", "models", "data", "config", "engine", "inference", "evaluation", "deploy", "api",
-            "tools", "serve"},
+            "tools", "research", "serve"},
 }
 # tracking (identities across video frames) stands on errors alone; inference and every folder above it use it
 BELOW["tracking"] = {"errors"}
 for _folder_above in [name for name, below in BELOW.items() if "engine" in below]:
     BELOW[_folder_above].add("tracking")
+# the output-folder policy stands on errors alone: the trainer and every verb that writes use it
+for _folder_above in [name for name, below in BELOW.items() if "config" in below]:
+    BELOW[_folder_above].add("outputs")
 
 
 def _modules() -> dict[str, Path]:

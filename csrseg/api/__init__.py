@@ -9,7 +9,7 @@ these and prints)::
     for inst in Predictor(run.best).predict("photo.jpg"):
         print(inst.class_name, inst.score)
 
-``csrseg.benchmark`` (:func:`csrseg.tools.benchmark.benchmark`) times the models side by side.
+``csrseg.benchmark`` (:func:`csrseg.research.benchmark.benchmark`) times the models side by side.
 """
 
 from csrseg.api.evaluate import evaluate, report_path

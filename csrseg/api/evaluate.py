@@ -8,7 +8,7 @@ from pathlib import Path
 
 from csrseg.data.coco import DatasetError, annotations_outside, warn_if_unscorable
 from csrseg.data.sources import DatasetSources, SplitFiles, resolve_dataset
-from csrseg.engine.rundir import check_output_file, output_lock
+from csrseg.outputs import check_output_file, output_lock
 
 logger = logging.getLogger("csrseg")
 

@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from csrseg.engine.rundir import check_output_file, output_lock
+from csrseg.outputs import check_output_file, output_lock
 from csrseg.errors import CsrsegError
 
 FORMATS = ("onnx", "openvino", "safetensors")

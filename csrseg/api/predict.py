@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from csrseg.engine.rundir import check_outputs, default_run_dir, output_lock
+from csrseg.outputs import check_outputs, default_run_dir, output_lock
 from csrseg.errors import CsrsegError
 from csrseg.inference.records import RecordWriter
 from csrseg.inference.runner import PredictCounts, predict_files, predict_stream

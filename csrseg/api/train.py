@@ -26,7 +26,7 @@ from csrseg.engine import preempt
 from csrseg.engine.budget import TimeBudget
 from csrseg.engine.hooks import RunLog, standard_hooks
 from csrseg.engine.loggers import logger_hooks
-from csrseg.engine.rundir import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, output_lock, set_aside_outputs
+from csrseg.outputs import REPLACED_DIR, TRAIN_OUTPUTS, check_outputs, default_run_dir, output_lock, set_aside_outputs
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.setup import prepare, with_num_classes
 from csrseg.engine.trainer import Hook, Trainer

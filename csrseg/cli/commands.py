@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> None:
-    from csrseg.tools.benchmark import benchmark
+    from csrseg.research.benchmark import benchmark
 
     print(benchmark(args.sizes, runs=args.runs, warmup=args.warmup, device=args.device, fast_paths=not args.no_fast,
                     weights=args.weights, data=args.data, calib_images=args.calib_images, out=args.out,
@@ -136,7 +136,7 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 def cmd_ablate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from csrseg.tools.ablate import default_sweep_dir, run_ablation
+    from csrseg.research.ablate import default_sweep_dir, run_ablation
 
     out = Path(args.out) if args.out else default_sweep_dir(args.table)
     text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
@@ -149,7 +149,7 @@ def cmd_ablate(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from csrseg.errors import CsrsegError
-    from csrseg.tools.demo import SHORT_MINUTES, run_demo
+    from csrseg.research.demo import SHORT_MINUTES, run_demo
 
     if args.minutes is not None and (args.full or args.quick):
         raise CsrsegError("--minutes is the short demo's training time: it does not go with --full or --quick")

@@ -22,7 +22,7 @@ from csrseg.engine import distributed as du
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import atomic_save
 from csrseg.engine.plots import plot_training, read_log
-from csrseg.engine.rundir import REPLACED_DIR
+from csrseg.outputs import REPLACED_DIR
 from csrseg.engine.schedule import lr_factor
 from csrseg.engine.tensorboard import TensorBoardLog
 from csrseg.engine.trainer import Hook, NonFiniteLossError, Trainer

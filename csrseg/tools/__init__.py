@@ -1,1 +1,1 @@
-"""Research and user tools built on the API: benchmark, Table II/III ablations, the demo, dataset browsing, model info."""
+"""The user's tools around the verbs: dataset browsing, model info, the synthetic set, annotation conversion."""

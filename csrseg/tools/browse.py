@@ -145,7 +145,7 @@ def browse(data: str | Path, out: str | Path | None = None, config: str = "paper
     """What ``csrseg browse`` does: :func:`browse_dataset` at ``config``'s input size into ``out`` (default
     ``runs/browse/exp[N]``), refusing a folder that holds an earlier browse unless ``exist_ok``."""
     from csrseg.config import load_config
-    from csrseg.engine.rundir import check_outputs, default_run_dir
+    from csrseg.outputs import check_outputs, default_run_dir
 
     cfg = load_config(config, overrides)
     out = Path(out) if out else default_run_dir("browse", "exp")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from csrseg.data.convert import ImageRecord, write_coco_root
-from csrseg.engine.rundir import check_outputs
+from csrseg.outputs import check_outputs
 from csrseg.errors import CsrsegError
 
 FORMATS = ("yolo", "labelme", "via")

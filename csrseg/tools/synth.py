@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset
-from csrseg.engine.rundir import check_outputs
+from csrseg.outputs import check_outputs
 
 
 def synthesize(out: str | Path, images: int = 500, seed: int = 0, val_fraction: float = 0.2, size: int = 256,

@@ -107,7 +107,7 @@ def test_the_verbs_take_names_after_their_first_argument():
     import inspect
 
     from csrseg import evaluate, export, predict, train
-    from csrseg.tools.benchmark import benchmark
+    from csrseg.research.benchmark import benchmark
 
     for verb in (train, evaluate, predict, export, benchmark):
         params = list(inspect.signature(verb).parameters.values())

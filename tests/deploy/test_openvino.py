@@ -194,7 +194,7 @@ def test_a_missing_openvino_is_one_line_naming_the_extra(irs, tmp_path, monkeypa
 
 
 def test_benchmark_times_openvino_in_each_precision_against_its_own_peak(irs, tmp_path):
-    from csrseg.tools.benchmark import format_rows, openvino_entries, openvino_precisions, synthetic_image, time_entries
+    from csrseg.research.benchmark import format_rows, openvino_entries, openvino_precisions, synthetic_image, time_entries
     from tests.conftest import tiny_config
 
     image = synthetic_image(64, 96)

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from csrseg.tools.ablate import run_ablation
+from csrseg.research.ablate import run_ablation
 from csrseg.cli import main
 from csrseg.config import save_config
 from csrseg.engine.checkpoint import load_checkpoint
-from csrseg.engine.rundir import OutputExistsError, check_outputs
+from csrseg.outputs import OutputExistsError, check_outputs
 from csrseg.api import train
 from tests.conftest import one_line_error, tiny_config
 from tests.conftest import fake_checkpoint
@@ -115,7 +115,7 @@ def test_ablate_refuses_runs_of_another_sweep_and_a_training_folder(synth_root, 
 
 
 def test_check_output_file_refuses_what_could_not_be_written(tmp_path):
-    from csrseg.engine.rundir import check_output_file
+    from csrseg.outputs import check_output_file
     from csrseg.errors import CsrsegError
 
     assert check_output_file(tmp_path / "new" / "deeper" / "r.json", suffixes=(".json",)) == tmp_path / "new" / "deeper" / "r.json"

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from csrseg.config import Config, load_config, without_pretrained
-from csrseg.engine.rundir import check_output_file
+from csrseg.outputs import check_output_file
 from csrseg.errors import CsrsegError
 from csrseg.data.transforms import collate, normalize
 from csrseg.runtime.cpu import cpu_description, cuda_half_precision, native_bf16

@@ -152,7 +152,7 @@ def speed_side_by_side(cfgs: dict[str, Config], rounds: int = 5) -> dict[str, di
     load), so drifting machine load falls on all rows alike; medians over rounds. The neck is timed
     on backbone features computed once. Random weights: speed does not depend on them.
     """
-    from csrseg.tools.benchmark import interleaved_times, ours_step, padded_input, synthetic_image
+    from csrseg.research.benchmark import interleaved_times, ours_step, padded_input, synthetic_image
 
     cpu = torch.device("cpu")
     whole, necks, sizes = {}, {}, {}

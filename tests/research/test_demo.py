@@ -10,7 +10,7 @@ from csrseg.config import load_config
 from csrseg.engine.hooks import ETA_AFTER
 from csrseg.engine.trainer import Hook
 from csrseg.runtime.precision import Precision, choose
-from csrseg.tools import demo
+from csrseg.research import demo
 from tests.conftest import tiny_config
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from csrseg.tools.benchmark import Row, PeakMemory, format_rows, median_time
+from csrseg.research.benchmark import Row, PeakMemory, format_rows, median_time
 
 
 def test_table_ratios_are_to_the_reference_of_the_same_size():
@@ -38,7 +38,7 @@ def test_peak_memory_sees_a_large_temporary_allocation():
 
 
 def test_necks_alone_are_timed_for_knet_and_paper():
-    from csrseg.tools.benchmark import benchmark_necks
+    from csrseg.research.benchmark import benchmark_necks
 
     times = benchmark_necks(("knet", "paper"), (64, 96), torch.device("cpu"), runs=1, warmup=0)
     assert set(times) == {"knet", "paper"} and all(t > 0 for t in times.values())
@@ -69,7 +69,7 @@ def test_benchmark_weights_without_data_is_a_one_line_error(capsys):
 def test_interleaved_times_take_turns_and_skip_the_warmup_rounds():
     import torch
 
-    from csrseg.tools.benchmark import interleaved_times
+    from csrseg.research.benchmark import interleaved_times
 
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b")}
@@ -81,7 +81,7 @@ def test_interleaved_times_take_turns_and_skip_the_warmup_rounds():
 def test_entries_warm_up_one_at_a_time_then_take_turns():
     import torch
 
-    from csrseg.tools.benchmark import Entry, time_entries
+    from csrseg.research.benchmark import Entry, time_entries
 
     calls = []
     cpu = torch.device("cpu")
@@ -98,7 +98,7 @@ def test_entries_with_one_name_are_refused():
     import pytest
     import torch
 
-    from csrseg.tools.benchmark import Entry, time_entries
+    from csrseg.research.benchmark import Entry, time_entries
 
     cpu = torch.device("cpu")
     with pytest.raises(AssertionError, match="share a name"):
@@ -106,7 +106,7 @@ def test_entries_with_one_name_are_refused():
 
 
 def test_benchmark_table_has_every_model_against_mask_rcnn():
-    from csrseg.tools.benchmark import MASK_RCNN, run_benchmark
+    from csrseg.research.benchmark import MASK_RCNN, run_benchmark
 
     text = run_benchmark([(64, 96)], runs=2, warmup=1, fast_paths=False)
     rows = {l.split(" | ")[0][2:]: l.split(" | ") for l in text.splitlines() if l.startswith("| ") and "96×64" in l}
@@ -123,7 +123,7 @@ def test_benchmark_table_has_every_model_against_mask_rcnn():
 
 
 def test_no_bf16_peak_is_timed_where_bf16_is_emulated(monkeypatch):
-    import csrseg.tools.benchmark as bench
+    import csrseg.research.benchmark as bench
 
     timed = []
     monkeypatch.setattr(bench, "matmul_gflops", lambda device, precision="fp32": timed.append(precision) or 1.0)

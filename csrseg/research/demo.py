@@ -34,7 +34,7 @@ from csrseg.data.io import read_image
 from csrseg.data.synth import make_synthetic_dataset
 from csrseg.data.transforms import Transform
 from csrseg.engine.budget import TimeBudget
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, next_run_dir
+from csrseg.outputs import TRAIN_OUTPUTS, check_outputs, next_run_dir
 from csrseg.engine.setup import decide_precision
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.evaluation.coco import format_table

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from csrseg.engine.rundir import LOCK_NAME, OutputLockedError, lock_path, output_lock
+from csrseg.outputs import LOCK_NAME, OutputLockedError, lock_path, output_lock
 from tests.conftest import one_line_error, tiny_config, train_rows, wait_for
 
 

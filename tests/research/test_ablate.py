@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from csrseg.tools.ablate import CONTROL, comparisons, find_finished_run, run_ablation, table_variants, variant_config
-from csrseg.tools.ablate_stats import flatness, paired
+from csrseg.research.ablate import CONTROL, comparisons, find_finished_run, run_ablation, table_variants, variant_config
+from csrseg.research.ablate_stats import flatness, paired
 from csrseg.config import load_config, save_config
 from csrseg.config.presets import FUSION_KNET_HEAD
 from csrseg.models.heads.knet.config import KNetConfig
@@ -265,7 +265,7 @@ def test_recipe_choices_of_the_cli_are_the_recipes():
 
 def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
     from csrseg.errors import CsrsegError
-    from csrseg.tools import ablate
+    from csrseg.research import ablate
 
     with pytest.raises(CsrsegError, match="--data is needed with --recipe paper"):
         run_ablation(None, 2, tmp_path / "sweep")

@@ -11,7 +11,7 @@ again: Table III's CSR width equal to the base config's is Table II's CSR + D2S.
 
 Under the K-Net head Table II adds a control row (the fusion neck with both switches off) between
 K-Net and the CSR/D2S rows. The table comes with what a reader needs to trust it
-(:mod:`csrseg.tools.ablate_stats`): AP per seed, paired differences per seed with a paired t-test,
+(:mod:`csrseg.research.ablate_stats`): AP per seed, paired differences per seed with a paired t-test,
 whether each row's AP curve has flattened, and the speed of every row measured side by side in
 one process after training (whole model and neck alone).
 
@@ -29,10 +29,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from csrseg.tools.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
+from csrseg.research.ablate_stats import eval_curve, flatness, format_paired, paired, plot_curves, speed_side_by_side
 from csrseg.config import Config, ConfigError, config_from_dict, load_config, merge, to_dict, without_pretrained
 from csrseg.config.presets import TABLE2_ROWS, recipe_overrides, table_rows
-from csrseg.engine.rundir import TRAIN_OUTPUTS, check_outputs, existing_outputs, output_lock
+from csrseg.outputs import TRAIN_OUTPUTS, check_outputs, existing_outputs, output_lock
 from csrseg.engine.trainer import Hook, Trainer
 from csrseg.errors import CsrsegError
 from csrseg.evaluation.coco import METRICS
@@ -311,11 +311,11 @@ def recipe_data(recipe: str, out: Path) -> Path:
 
 
 def with_diagnostics(summary: dict, out: Path, data: str | Path) -> dict:
-    """``summary`` with its run's diagnostics (:func:`csrseg.tools.diagnose.run_diagnostics` and the last
+    """``summary`` with its run's diagnostics (:func:`csrseg.research.diagnose.run_diagnostics` and the last
     semantic loss), computed once from the run folder and kept in its ``summary.json``."""
     if "diagnostics" in summary:
         return summary
-    from csrseg.tools.diagnose import run_diagnostics
+    from csrseg.research.diagnose import run_diagnostics
 
     run_dir = Path(summary["reused_from"]) if summary.get("reused_from") else out / _slug(summary["variant"]) / f"seed{summary['seed']}"
     if not (run_dir / "last.pt").is_file():
@@ -391,7 +391,7 @@ def sweep_speed(out: Path, cfgs: dict[str, Config]) -> dict[str, dict]:
 def _same_run(run_dir: Path, run: dict, exist_ok: bool) -> str:
     """``"finished"`` or ``"unfinished"`` when ``run_dir`` holds ``run`` (the same data and resolved
     config), ``"new"`` when it holds nothing, or nothing the caller may not replace (``exist_ok``);
-    a folder holding another run is refused (:class:`~csrseg.engine.rundir.OutputExistsError`)."""
+    a folder holding another run is refused (:class:`~csrseg.outputs.OutputExistsError`)."""
     found = existing_outputs(run_dir, ("summary.json", *TRAIN_OUTPUTS))
     if not found:
         return "new"

@@ -7,6 +7,9 @@ or means to replace it (``--exist-ok``). Without ``--out`` the CLI picks a fresh
 folder, so this only fires when the user named an occupied one. While a verb writes, it owns its
 output through a lock (:func:`output_lock`): two runs started into one folder a moment apart (a
 double click, a re-run script) cannot both pass that check and interleave their files.
+
+On the ground floor, beside :mod:`csrseg.errors`: the trainer, the user verbs and the research tools
+all write outputs, so the policy is not any one stage's.
 """
 
 from __future__ import annotations
