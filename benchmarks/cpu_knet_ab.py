@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every row")
     args = parser.parse_args(argv)
 
-    from csrseg.research.ablate import run_ablation
+    from csrseg.research.ablate import Sweep, run_ablation
 
-    text = run_ablation(args.data, 2, args.out, base="paper", seeds=args.seeds, overrides=args.set, jobs=args.jobs,
-                        recipe="cpu", variants={name: VARIANTS[name] for name in args.variants})
+    sweep = Sweep(2, base="paper", seeds=args.seeds, overrides=tuple(args.set), recipe="cpu",
+                  variants={name: VARIANTS[name] for name in args.variants})
+    text = run_ablation(args.data, sweep, args.out, jobs=args.jobs)
     print(text)
 
 

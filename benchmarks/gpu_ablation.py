@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import DEFAULT_DATA, split_by_photo  # noqa: E402
 
 from csrseg.research.ablate import PlannedRun, plan_sweep, train_runs  # noqa: E402
+from csrseg.research.ablate import Sweep as TableSweep  # noqa: E402  (this file's Sweep is a table with its data)
 from csrseg.data.synth import SynthSpec, make_synthetic_dataset  # noqa: E402
 from csrseg.errors import CsrsegError  # noqa: E402
 
@@ -74,8 +75,9 @@ def plan(all_sweeps: list[Sweep], seeds: int, epochs: int) -> list[PlannedRun]:
     """The runs still to train, each once (the same data and config in two tables: trained once)."""
     runs: list[PlannedRun] = []
     for sweep in all_sweeps:
-        _, pending = plan_sweep(sweep.data, sweep.table, sweep.out, "demo", seeds, epochs, sweep.overrides,
-                                rows=sweep.rows)
+        planned = TableSweep(sweep.table, base="demo", seeds=seeds, epochs=epochs, overrides=tuple(sweep.overrides),
+                             rows=tuple(sweep.rows))
+        _, pending = plan_sweep(sweep.data, planned, sweep.out)
         runs += [p for p in pending if all(p.run != q.run for q in runs)]
     return runs
 

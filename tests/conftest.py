@@ -42,6 +42,18 @@ def exit_code(argv: list[str]) -> int:
         return stop.code
 
 
+def ablation(data, table: int, out, **options):
+    """``run_ablation`` with the sweep's fields (``base``, ``seeds``, ``rows`` ...) and the run's options
+    (``device``, ``jobs`` ...) given side by side, as ``csrseg ablate`` takes them."""
+    import dataclasses
+
+    from csrseg.research.ablate import Sweep, run_ablation
+
+    fields = {f.name for f in dataclasses.fields(Sweep)}
+    sweep = Sweep(table, **{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in fields})
+    return run_ablation(data, sweep, out, **{k: v for k, v in options.items() if k not in fields})
+
+
 def tiny_config(**train: object) -> Config:
     """The demo config made smaller still: fast enough for many tests on 2 cores."""
     cfg = load_config(

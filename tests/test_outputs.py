@@ -5,13 +5,12 @@ import json
 
 import pytest
 
-from csrseg.research.ablate import run_ablation
 from csrseg.cli import main
 from csrseg.config import save_config
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.outputs import OutputExistsError, check_outputs
 from csrseg.api import train
-from tests.conftest import one_line_error, tiny_config
+from tests.conftest import ablation, one_line_error, tiny_config
 from tests.conftest import fake_checkpoint
 
 
@@ -104,14 +103,14 @@ def test_ablate_refuses_runs_of_another_sweep_and_a_training_folder(synth_root, 
     (foreign / "summary.json").write_text(json.dumps(summary))
     (foreign / "last.pt").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match=r"summary\.json, last\.pt of another run.*another config or dataset"):
-        run_ablation(synth_root, 2, tmp_path / "sweep", base=str(cfg_path), seeds=1, device="cpu", progress=False)
+        ablation(synth_root, 2, tmp_path / "sweep", base=str(cfg_path), seeds=1, device="cpu", progress=False)
     assert (foreign / "last.pt").read_bytes() == b"x"
 
     run = tmp_path / "a_training_run"
     run.mkdir()
     (run / "best.pt").write_bytes(b"x")
     with pytest.raises(OutputExistsError, match="best.pt"):
-        run_ablation(synth_root, 2, run, base=str(cfg_path), seeds=1, device="cpu", progress=False)
+        ablation(synth_root, 2, run, base=str(cfg_path), seeds=1, device="cpu", progress=False)
 
 
 def test_check_output_file_refuses_what_could_not_be_written(tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 from csrseg.outputs import check_outputs, default_run_dir, output_lock
 from csrseg.errors import CsrsegError
 from csrseg.inference.records import RecordWriter
-from csrseg.inference.runner import PredictCounts, predict_files, predict_stream
+from csrseg.inference.runner import PredictCounts, predict_files, predict_stream, predict_watched
 from csrseg.inference.sources import expand_sources
 from csrseg.inference.streams import check_watch_folder, is_stream, open_stream
 from csrseg.tracking import TrackerConfig
@@ -109,8 +109,11 @@ def predict(sources: list[str | Path] | str | Path, *, weights: str | Path | Non
             out_dir.mkdir(parents=True, exist_ok=True)
             records = RecordWriter(out_dir / "predictions.json")
             try:
-                counts = predict_stream(predictor, endless, out_dir, records, batch=batch, track=track,
-                                        max_frames=max_frames, watch=watch, opened=opened)
+                if watch:
+                    counts = predict_watched(predictor, endless, out_dir, records, track=track, max_frames=max_frames)
+                else:
+                    counts = predict_stream(predictor, endless, out_dir, records, batch=batch, track=track,
+                                            max_frames=max_frames, opened=opened)
             except BaseException:
                 records.discard()
                 raise

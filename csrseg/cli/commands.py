@@ -136,12 +136,13 @@ def cmd_benchmark(args: argparse.Namespace) -> None:
 def cmd_ablate(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from csrseg.research.ablate import default_sweep_dir, run_ablation
+    from csrseg.research.ablate import Sweep, default_sweep_dir, run_ablation
 
     out = Path(args.out) if args.out else default_sweep_dir(args.table)
-    text = run_ablation(args.data, args.table, out, base=args.config, seeds=args.seeds, epochs=args.epochs,
-                        overrides=args.overrides, device=args.device, exist_ok=args.exist_ok, jobs=args.jobs,
-                        train_only=args.train_only, rows=args.rows, recipe=args.recipe)
+    sweep = Sweep(args.table, base=args.config, seeds=args.seeds, epochs=args.epochs, overrides=tuple(args.overrides),
+                  rows=tuple(args.rows or ()), recipe=args.recipe)
+    text = run_ablation(args.data, sweep, out, device=args.device, exist_ok=args.exist_ok, jobs=args.jobs,
+                        train_only=args.train_only)
     print(text)
     if not args.train_only:
         print(f"table and plot: {out / f'table{args.table}.md'}, {out / f'table{args.table}.png'}")

@@ -15,7 +15,7 @@ import numpy as np
 from csrseg.config.fields import from_dict
 from csrseg.data.transforms import InputConfig
 from csrseg.errors import ConfigError
-from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, crops_of, to_instances
+from csrseg.inference.predictor import BelowThreshold, ImageLike, Instance, as_rgb_array, RawInstances, crops_of, to_instances
 
 OUTPUTS = ("labels", "scores", "masks", "boxes")
 
@@ -63,8 +63,8 @@ class ExportedPredictor:
         names = self.class_names or [str(i) for i in range(int(labels.max(initial=-1)) + 1)]
         cat_ids = self.cat_ids or list(range(1, len(names) + 1))
         boxes = boxes.tolist()
-        return to_instances(labels.tolist(), scores.tolist(), crops_of(masks, boxes), boxes, masks.shape[1:], names,
-                            cat_ids, self.score_thr, self.below)
+        raw = RawInstances(labels.tolist(), scores.tolist(), crops_of(masks, boxes), boxes, masks.shape[1:])
+        return to_instances(raw, class_names=names, cat_ids=cat_ids, score_thr=self.score_thr, below=self.below)
 
     def predict_batch(self, images: list[ImageLike]) -> list[list[Instance]]:
         return [self.predict(image) for image in images]

@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -199,8 +200,10 @@ class Predictor:
 
     def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
         masks = result["masks"]
-        return to_instances(result["labels"].tolist(), result["scores"].tolist(), masks.numpy(), masks.boxes.tolist(),
-                            masks.size, self.class_names, self.cat_ids, self.score_thr, self.below)
+        raw = RawInstances(result["labels"].tolist(), result["scores"].tolist(), masks.numpy(), masks.boxes.tolist(),
+                           masks.size)
+        return to_instances(raw, class_names=self.class_names, cat_ids=self.cat_ids, score_thr=self.score_thr,
+                            below=self.below)
 
 
 def for_inference(model: nn.Module) -> nn.Module:
@@ -272,18 +275,27 @@ def inference_precision(choice: str, device: torch.device) -> Precision | None:
     return resolve(choice, device)
 
 
-def to_instances(labels: list[int], scores: list[float], crops: list[np.ndarray], boxes: list,
-                 image_size: tuple[int, int], class_names: list[str], cat_ids: list[int], score_thr: float,
+class RawInstances(NamedTuple):
+    """One image's model outputs, every instance whatever its score: ``labels (n,)``, ``scores (n,)``,
+    each mask a crop within its tight inclusive box ``(x0, y0, x1, y1)``, and the ``image_size`` ``(H, W)``."""
+
+    labels: list[int]
+    scores: list[float]
+    crops: list[np.ndarray]
+    boxes: list
+    image_size: tuple[int, int]
+
+
+def to_instances(raw: RawInstances, *, class_names: list[str], cat_ids: list[int], score_thr: float,
                  below: BelowThreshold | None = None) -> list[Instance]:
-    """Model outputs of one ``image_size`` ``(H, W)`` image, each mask a crop within its tight box ->
-    :class:`Instance` list, those under ``score_thr`` left out (and counted in ``below``)."""
+    """:class:`RawInstances` -> :class:`Instance` list, those under ``score_thr`` left out (and counted in ``below``)."""
     if below is not None:
-        below.add([s for s in scores if s < score_thr])
-    size = (int(image_size[0]), int(image_size[1]))
+        below.add([s for s in raw.scores if s < score_thr])
+    size = (int(raw.image_size[0]), int(raw.image_size[1]))
     return [
         Instance(label, class_names[label], cat_ids[label], score, crop.astype(bool, copy=False),
                  tuple(float(v) for v in box), size)
-        for label, score, crop, box in zip(labels, scores, crops, boxes)
+        for label, score, crop, box in zip(raw.labels, raw.scores, raw.crops, raw.boxes)
         if score >= score_thr
     ]
 

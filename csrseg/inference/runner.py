@@ -68,38 +68,48 @@ def predict_files(predictor, paths: list[Path], out_dir: Path, records: RecordWr
 
 
 def predict_stream(predictor, source: str, out_dir: Path, records: RecordWriter, *, batch: int = 1,
-                   track: TrackerConfig | None = None, max_frames: int | None = None, watch: bool = False,
+                   track: TrackerConfig | None = None, max_frames: int | None = None,
                    opened: tuple | None = None) -> PredictCounts:
-    """Predict on one endless ``source`` until it ends, ``max_frames`` frames (or images) are read, or
-    Ctrl-C / SIGTERM (:mod:`csrseg.inference.interrupt`); every output is then finished as at any end.
+    """Predict on a camera index or URL until it ends, ``max_frames`` frames are read, or Ctrl-C /
+    SIGTERM (:mod:`csrseg.inference.interrupt`); every output is then finished as at any end:
+    ``OUT/<name>.mp4`` and rows with ``frame``, reaching the disk frame by frame. ``opened``: the
+    source's :func:`~csrseg.inference.streams.open_stream`, if already open."""
+    counts = PredictCounts(videos_given=1)
+    tracker = ByteTracker(track) if track else None
+    with stop_requests() as asked:
+        capture, info = opened or open_stream(source)
+        writer = OverlayWriter(out_dir / f"{stream_name(source)}.mp4", info.fps, (info.width, info.height), source)
 
-    A camera index or URL (``opened``: its :func:`~csrseg.inference.streams.open_stream`, if already
-    open) gives ``OUT/<name>.mp4`` and rows with ``frame``; a watched folder (``watch``) gives an
-    overlay per image, as ``predict_files`` does. Rows reach the disk frame by frame."""
+        def write(index: int, instances: list[Instance], ids: list[int] | None) -> None:
+            records.write(instance_records(source, instances, ids, frame=index))
+            records.flush()
+
+        frames = stream_frames(capture, (info.width, info.height), max_frames=max_frames, stop=asked)
+        try:
+            counts.frames = predict_frames(predictor, frames, writer, batch=batch, tracker=tracker, on_frame=write)
+        finally:
+            counts.videos = int(writer.finish())  # the clip is readable whatever ended the run
+        counts.stopped_by = _stopped_by(asked, counts.frames, max_frames)
+    return _finish(counts, predictor, records)
+
+
+def predict_watched(predictor, folder: str | Path, out_dir: Path, records: RecordWriter, *,
+                    track: TrackerConfig | None = None, max_frames: int | None = None) -> PredictCounts:
+    """Predict on a folder's images, then on each new one as it arrives, until ``max_frames`` images
+    are read or Ctrl-C / SIGTERM: an overlay per image, as :func:`predict_files` gives, and rows that
+    reach the disk image by image."""
     counts = PredictCounts()
     tracker = ByteTracker(track) if track else None
     with stop_requests() as asked:
-        if watch:
-            images = watch_images(Path(source), max_images=max_frames, stop=asked)
-            _predict_images(predictor, images, out_dir, records, counts, 1, tracker, flush=True)
-        else:
-            capture, info = opened or open_stream(source)
-            writer = OverlayWriter(out_dir / f"{stream_name(source)}.mp4", info.fps, (info.width, info.height), source)
-
-            def write(index: int, instances: list[Instance], ids: list[int] | None) -> None:
-                records.write(instance_records(source, instances, ids, frame=index))
-                records.flush()
-
-            frames = stream_frames(capture, (info.width, info.height), max_frames=max_frames, stop=asked)
-            try:
-                counts.frames = predict_frames(predictor, frames, writer, batch=batch, tracker=tracker, on_frame=write)
-            finally:
-                counts.videos = int(writer.finish())  # the clip is readable whatever ended the run
-            counts.videos_given = 1
-        read = counts.images if watch else counts.frames
-        counts.stopped_by = asked() or ("--max-frames" if max_frames is not None and read >= max_frames
-                                        else "the end of the stream")
+        images = watch_images(Path(folder), max_images=max_frames, stop=asked)
+        _predict_images(predictor, images, out_dir, records, counts, 1, tracker, flush=True)
+        counts.stopped_by = _stopped_by(asked, counts.images, max_frames)
     return _finish(counts, predictor, records)
+
+
+def _stopped_by(asked, read: int, max_frames: int | None) -> str:
+    """What ended an endless source: the signal asked for, ``--max-frames``, or the source itself."""
+    return asked() or ("--max-frames" if max_frames is not None and read >= max_frames else "the end of the stream")
 
 
 def _predict_images(predictor, paths: Iterable[Path], out_dir: Path, records: RecordWriter, counts: PredictCounts,

@@ -113,27 +113,52 @@ class PlannedRun:
     resume: bool  # an unfinished run of the same config is in run_dir: continue from its last.pt
 
 
-def plan_sweep(data: str | Path, table: int, out: str | Path, base: str = "paper", seeds: int = 3,
-               epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (),
-               exist_ok: bool = False, rows: list[str] | tuple[str, ...] = (),
-               variants: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What a sweep trains: the rows of Table ``table`` (or ``variants``: ``{row name: model settings}``,
+    an A/B of one's own, every row compared with the first), limited to ``rows`` (their folder names,
+    e.g. ``fpn_baseline csr_d2s``; all when empty), each for ``seeds`` seeds, on config ``base`` with
+    training ``recipe`` (:data:`csrseg.config.presets.RECIPES`; ``cpu``: a scale two CPU cores train)
+    laid on it, then ``overrides``; ``epochs`` replaces the recipe's length."""
+
+    table: int
+    base: str = "paper"
+    seeds: int = 3
+    epochs: int | None = None
+    overrides: tuple[str, ...] = ()
+    rows: tuple[str, ...] = ()
+    variants: dict[str, dict[str, Any]] | None = None
+    recipe: str = "paper"
+
+    def all_overrides(self) -> tuple[str, ...]:
+        """The recipe's overrides, then the sweep's own."""
+        return (*recipe_overrides(self.recipe), *self.overrides)
+
+    def base_config(self) -> Config:
+        return load_config(self.base, self.all_overrides())
+
+    def row_settings(self, base_cfg: Config) -> dict[str, dict[str, Any]]:
+        return selected_rows(self.table, base_cfg, self.rows, self.variants)
+
+
+def plan_sweep(data: str | Path, sweep: Sweep, out: str | Path, *,
+               exist_ok: bool = False) -> tuple[dict[str, list[dict]], list[PlannedRun]]:
     """Every run of the sweep: ``(summaries, pending)``. ``summaries`` holds each row's finished runs
     (its own, or a finished run with the same data and config in a sibling sweep, reused);
     ``pending`` the runs still to train. A run folder left by another sweep (other config or data)
-    is refused, naming its files, unless ``exist_ok``. ``rows``: only these rows (their folder names,
-    e.g. ``fpn_baseline csr_d2s``); all of them when empty."""
+    is refused, naming its files, unless ``exist_ok``."""
     out = Path(out)
-    base_cfg = load_config(base, overrides)
+    base_cfg = sweep.base_config()
     # a training run folder is not a sweep folder
     check_outputs(out, TRAIN_OUTPUTS, how="choose another --out for the sweep")
     summaries: dict[str, list[dict]] = {}
     pending: list[PlannedRun] = []
-    for name, variant in selected_rows(table, base_cfg, rows, variants).items():
+    for name, variant in sweep.row_settings(base_cfg).items():
         summaries[name] = []
-        for seed in range(seeds):
+        for seed in range(sweep.seeds):
             run_dir = out / _slug(name) / f"seed{seed}"
             summary_path = run_dir / "summary.json"
-            cfg = variant_config(base_cfg, variant, seed, epochs)
+            cfg = variant_config(base_cfg, variant, seed, sweep.epochs)
             run = dict(data=str(Path(data).resolve()), config=to_dict(cfg))
             previous = _same_run(run_dir, run, exist_ok)
             if previous == "finished":
@@ -248,52 +273,47 @@ def default_sweep_dir(table: int) -> Path:
     return Path("runs") / "ablate" / f"table{table}"
 
 
-def run_ablation(data: str | Path | None, table: int, out: str | Path | None = None, base: str = "paper", seeds: int = 3,
-                 epochs: int | None = None, overrides: list[str] | tuple[str, ...] = (), device: str | None = None,
-                 progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False,
-                 rows: list[str] | tuple[str, ...] = (), recipe: str = "paper",
-                 variants: dict[str, dict[str, Any]] | None = None) -> str:
-    """Train and evaluate every variant of ``table`` for ``seeds`` seeds; returns the markdown table.
+def run_ablation(data: str | Path | None, sweep: Sweep, out: str | Path | None = None, *, device: str | None = None,
+                 progress: bool = True, exist_ok: bool = False, jobs: int = 1, train_only: bool = False) -> str:
+    """Train and evaluate every row of ``sweep`` for its seeds; returns the markdown table.
 
-    ``recipe``: the training recipe laid on ``base`` before ``overrides``
-    (:data:`csrseg.config.presets.RECIPES`; ``cpu``: a scale two CPU cores train). With ``data`` ``None``
-    the ``cpu`` recipe trains on the demo's 1000 synthetic images, made once in ``OUT/data``. ``variants``:
-    rows of one's own instead of the table's (``{row name: model settings}``; every row is compared with
-    the first), e.g. an A/B of head settings on one neck (``benchmarks/cpu_knet_ab.py``).
+    With ``data`` ``None`` the ``cpu`` recipe trains on the demo's 1000 synthetic images, made once in
+    ``OUT/data``. Rows of one's own (``Sweep.variants``) make an A/B, e.g. of head settings on one neck
+    (``benchmarks/cpu_knet_ab.py``).
 
     Rerunning the same sweep resumes it. A run folder left by another sweep (other config or data)
     is refused, naming its files, unless ``exist_ok``: then that run is trained again. ``jobs``: runs
     trained at a time (:func:`train_runs`). ``train_only``: stop once every run is trained (the
     tables, plots and side-by-side speed come from a later call without it, e.g. on another machine
-    that holds the same data at the same path). ``rows``: train and tabulate only these rows.
+    that holds the same data at the same path).
     """
     from csrseg.data.sources import resolve_dataset
 
-    out = Path(out) if out else default_sweep_dir(table)
-    if recipe == "cpu" and load_config(base).model.head.type != "knet":
-        raise CsrsegError(f"--recipe cpu sizes K-Net's head (the paper's); --config {base} has the "
-                          f"{load_config(base).model.head.type} head: give its settings with --set instead")
-    overrides = (*recipe_overrides(recipe), *overrides)
+    out = Path(out) if out else default_sweep_dir(sweep.table)
+    if sweep.recipe == "cpu" and load_config(sweep.base).model.head.type != "knet":
+        raise CsrsegError(f"--recipe cpu sizes K-Net's head (the paper's); --config {sweep.base} has the "
+                          f"{load_config(sweep.base).model.head.type} head: give its settings with --set instead")
+    sweep.all_overrides()  # an unknown recipe is refused before the lock is taken
     with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
-        data = data if data is not None else recipe_data(recipe, out)
-        _, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows, variants)
+        data = data if data is not None else recipe_data(sweep.recipe, out)
+        _, pending = plan_sweep(data, sweep, out, exist_ok=exist_ok)
         resolve_dataset(data)  # a dataset that is not there is named before any run folder is written
         out.mkdir(parents=True, exist_ok=True)
         train_runs(pending, device, jobs, progress)
         # every run is finished now: the summaries come from the run folders
-        summaries, pending = plan_sweep(data, table, out, base, seeds, epochs, overrides, exist_ok, rows, variants)
+        summaries, pending = plan_sweep(data, sweep, out, exist_ok=exist_ok)
         assert not pending, "a run trained above has no summary"
         if train_only:
             return f"{sum(len(runs) for runs in summaries.values())} runs trained in {out}; rerun without --train-only for the tables."
         summaries = {name: [with_diagnostics(r, out, data) for r in runs] for name, runs in summaries.items()}
-        base_cfg = load_config(base, overrides)
-        cfgs = {name: variant_config(base_cfg, variant, 0, epochs) for name, variant in selected_rows(table, base_cfg, rows, variants).items()}
+        base_cfg = sweep.base_config()
+        cfgs = {name: variant_config(base_cfg, variant, 0, sweep.epochs) for name, variant in sweep.row_settings(base_cfg).items()}
         speed = sweep_speed(out, cfgs)
-        text = format_ablation(summaries, table, base_cfg.name, seeds, speed)
-        (out / f"table{table}.md").write_text(text + "\n")
-        title = f"Table {table} ({base_cfg.name}, {_iterations(summaries)} iterations, {seeds} seeds)"
-        plot_ablation(summaries, out / f"table{table}.png", title)
-        plot_curves(summaries, out / f"table{table}_curves.png", title)
+        text = format_ablation(summaries, sweep.table, base_cfg.name, sweep.seeds, speed)
+        (out / f"table{sweep.table}.md").write_text(text + "\n")
+        title = f"Table {sweep.table} ({base_cfg.name}, {_iterations(summaries)} iterations, {sweep.seeds} seeds)"
+        plot_ablation(summaries, out / f"table{sweep.table}.png", title)
+        plot_curves(summaries, out / f"table{sweep.table}_curves.png", title)
         return text
 
 

@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-from csrseg.research.ablate import CONTROL, comparisons, find_finished_run, run_ablation, table_variants, variant_config
+from csrseg.research.ablate import CONTROL, comparisons, find_finished_run, table_variants, variant_config
 from csrseg.research.ablate_stats import flatness, paired
 from csrseg.config import load_config, save_config
 from csrseg.config.presets import FUSION_KNET_HEAD
 from csrseg.models.heads.knet.config import KNetConfig
-from tests.conftest import tiny_config
+from tests.conftest import ablation, tiny_config
 
 
 def test_variants_switch_the_neck_like_the_tables():
@@ -51,7 +51,7 @@ def test_sweep_writes_table_and_resumes_without_redoing(synth_root, tmp_path):
     cfg_path = tmp_path / "tiny.yaml"
     save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
     out = tmp_path / "sweep"
-    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
+    text = ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
     lines = [l for l in text.split("\n\n")[0].splitlines() if l.startswith("| ") and "±" in l]  # the main table
     assert [l.split(" | ")[0] for l in lines] == ["| FPN baseline", "| + CSR", "| + D2S", "| CSR + D2S"]
     assert (out / "table2.md").read_text().strip() == text.strip() and (out / "table2.png").is_file()
@@ -71,7 +71,7 @@ def test_sweep_writes_table_and_resumes_without_redoing(synth_root, tmp_path):
     redo = out / "csr_d2s" / "seed1" / "summary.json"
     kept_mtime = kept.stat().st_mtime_ns
     redo.unlink()
-    run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
+    ablation(synth_root, 2, out, base=str(cfg_path), seeds=2, device="cpu", progress=False)
     assert kept.stat().st_mtime_ns == kept_mtime and redo.is_file()
 
 
@@ -79,7 +79,7 @@ def test_unknown_table_is_refused(tmp_path):
     from csrseg.errors import CsrsegError
 
     with pytest.raises(CsrsegError):
-        run_ablation(tmp_path, 4, tmp_path / "x")
+        ablation(tmp_path, 4, tmp_path / "x")
 
 
 def test_table3_reuses_the_identical_table2_run(synth_root, tmp_path):
@@ -87,8 +87,8 @@ def test_table3_reuses_the_identical_table2_run(synth_root, tmp_path):
     save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
     common = dict(base=str(cfg_path), seeds=1, device="cpu", progress=False, overrides=["model.neck.csr_channels=128"])
     sweeps = tmp_path / "sweeps"
-    run_ablation(synth_root, 2, sweeps / "table2", **common)
-    text = run_ablation(synth_root, 3, sweeps / "table3", **common)
+    ablation(synth_root, 2, sweeps / "table2", **common)
+    text = ablation(synth_root, 3, sweeps / "table3", **common)
     source = json.loads((sweeps / "table2" / "csr_d2s" / "seed0" / "summary.json").read_text())
     reused = json.loads((sweeps / "table3" / "csr_128" / "seed0" / "summary.json").read_text())
     # CSR 128 on a base with csr_channels=128 is exactly Table II's CSR + D2S: not trained again
@@ -153,7 +153,7 @@ def test_knet_head_sweep_trains_every_table2_row_including_knet_itself_and_the_c
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, head=knet))
     save_config(cfg, cfg_path)
     out = tmp_path / "sweep"
-    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False)
+    text = ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False)
     table = text.split("\n\n")[0]
     assert [l.split(" | ")[0] for l in table.splitlines()[2:]] == ["| FPN baseline", f"| {CONTROL}", "| + CSR", "| + D2S", "| CSR + D2S"]
     for row in ("fpn_baseline", "fusion_no_csr_d2s_control", "csr_d2s"):
@@ -179,12 +179,12 @@ def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(synth_root, tmp_path
     cfg_path = tmp_path / "tiny.yaml"
     save_config(tiny_config(epochs=1, max_iters=2, batch_size=4), cfg_path)
     common = dict(base=str(cfg_path), seeds=1, device="cpu", progress=False, overrides=["train.workers=0"])
-    text = run_ablation(synth_root, 2, tmp_path / "par" / "table2", jobs=2, train_only=True, **common)
+    text = ablation(synth_root, 2, tmp_path / "par" / "table2", jobs=2, train_only=True, **common)
     assert "4 runs trained" in text and not (tmp_path / "par" / "table2" / "table2.md").exists()
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))  # what each of the 2 children had: same sums
     try:
-        run_ablation(synth_root, 2, tmp_path / "seq" / "table2", jobs=1, train_only=True, **common)
+        ablation(synth_root, 2, tmp_path / "seq" / "table2", jobs=1, train_only=True, **common)
     finally:
         torch.set_num_threads(threads)
     for row in ("fpn_baseline", "csr", "d2s", "csr_d2s"):
@@ -210,7 +210,7 @@ def test_a_failed_parallel_run_is_named_and_the_others_kept(synth_root, tmp_path
     # the + D2S row's seed-0 folder holds a file where a run folder's log belongs: that run fails
     (out / "d2s" / "seed0" / "train.log").mkdir(parents=True)
     with pytest.raises(CsrsegError, match=r"1 of 4 runs failed: \+ D2S seed 0 .*d2s/seed0/train\.log"):
-        run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False, jobs=2)
+        ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False, jobs=2)
     assert all((out / row / "seed0" / "summary.json").is_file() for row in ("fpn_baseline", "csr", "csr_d2s"))
 
 
@@ -220,20 +220,20 @@ def test_rows_limit_the_sweep_to_the_named_rows(synth_root, tmp_path):
     cfg_path = tmp_path / "tiny.yaml"
     save_config(tiny_config(epochs=1, max_iters=1, batch_size=4), cfg_path)
     out = tmp_path / "sweep"
-    text = run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False,
+    text = ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", progress=False,
                         rows=["fpn_baseline", "csr_d2s"])
     assert [l.split(" | ")[0] for l in text.splitlines() if l.startswith("| ") and "|---" not in l][:3] == [
         "| variant", "| FPN baseline", "| CSR + D2S"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["csr_d2s", "fpn_baseline"]
     with pytest.raises(CsrsegError, match="--rows csr_256: Table 2 .* has the rows fpn_baseline, csr, d2s, csr_d2s"):
-        run_ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", rows=["csr_256"])
+        ablation(synth_root, 2, out, base=str(cfg_path), seeds=1, device="cpu", rows=["csr_256"])
 
 
 def test_a_missing_dataset_is_named_before_any_run_folder_is_written(tmp_path):
     from csrseg.errors import CsrsegError
 
     with pytest.raises(CsrsegError, match="nope: dataset folder not found"):
-        run_ablation(tmp_path / "nope", 2, tmp_path / "sweep", base="demo")
+        ablation(tmp_path / "nope", 2, tmp_path / "sweep", base="demo")
     assert not (tmp_path / "sweep").exists()
 
 
@@ -268,9 +268,9 @@ def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
     from csrseg.research import ablate
 
     with pytest.raises(CsrsegError, match="--data is needed with --recipe paper"):
-        run_ablation(None, 2, tmp_path / "sweep")
+        ablation(None, 2, tmp_path / "sweep")
     with pytest.raises(CsrsegError, match="--recipe cpu sizes K-Net's head"):
-        run_ablation(None, 2, tmp_path / "sweep", base="paper-solov2", recipe="cpu")
+        ablation(None, 2, tmp_path / "sweep", base="paper-solov2", recipe="cpu")
     made = []
 
     def fake(out, num_images, seed, val_fraction):
