@@ -123,16 +123,25 @@ def test_a_watched_folder_is_read_as_images_arrive(tmp_path, weights):
     image = np.full((48, 64, 3), 60, np.uint8)
     Image.fromarray(image).save(folder / "a.png")
 
+    done = threading.Event()
+
     def arrive():
         for name in ("b.png", "c.png"):
             time.sleep(0.6)
             Image.fromarray(image).save(folder / f".{name}")  # written whole, then named, as a camera app does
             (folder / f".{name}").rename(folder / name)
-        time.sleep(90)  # never reached in a passing run: a stuck watch is stopped as Ctrl-C would
-        os.kill(os.getpid(), signal.SIGINT)
+        # a stuck watch is stopped as Ctrl-C would; once the test is over the thread must not fire into
+        # whatever test runs next (a late SIGINT there ends the whole suite with KeyboardInterrupt)
+        if not done.wait(90):
+            os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=arrive, daemon=True).start()
-    result = predict(folder, weights=weights, out=out, score_thr=0.0, watch=True, max_frames=3, track=True)
+    helper = threading.Thread(target=arrive, daemon=True)
+    helper.start()
+    try:
+        result = predict(folder, weights=weights, out=out, score_thr=0.0, watch=True, max_frames=3, track=True)
+    finally:
+        done.set()
+        helper.join()
     assert result.counts.images == 3 and result.counts.stopped_by == "--max-frames"
     rows = json.loads(result.predictions.read_text())
     assert {Path(r["file_name"]).name for r in rows} == {"a.png", "b.png", "c.png"}
