@@ -116,3 +116,28 @@ def test_no_modules_import_each_other_in_a_circle():
         if node not in state:
             visit(node)
     assert not circles, "\n".join(" -> ".join(c) for c in circles)
+
+
+# The user's verbs take every option by name (keyword-only after the first), each an independent
+# choice of the caller: a dataclass of them would only rename their parameters (as detectron2's and
+# Ultralytics' own verbs do, keywords all the way). Everything else takes at most 8.
+VERBS = {"csrseg.api.train.train", "csrseg.api.evaluate.evaluate", "csrseg.api.predict.predict",
+         "csrseg.api.predict.load_predictor", "csrseg.api.export.export", "csrseg.research.benchmark.benchmark"}
+
+
+def test_functions_take_at_most_eight_parameters_and_verbs_take_names():
+    too_many, positional_verbs = [], []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            args = node.args
+            given = [a.arg for a in (*args.posonlyargs, *args.args)]
+            count = len(given) + len(args.kwonlyargs) - (given[:1] in (["self"], ["cls"]))
+            if f"{name}.{node.name}" in VERBS:
+                if len(given) > 1:
+                    positional_verbs.append(f"{name}.{node.name}: {given}")
+            elif count > 8:
+                too_many.append(f"{name}.{node.name} ({count})")
+    assert not too_many, f"more than 8 parameters: {too_many}"
+    assert not positional_verbs, f"verbs with options before the '*': {positional_verbs}"

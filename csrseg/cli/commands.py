@@ -156,8 +156,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
         raise CsrsegError("--minutes is the short demo's training time: it does not go with --full or --quick")
     if args.minutes is not None and not args.minutes > 0:
         raise CsrsegError(f"--minutes {args.minutes}: must be above 0")
-    print(run_demo(args.out, quick=args.quick, images=args.images, device=args.device, overrides=args.overrides,
-                   exist_ok=args.exist_ok, full=args.full, minutes=args.minutes or SHORT_MINUTES))
+    recipe = "quick" if args.quick else ("full" if args.full else "short")
+    print(run_demo(args.out, recipe=recipe, minutes=args.minutes or SHORT_MINUTES, images=args.images,
+                   device=args.device, overrides=args.overrides, exist_ok=args.exist_ok))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

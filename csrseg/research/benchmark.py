@@ -509,18 +509,29 @@ def format_rows(rows: list[Row], reference: str, peaks: dict[str, float], device
     return "\n".join(lines)
 
 
-def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, device: str = "cpu",
-                  fast_paths: bool = True, tmp_dir: Path | None = None, weights: str | Path | None = None,
-                  data: str | Path | None = None, calib_images: int = 64, openvino: str | Path | None = None) -> str:
+@dataclass(frozen=True)
+class Trained:
+    """The user's own models to time beside the random-weight rows: a checkpoint (``weights``, whose ONNX
+    and OpenVINO exports, INT8 calibrated on ``calib_images`` train images, get rows) and/or an OpenVINO
+    IR (``openvino``), each with its mask AP on ``data``'s val split where ``data`` is given."""
+
+    weights: str | Path | None = None
+    data: str | Path | None = None
+    calib_images: int = 64
+    openvino: str | Path | None = None
+
+
+def run_benchmark(sizes: list[tuple[int, int]], *, runs: int = 5, warmup: int = 2, device: str = "cpu",
+                  fast_paths: bool = True, trained: Trained = Trained()) -> str:
     """The whole comparison as markdown: per size, our ``paper`` and ``knet`` configs (the paper's speed
     claim is against K-Net: Table II row 1), Mask R-CNN,
     and our fast paths (bf16/fp16 autocast, channels-last, ONNX Runtime fp32 and INT8 on CPU, and
     OpenVINO fp32, bf16 and INT8 where the ``[openvino]`` extra is installed); then the necks alone.
-    ``weights`` + ``data``: the checkpoint's ONNX and OpenVINO rows with mask AP on ``data``'s val split
-    (:func:`checkpoint_models`); without them the INT8 rows are speed only. ``openvino``: an IR's rows
-    (each precision it runs in here), with its mask AP on ``data``'s val split where ``data`` is given."""
+    ``trained``: rows of one's own models (:func:`checkpoint_models`, :func:`given_openvino_models`);
+    without a checkpoint the INT8 rows are speed only."""
     import tempfile
 
+    weights, data, calib_images, openvino = trained.weights, trained.data, trained.calib_images, trained.openvino
     dev = torch.device(device)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_description()
     peaks = matmul_peaks(dev)
@@ -528,7 +539,7 @@ def run_benchmark(sizes: list[tuple[int, int]], runs: int = 5, warmup: int = 2, 
     half = cuda_half_precision(dev) if dev.type == "cuda" else "bf16"
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp_dir or tmp)
+        work = Path(tmp)
         trained = checkpoint_models(weights, data, work, calib_images) if weights is not None and dev.type == "cpu" else []
         if openvino is not None:
             trained += given_openvino_models(openvino, data, work)
@@ -622,8 +633,8 @@ def benchmark(sizes: list[str] | list[tuple[int, int]] = ("1333x800", "640x640")
         OpenVinoPredictor(openvino)  # a missing or unreadable IR is named before the minutes of timing
     if out:
         check_output_file(out, exist_ok, what="benchmark table")
-    report = run_benchmark(parsed, runs=runs, warmup=warmup, device=device, fast_paths=fast_paths, weights=weights,
-                           data=data, calib_images=calib_images, openvino=openvino)
+    report = run_benchmark(parsed, runs=runs, warmup=warmup, device=device, fast_paths=fast_paths,
+                           trained=Trained(weights=weights, data=data, calib_images=calib_images, openvino=openvino))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(report + "\n")

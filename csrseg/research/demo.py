@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from csrseg.errors import CsrsegError
 from csrseg.api.train import train
 from csrseg.config import Config, load_config
 from csrseg.data.io import read_image
@@ -116,16 +117,22 @@ def plan(cfg: Config, images: int, device: str, precision: Precision, minutes: f
             f"{precision.describe()}; on {where}")
 
 
-def run_demo(out: str | Path | None = None, quick: bool = False, images: int | None = None, device: str | None = None,
-             overrides: list[str] | tuple[str, ...] = (), num_overlays: int = 8, exist_ok: bool = False,
-             full: bool = False, minutes: float = SHORT_MINUTES) -> str:
+RECIPES = ("short", "full", "quick")
+
+
+def run_demo(out: str | Path | None = None, *, recipe: str = "short", minutes: float = SHORT_MINUTES,
+             images: int | None = None, device: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+             num_overlays: int = 8, exist_ok: bool = False) -> str:
     """Run the demo into ``out`` (default ``runs/demo[N]``); returns the report printed by ``csrseg demo``.
 
-    ``full``: the preset's whole recipe instead of the short one (``minutes`` of training);
-    ``quick``: a few iterations only (tests). ``device``: ``cpu``, ``cuda``, or ``None``/``auto``
+    ``recipe``: ``short`` (``minutes`` of training), ``full`` (the preset's whole recipe) or ``quick``
+    (a few iterations only: tests). ``device``: ``cpu``, ``cuda``, or ``None``/``auto``
     (the GPU when there is one). ``exist_ok``: replace a demo already in ``out`` (refused otherwise,
     naming its files).
     """
+    if recipe not in RECIPES:
+        raise CsrsegError(f"demo recipe {recipe!r}: choose {', '.join(RECIPES)}")
+    quick, full = recipe == "quick", recipe == "full"
     out = Path(out) if out else next_run_dir(Path("runs") / "demo")
     check_outputs(out, [f"train/{name}" for name in TRAIN_OUTPUTS] + ["overlays"], exist_ok)
     device = resolve_device(device)
@@ -154,9 +161,9 @@ def run_demo(out: str | Path | None = None, quick: bool = False, images: int | N
         overlay = draw_predictions(read_image(path), instances, predictor.class_names)
         overlay.save(overlay_dir / f"{path.stem}.jpg", quality=92)
     minutes_taken = (time.perf_counter() - tic) / 60
-    recipe = "the full recipe" if full else ("quick" if quick else f"the short recipe ({minutes:g} min of training)")
+    described = "the full recipe" if full else ("quick" if quick else f"the short recipe ({minutes:g} min of training)")
     return "\n".join([
-        f"demo finished in {minutes_taken:.1f} min ({recipe}): {result.iterations} iterations; mask AP of "
+        f"demo finished in {minutes_taken:.1f} min ({described}): {result.iterations} iterations; mask AP of "
         f"{weights.name} on the synthetic val split ({len(list((data / 'val').glob('*.png')))} images):",
         format_table(metrics),
         f"weights:      {weights}",
