@@ -21,9 +21,17 @@ def instance_colour(index: int) -> tuple[int, int, int]:
 
 def mask_contour(mask: np.ndarray) -> np.ndarray:
     """Pixels of ``mask`` with a 4-neighbour outside it (a one-pixel outline)."""
-    padded = np.pad(mask, 1)
+    return rows_contour(mask, 0, mask.shape[0])
+
+
+def rows_contour(mask: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start`` to ``stop`` (exclusive) of :func:`mask_contour` of ``mask``, from those rows and
+    the one on each side: a band's outline without the whole mask's."""
+    lo, hi = max(start - 1, 0), min(stop + 1, mask.shape[0])
+    padded = np.zeros((stop - start + 2, mask.shape[1] + 2), dtype=bool)
+    padded[lo - start + 1 : hi - start + 1, 1:-1] = mask[lo:hi]
     inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    return mask & ~inner
+    return mask[start:stop] & ~inner
 
 
 def label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -55,11 +63,11 @@ def draw_predictions(image: np.ndarray, instances: Sequence, class_names: list[s
 
 
 class Placed(NamedTuple):
-    """A mask trimmed to its tight box: ``mask`` and its outline ``contour``, ``(y1 - y0 + 1, x1 - x0 + 1)``
-    bool, the box's corners inclusive."""
+    """A mask trimmed to its tight box: ``mask`` ``(y1 - y0 + 1, x1 - x0 + 1)`` bool (a view of the
+    crop, no copy), the box's corners inclusive. Its outline is drawn band by band
+    (:func:`rows_contour`): a whole photo's outlines of a hundred masks would be gigabytes."""
 
     mask: np.ndarray
-    contour: np.ndarray
     x0: int
     y0: int
     x1: int
@@ -67,15 +75,15 @@ class Placed(NamedTuple):
 
 
 def place(mask: np.ndarray, origin: tuple[int, int]) -> Placed | None:
-    """A crop whose top-left pixel lies at ``origin`` ``(x0, y0)`` -> trimmed to its pixels, with its
-    outline; ``None`` for an empty one. Outside the crop the mask is empty, so its outline is the crop's."""
+    """A crop whose top-left pixel lies at ``origin`` ``(x0, y0)`` -> trimmed to its pixels; ``None`` for
+    an empty one. Outside the crop the mask is empty, so its outline is the crop's."""
     mask = np.asarray(mask, dtype=bool)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if not len(rows):
         return None
     tight = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     x0, y0 = origin[0] + int(cols[0]), origin[1] + int(rows[0])
-    return Placed(tight, mask_contour(tight), x0, y0, x0 + tight.shape[1] - 1, y0 + tight.shape[0] - 1)
+    return Placed(tight, x0, y0, x0 + tight.shape[1] - 1, y0 + tight.shape[0] - 1)
 
 
 def draw_instances(
@@ -144,7 +152,8 @@ def blend(image: np.ndarray, placed: list[Placed | None], alpha: float,
         for i, p in inside:
             y_lo, y_hi = max(top, p.y0), min(bottom, p.y1 + 1)
             region = canvas[y_lo - top : y_hi - top, p.x0 - left : p.x1 + 1 - left]
-            mask, contour = p.mask[y_lo - p.y0 : y_hi - p.y0], p.contour[y_lo - p.y0 : y_hi - p.y0]
+            mask = p.mask[y_lo - p.y0 : y_hi - p.y0]
+            contour = rows_contour(p.mask, y_lo - p.y0, y_hi - p.y0)
             # the blend of the whole box, kept where the mask is: the arithmetic of blending the
             # masked pixels alone, without gathering and scattering them
             blended = region * (1 - alpha)

@@ -179,3 +179,21 @@ def test_the_large_image_benchmark_predicts_exactly_the_instances_it_asks_for(tm
     write_photo(tmp_path / "photo.jpg", photo_size(0.3))
     result = measure(0.3, 7, (0.03, 0.2), tmp_path)
     assert result["instances"] == 7 and result["peak_mb"] >= result["baseline_mb"] > 0
+
+
+def test_an_outline_drawn_band_by_band_is_the_whole_masks_outline():
+    from csrseg.inference.visualize import rows_contour
+
+    def outline(mask):  # written out here: a pixel of the mask with a 4-neighbour outside it
+        padded = np.pad(mask, 1)
+        inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+        return mask & ~inner
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        mask = rng.random((h, w)) < rng.random()
+        start = int(rng.integers(0, h))
+        stop = int(rng.integers(start + 1, h + 1))
+        assert np.array_equal(rows_contour(mask, start, stop), outline(mask)[start:stop]), (h, w, start, stop)
+    assert np.array_equal(mask_contour(np.ones((3, 4), bool)), outline(np.ones((3, 4), bool)))
