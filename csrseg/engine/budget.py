@@ -7,6 +7,9 @@ import math
 import time
 from collections.abc import Callable
 
+import torch
+import torch.distributed as dist
+
 from csrseg.engine.hooks import duration
 from csrseg.engine.trainer import Hook, Trainer
 
@@ -20,17 +23,20 @@ class TimeBudget(Hook):
     runs out first: a machine that finishes the iterations early (a GPU, a fast CPU) still gets the
     whole decay.
 
-    Runs after the standard hooks: the lr it sets replaces the iteration-based schedule's.
+    Runs after the standard hooks: the lr it sets replaces the iteration-based schedule's. Under DDP
+    the time spent is rank 0's, sent to every rank after each step: ranks that read their own clocks
+    would set different lrs, and one could stop a step before the others and leave them waiting in
+    the gradients' all-reduce.
     """
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds, self.clock, self.start = seconds, clock, 0.0
-        self.state, self.total_iters = None, 0
+        self.state, self.total_iters, self.spent = None, 0, 0.0
 
     def before_train(self, trainer: Trainer) -> None:
         # a resumed run has spent part of its budget already (RunState.seconds, kept in last.pt)
         self.start = self.clock() - trainer.state.seconds
-        self.state, self.total_iters = trainer.state, trainer.state.total_iters
+        self.state, self.total_iters, self.spent = trainer.state, trainer.state.total_iters, trainer.state.seconds
         spent = f", {duration(trainer.state.seconds)} of it spent" if trainer.state.seconds else ""
         logger.info("training for %s (the time budget%s), at most %d iterations: the estimate below is for all of them",
                     duration(self.seconds), spent, trainer.state.total_iters)
@@ -38,7 +44,7 @@ class TimeBudget(Hook):
     def progress(self) -> float:
         """The share of the budget spent, 0 to 1: of the time or of the iterations, the larger."""
         iterations = self.state.iteration / self.total_iters if self.state is not None and self.total_iters else 0.0
-        return min(1.0, max((self.clock() - self.start) / self.seconds, iterations))
+        return min(1.0, max(self.spent / self.seconds, iterations))
 
     def before_step(self, trainer: Trainer) -> None:
         cfg, state = trainer.cfg.train, trainer.state
@@ -49,7 +55,12 @@ class TimeBudget(Hook):
             group["lr"] = group["base_lr"] * factor
 
     def after_step(self, trainer: Trainer) -> None:
-        trainer.state.seconds = self.clock() - self.start
+        self.spent = self.clock() - self.start
+        if trainer.env.enabled:  # every rank takes rank 0's time: the same lr, the same last step
+            spent = torch.tensor([self.spent], dtype=torch.float64, device=trainer.env.device)
+            dist.broadcast(spent, src=0)
+            self.spent = float(spent.item())
+        trainer.state.seconds = self.spent
         if self.progress() >= 1.0 and trainer.state.iteration < trainer.state.total_iters:
             trainer.state.total_iters = trainer.state.iteration  # the loop ends here, evaluation follows
             logger.info("the %s training budget is spent at iteration %d", duration(self.seconds), trainer.state.iteration)

@@ -155,10 +155,11 @@ class Trainer:
         state.total_iters = self.iters_per_epoch * cfg.train.epochs
         if cfg.train.max_iters:
             state.total_iters = min(state.total_iters, cfg.train.max_iters)
-        # a resumed run goes on as long as the (possibly extended) schedule has iterations left, and
-        # one stopped early goes on where its patience was raised
+        # a resumed run goes on as long as the (possibly extended) schedule has iterations left, one
+        # stopped early where its patience was raised, and one its time budget ended where the budget was
         state.finished = state.iteration >= state.total_iters or state.epoch >= cfg.train.epochs \
-            or out_of_patience(state, cfg.train.patience)
+            or out_of_patience(state, cfg.train.patience) \
+            or (cfg.train.time_hours > 0 and state.seconds >= cfg.train.time_hours * 3600)
         self.losses: dict[str, float] = {}  # the last step's loss terms
         self.skipped = False  # the last step's loss was not finite: no update was made
         self.batch_ids: list[int] = []  # image ids of the last step's batch

@@ -100,6 +100,10 @@ def test_a_time_budget_ends_the_run_and_is_kept_for_a_resume(synth_root, tmp_pat
     last = load_checkpoint(run / "last.pt")
     assert last["finished"] and last["seconds"] > 0
     assert "time_hours: 1.0e-09" in (run / "config.yaml").read_text()
+    # a resume of a run its budget ended trains nothing more and rewrites nothing
+    before = (run / "last.pt").read_bytes()
+    again = train(resume=run, device="cpu", progress=False)
+    assert again.iterations == 1 and (run / "last.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("args,said", [
@@ -127,3 +131,51 @@ def test_the_flags_set_the_settings(tmp_path, synth_root):
     text = (run / "config.yaml").read_text()
     assert "ema: 0.9998" in text and "patience: 4" in text and "time_hours: 2.0" in text
     assert load_checkpoint(run / "last.pt")["ema_updates"] == 1
+
+
+BUDGET_CHILD = """
+import json
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from csrseg.engine.budget import TimeBudget
+from csrseg.engine.distributed import init_distributed
+
+env = init_distributed("cpu")
+clock = iter([0.0, 50.0, 100.0] if env.rank == 0 else [0.0, 59.0, 101.0])  # rank 1 a step behind in time
+budget = TimeBudget(100.0, clock=lambda: next(clock))
+state = SimpleNamespace(seconds=0.0, total_iters=10, iteration=0)
+trainer = SimpleNamespace(env=env, state=state)
+budget.before_train(trainer)
+seen = []
+for step in (1, 2):
+    state.iteration = step
+    budget.after_step(trainer)
+    seen.append([budget.progress(), state.total_iters])
+print(json.dumps(seen))
+"""
+
+
+def test_under_ddp_every_rank_spends_rank_zeros_time_and_stops_at_the_same_step(tmp_path):
+    # rank 1's clock runs ahead: on its own it would take another lr and find the budget spent a step
+    # before rank 0, which would then wait for it in the gradients' all-reduce
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "child.py").write_text(BUDGET_CHILD)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "--tee=1", "--log-dir", str(tmp_path / "logs"), str(tmp_path / "child.py")]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = [json.loads(line.split("]:", 1)[-1]) for line in proc.stdout.splitlines() if "[[" in line]
+    assert len(seen) == 2 and seen[0] == seen[1], proc.stdout  # the same progress and stop on both ranks
+    assert seen[0] == [[0.5, 10], [1.0, 2]]  # rank 0's clock: half spent after step 1, all after step 2
