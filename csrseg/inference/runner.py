@@ -103,7 +103,7 @@ def predict_watched(predictor, folder: str | Path, out_dir: Path, records: Recor
     with stop_requests() as asked:
         images = watch_images(Path(folder), max_images=max_frames, stop=asked)
         _predict_images(predictor, images, out_dir, records, counts, 1, tracker, flush=True)
-        counts.stopped_by = _stopped_by(asked, counts.images, max_frames)
+        counts.stopped_by = _stopped_by(asked, counts.images + counts.skipped, max_frames)  # a bad file counts too
     return _finish(counts, predictor, records)
 
 

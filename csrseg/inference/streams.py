@@ -98,14 +98,15 @@ def watch_images(folder: Path, *, max_images: int | None, stop: Callable[[], str
                  poll: float = POLL_SECONDS) -> Iterator[Path]:
     """The images of ``folder``, those there at the start and each one that arrives, by name within a
     listing, until ``max_images`` are given or ``stop()`` asks. An image is given once its size stays
-    the same over two listings: one still being copied in is not read half-written."""
+    the same over two listings: one still being copied in is not read half-written. Hidden names
+    (``.name.png``) are left alone: copy tools and camera apps write there first, then rename."""
     given: set[str] = set()
     sizes: dict[str, int] = {}
     count = 0
     while (max_images is None or count < max_images) and not stop():
         fresh = False
         for path in sorted(folder.iterdir()):
-            if path.name in given or path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.name in given or path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 size = path.stat().st_size

@@ -51,6 +51,7 @@ class Batcher(Generic[Item, Result]):
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future]] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def queued(self) -> int:
@@ -59,12 +60,17 @@ class Batcher(Generic[Item, Result]):
 
     def start(self) -> None:
         """Start gathering batches on the running event loop (:meth:`submit` does it on first use: an app
-        mounted in another one never sees its own lifespan events)."""
-        if self._queue is not None:
+        mounted in another one never sees its own lifespan events). A batcher whose loop has ended (a
+        test client without ``with`` runs each request on a loop of its own) starts again on this one:
+        its queue and gathering task belonged to the loop that is gone."""
+        loop = asyncio.get_running_loop()
+        if self._queue is not None and self._loop is loop and self._task is not None and not self._task.done():
             return
-        self._queue = asyncio.Queue()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self._queue, self._loop = asyncio.Queue(), loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="csrseg-batch")
-        self._task = asyncio.get_running_loop().create_task(self._gather())
+        self._task = loop.create_task(self._gather())
 
     async def stop(self) -> None:
         """Stop gathering; items still queued are failed, the batch being run finishes first."""
@@ -80,7 +86,7 @@ class Batcher(Generic[Item, Result]):
                 future.set_exception(RuntimeError("the server is shutting down"))
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        self._queue = self._task = self._executor = None
+        self._queue = self._task = self._executor = self._loop = None
 
     async def submit(self, item: Item) -> Result:
         """``item``'s result, once its batch has run; raises the exception ``run`` gave for it."""

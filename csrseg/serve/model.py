@@ -7,6 +7,8 @@ score threshold it is set to for a group) is never shared between threads.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import sys
@@ -35,16 +37,28 @@ class RequestSettings:
     labels: frozenset[int] | None
 
 
+# what the server reads of a predictor: csrseg.inference.protocol.InstancePredictor's members
+NEEDED = ("predict_batch", "class_names", "cat_ids", "score_thr", "input_config")
+
+
 class ServedModel:
-    """A predictor (a :class:`~csrseg.inference.predictor.Predictor`, an exported model's, or anything
-    with ``predict_batch``, ``class_names``, ``cat_ids`` and ``score_thr``) with the server's defaults.
+    """A predictor (a :class:`~csrseg.inference.predictor.Predictor`, an exported model's, or any other
+    :class:`~csrseg.inference.protocol.InstancePredictor`) with the server's defaults; one that lacks
+    a member of the protocol is refused in one line before the server starts. A
+    :class:`~csrseg.inference.tiling.TiledPredictor` gives its tiling as the default of requests.
 
     ``path``: the model file, for :meth:`metadata`'s hash (``None`` for a predictor made in memory).
     """
 
     def __init__(self, predictor, *, options: ServeOptions, path: Path | None = None) -> None:
         if isinstance(predictor, TiledPredictor):  # tiling is decided per request, around the bare predictor
+            if options.tile is None:
+                options = dataclasses.replace(options, tile=predictor.tiling.size, overlap=predictor.tiling.overlap)
             predictor = predictor.predictor
+        missing = [name for name in NEEDED if not hasattr(predictor, name)]
+        if missing:
+            raise CsrsegError(f"{type(predictor).__name__} cannot be served: it has no {', '.join(missing)} "
+                              "(see csrseg.inference.protocol.InstancePredictor)")
         self.predictor = predictor
         self.options = options
         self.path = path

@@ -99,6 +99,10 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     image or is smaller than :data:`MIN_SIDE`, 413 for one over ``max_pixels``."""
     if not data:
         raise RequestError(400, "empty upload: send an image file")
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses at open what is over twice its own limit (179 MP): the server's is the one that
+        # decides, so Pillow's is raised to it (only ever raised: another limit in the process still holds)
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # max_pixels decides, below

@@ -28,7 +28,12 @@ def _ieee_fp32():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile builds its CPU code with g++, not installed here")
-def test_a_compiled_predictor_finds_what_the_eager_one_finds(tmp_path, synth_root):
+def test_a_compiled_predictor_finds_what_the_eager_one_finds(tmp_path, synth_root, monkeypatch):
+    # the compiled predictor points $TORCHINDUCTOR_CACHE_DIR at its own folder: set it to what it means
+    # now (the same folder), so that monkeypatch puts back what was there, or nothing, afterwards
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
     path = fake_checkpoint(tmp_path, cls_bias=0.0)
     eager = Predictor(path, device="cpu", score_thr=0.05)
     compiled = Predictor(path, device="cpu", score_thr=0.05, compiled=True)

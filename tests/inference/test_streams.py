@@ -122,6 +122,7 @@ def test_a_watched_folder_is_read_as_images_arrive(tmp_path, weights):
     folder.mkdir()
     image = np.full((48, 64, 3), 60, np.uint8)
     Image.fromarray(image).save(folder / "a.png")
+    Image.fromarray(image).save(folder / ".partial.png")  # a copy tool's temporary: never read
 
     done = threading.Event()
 

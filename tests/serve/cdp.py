@@ -129,3 +129,4 @@ class Browser:
             self.proc.kill()
             self.proc.wait()
         os.close(self._to_browser)
+        os.close(self._from_browser)

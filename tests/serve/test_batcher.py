@@ -125,3 +125,15 @@ def test_a_lone_request_waits_at_most_max_wait_for_company():
 def test_max_batch_below_one_is_refused():
     with pytest.raises(ValueError, match="max_batch 0"):
         Batcher(lambda items: items, max_batch=0)
+
+
+def test_a_batcher_whose_loop_ended_serves_the_next_loop():
+    # a test client without `with` (or a parent app) may run each request on an event loop of its own
+    batcher = Batcher(lambda items: [i * 10 for i in items], max_batch=4, max_wait_ms=0)
+
+    async def one(item):
+        return await asyncio.wait_for(batcher.submit(item), 10)
+
+    assert asyncio.run(one(1)) == 10
+    assert asyncio.run(one(2)) == 20  # hung for ever when the queue was the first loop's
+    asyncio.run(batcher.stop())

@@ -89,5 +89,11 @@ def test_serve_with_two_workers_answers_from_worker_processes(weights, image_fil
         assert response.status == 200 and json.loads(response.read())["instances"]
     finally:
         proc.terminate()
-        output = proc.communicate(timeout=60)[0]
+        try:
+            output = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # never leave the server and its workers holding the port
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                child.kill()
+            proc.kill()
+            output = proc.communicate()[0]
     assert f"at http://127.0.0.1:{port}/ with 2 worker(s)" in output.splitlines()[0], output

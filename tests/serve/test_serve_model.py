@@ -104,3 +104,37 @@ def test_metadata_names_the_precision_of_an_int8_export():
     assert served.metadata()["model"]["precision"] == "int8"
     assert served.metadata()["classes"] == [dict(class_id=0, category_id=1, name="a"),
                                             dict(class_id=1, category_id=5, name="b")]
+
+
+def test_a_predictor_without_the_protocols_members_is_refused_in_one_line():
+    class Partial(StubPredictor):
+        input_config = property(lambda self: (_ for _ in ()).throw(AttributeError("input_config")))
+
+    with pytest.raises(CsrsegError) as info:
+        ServedModel(Partial(), options=ServeOptions().check(model_file=False))
+    assert "Partial cannot be served: it has no input_config" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_tiled_predictor_serves_with_its_tiling_as_the_default():
+    from csrseg.inference.tiling import TiledPredictor, Tiling
+
+    stub = StubPredictor()
+    served = ServedModel(TiledPredictor(stub, Tiling(64, 0.3)), options=ServeOptions().check(model_file=False))
+    assert served.predictor is stub and (served.defaults.tile, served.defaults.overlap) == (64, 0.3)
+    asked = ServedModel(TiledPredictor(stub, Tiling(64, 0.3)), options=ServeOptions(tile=128).check(model_file=False))
+    assert asked.defaults.tile == 128  # the server's own --tile wins
+
+
+def test_pillows_own_pixel_limit_does_not_cap_a_larger_max_pixels(monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from csrseg.serve.uploads import RequestError, decode_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses at open above twice this
+    buffer = io.BytesIO()
+    Image.new("RGB", (60, 50)).save(buffer, format="PNG")  # 3000 px
+    assert decode_image(buffer.getvalue(), max_pixels=5000).shape == (50, 60, 3)
+    with pytest.raises(RequestError, match="over the server's limit of 2000"):
+        decode_image(buffer.getvalue(), max_pixels=2000)
