@@ -47,8 +47,8 @@ class MlflowLog(RowLogger):
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(key, float(v), now, step) for key, v in values.items()])
 
-    def finish(self) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED")
+    def finish(self, failed: bool = False) -> None:
+        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:

@@ -79,13 +79,20 @@ class RowLogger(Hook):
             self.active = False
             self.finish()
 
+    def after_failure(self, trainer: Trainer, error: BaseException) -> None:
+        # the tracker's run is marked as ended by a failure, not left running (a resume goes on in it)
+        if self.active:
+            self.active = False
+            self.finish(failed=True)
+
     def start(self, trainer: Trainer, run_id: str | None) -> str:
         raise NotImplementedError
 
     def log(self, step: int, values: dict[str, float]) -> None:
         raise NotImplementedError
 
-    def finish(self) -> None:
+    def finish(self, failed: bool = False) -> None:
+        """End the tracker's run: finished, or (``failed``) ended by an error."""
         raise NotImplementedError
 
 

@@ -19,6 +19,7 @@ fp32, to float tolerance).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -37,6 +38,8 @@ from csrseg.engine import preempt
 from csrseg.engine.ema import ModelEMA
 from csrseg.errors import CsrsegError
 from csrseg.runtime.precision import Precision
+
+logger = logging.getLogger("csrseg")
 
 
 class NonFiniteLossError(CsrsegError, RuntimeError):
@@ -88,6 +91,10 @@ class Hook:
     def after_epoch(self, trainer: Trainer) -> None: ...
 
     def after_train(self, trainer: Trainer) -> None: ...
+
+    def after_failure(self, trainer: Trainer, error: BaseException) -> None:
+        """The loop ended by ``error`` (a hook's stop, a crash, Ctrl-C): ``after_train`` will not come.
+        For what must be closed whatever the end (an experiment tracker's run); the error goes on."""
 
 
 def out_of_patience(state: RunState, patience: int) -> bool:
@@ -183,18 +190,27 @@ class Trainer:
 
     def train(self) -> RunState:
         """The loop; returns the final state. Hooks raise to stop it (preemption, non-finite losses)."""
-        self._call("before_train")
-        while not self.state.finished:
-            self.model.train()
-            for images, targets in self.batches():
-                self._call("before_step")
-                self.losses = self.step(images, targets)
-                self._call("after_step")
-                if self.state.iteration >= self.state.total_iters:
-                    break
-            self._end_epoch()
-            self._call("after_epoch")
-        self._call("after_train")
+        try:
+            self._call("before_train")
+            while not self.state.finished:
+                self.model.train()
+                for images, targets in self.batches():
+                    self._call("before_step")
+                    self.losses = self.step(images, targets)
+                    self._call("after_step")
+                    if self.state.iteration >= self.state.total_iters:
+                        break
+                self._end_epoch()
+                self._call("after_epoch")
+            self._call("after_train")
+        except BaseException as error:
+            for hook in self.hooks:
+                try:
+                    if hasattr(hook, "after_failure"):  # a hook need not derive from Hook
+                        hook.after_failure(self, error)
+                except Exception as exc:  # the first error is the one to report
+                    logger.warning("warning: %s could not close after the failure: %s", type(hook).__name__, exc)
+            raise
         return self.state
 
     def _end_epoch(self) -> None:

@@ -33,5 +33,5 @@ class WandbLog(RowLogger):
     def log(self, step: int, values: dict[str, float]) -> None:
         self.run.log({"iter": step, **values})
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)

@@ -131,3 +131,24 @@ def test_wandb_offline_run_holds_every_row(synth_root, tmp_path, monkeypatch):
     expected = _logged(run_dir)
     assert any(tag == "eval/AP" for _, tag in expected) and (1, "train/loss") in expected
     assert got == pytest.approx(expected)
+
+
+@needs_mlflow
+def test_a_run_that_fails_ends_its_mlflow_run_as_failed(synth_root, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    from csrseg.engine.trainer import Hook
+
+    class Crash(Hook):
+        def after_step(self, trainer) -> None:
+            raise RuntimeError("the machine caught fire")
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "tests")
+    with pytest.raises(RuntimeError, match="caught fire"):
+        train(synth_root, config=tiny_config(max_iters=2), out=tmp_path / "run", device="cpu", progress=False,
+              log_interval=1, loggers="mlflow", hooks=[Crash()])
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert run.info.status == "FAILED"  # not left RUNNING for ever
