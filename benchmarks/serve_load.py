@@ -139,8 +139,8 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
         instances=sum(c.instances for c in clients),
         latencies=[v for c in clients for v in c.latencies], samples=samples,
         # with one worker, /healthz counts this server's images: it must match the clients' answers
-        server_answered=health.get_json("answered", 0) - before if args.workers == 1 else None,
-        batches=health.get_json("batches"), largest=health.get_json("largest_batch"),
+        server_answered=health.get("answered", 0) - before if args.workers == 1 else None,
+        batches=health.get("batches"), largest=health.get("largest_batch"),
     )
 
 
