@@ -107,12 +107,16 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
     port = free_port()
     command = [sys.executable, "-m", "csrseg.cli", "serve", "--weights", str(weights), "--port", str(port),
                "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), "--workers", str(args.workers)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the server's log goes to a file: a pipe nobody reads fills after ~64 KB of access-log lines
+    # (about a thousand requests) and then blocks the server in its next write
+    log = tempfile.TemporaryFile(mode="w+")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300
         while get_json(port, "/healthz") is None:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not start: {server.communicate()[0]}")
+                log.seek(0)
+                raise SystemExit(f"the server did not start: {log.read()[-2000:]}")
             time.sleep(0.2)
         bodies = [path.read_bytes() for path in images]
         warm = Client(port, bodies, time.monotonic() + 3, 0)  # the first batches of each size
@@ -132,7 +136,8 @@ def serve_load(weights: Path, images: list[Path], args: argparse.Namespace) -> d
         health = get_json(port, "/healthz") or {}
     finally:
         server.terminate()
-        server.communicate(timeout=60)
+        server.wait(timeout=60)
+        log.close()
     return dict(
         wall=wall, sent=sum(c.sent for c in clients), ok=sum(c.ok for c in clients),
         refused=sum(c.refused for c in clients), lost=sum(c.lost for c in clients),
