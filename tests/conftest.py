@@ -163,3 +163,20 @@ class SaveGradients(Hook):
         self.folder.mkdir(parents=True, exist_ok=True)
         grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
         torch.save(grads, self.folder / f"step{trainer.state.iteration}_rank{trainer.env.rank}.pt")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A child process a test left running would hang the suite at exit, after its summary (a DataLoader
+    worker ignores SIGTERM, which is how multiprocessing ends children at exit): end them here, and
+    fail the run naming them."""
+    import multiprocessing
+    import sys
+
+    left = multiprocessing.active_children()
+    for child in left:
+        child.kill()
+        child.join(5)
+    if left:
+        print(f"\nerror: {len(left)} child processes were left running: {', '.join(c.name for c in left)}",
+              file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

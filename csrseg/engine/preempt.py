@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import signal
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from csrseg.errors import CsrsegError
@@ -94,6 +96,25 @@ def ignore_in_worker(worker_id: int) -> None:
     Workers still exit with the main process (PyTorch watches the parent)."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+@contextmanager
+def worker_batches(loader: Iterable) -> Iterator[Iterator]:
+    """``loader``'s iterator, for a ``with`` block; its worker processes end with the block, when an
+    exception cuts the loop short too.
+
+    Workers that run :func:`ignore_in_worker` do not end on SIGTERM, and at interpreter exit
+    ``multiprocessing`` ends daemon children with SIGTERM and then waits for them: a worker left running
+    by a loop that raised (its iterator kept alive by the traceback) would make the process hang at exit.
+    """
+    iterator = iter(loader)
+    try:
+        yield iterator
+    finally:
+        # the call torch's own ``__del__`` makes; an iterator without workers has none
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def signal_name(signum: int) -> str:

@@ -194,12 +194,13 @@ class Trainer:
             self._call("before_train")
             while not self.state.finished:
                 self.model.train()
-                for images, targets in self.batches():
-                    self._call("before_step")
-                    self.losses = self.step(images, targets)
-                    self._call("after_step")
-                    if self.state.iteration >= self.state.total_iters:
-                        break
+                with preempt.worker_batches(self.batches()) as batches:
+                    for images, targets in batches:
+                        self._call("before_step")
+                        self.losses = self.step(images, targets)
+                        self._call("after_step")
+                        if self.state.iteration >= self.state.total_iters:
+                            break
                 self._end_epoch()
                 self._call("after_epoch")
             self._call("after_train")

@@ -102,12 +102,15 @@ def run_inference(predictor: Predictor, loader: DataLoader, progress: bool = Fal
     collated batches, and the ids of the images seen."""
     from tqdm import tqdm
 
+    from csrseg.engine.preempt import worker_batches
+
     results, seen = [], []
-    for images, targets in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        instances = predictor.run_batch(images, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
-        for target, inst in zip(targets, instances):
-            seen.append(int(target["image_id"]))
-            results.extend(predictions_to_coco(target["image_id"], inst, predictor.cat_ids))
+    with worker_batches(loader) as batches:
+        for images, targets in tqdm(batches, total=len(loader), desc="eval", disable=not progress, leave=False):
+            instances = predictor.run_batch(images, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
+            for target, inst in zip(targets, instances):
+                seen.append(int(target["image_id"]))
+                results.extend(predictions_to_coco(target["image_id"], inst, predictor.cat_ids))
     return results, seen
 
 

@@ -141,3 +141,50 @@ def test_sigterm_writes_last_at_that_iteration_and_resume_matches_an_uninterrupt
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
     for key, value in straight.items():
         torch.testing.assert_close(resumed["model"][key].float(), value.float(), atol=1e-5, rtol=1e-4, msg=key)
+
+
+class _Breaks(torch.utils.data.Dataset):
+    """Items 0 and 1, then an error: a loop over it raises while its workers still run."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> int:
+        if index >= 2:
+            raise ValueError(f"item {index} is unreadable")
+        return index
+
+
+def test_workers_end_with_the_block_when_the_loop_raises():
+    """Workers ignore SIGTERM (ignore_in_worker), so nothing at exit would end them: the block must."""
+    import multiprocessing
+
+    loader = torch.utils.data.DataLoader(_Breaks(), batch_size=1, num_workers=2, worker_init_fn=preempt.ignore_in_worker)
+    with pytest.raises(ValueError, match="unreadable") as raised:
+        with preempt.worker_batches(loader) as batches:
+            for _ in batches:
+                pass
+    assert raised.value.__traceback__ is not None  # the traceback, and the loop's frames, are still held
+    assert multiprocessing.active_children() == []
+
+
+_EXITS = """
+import torch
+from csrseg.engine import preempt
+from tests.engine.test_preempt import _Breaks
+
+loader = torch.utils.data.DataLoader(_Breaks(), batch_size=1, num_workers=2, worker_init_fn=preempt.ignore_in_worker)
+try:
+    with preempt.worker_batches(loader) as batches:
+        for _ in batches:
+            pass
+except ValueError as exc:
+    kept = exc  # held to the end, as a test runner or a logger may hold it
+"""
+
+
+def test_a_process_whose_loader_raised_exits():
+    """Without the block, multiprocessing's exit hook sends the ignored SIGTERM and waits for ever."""
+    done = subprocess.run([sys.executable, "-c", _EXITS], env=dict(os.environ, PYTHONPATH=os.getcwd()),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -111,6 +111,9 @@ def test_an_unreadable_image_met_in_a_loader_worker_is_one_line(synth_root, tmp_
     err = capsys.readouterr().err.split("\r")[-1].strip()  # after the progress bar's own clearing of its line
     assert err.startswith("csrseg: error:") and "\n" not in err and first.name in err, err
     assert "DataLoader worker" not in err and "Traceback" not in err
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []  # workers ignore SIGTERM: left running, the suite never exits
 
 
 def test_eval_names_the_option_typed_and_counts_predictions_as_predictions(synth_root, tmp_path, capsys):
