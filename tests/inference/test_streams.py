@@ -1,4 +1,5 @@
-"""Endless sources: an MJPEG stream over HTTP on the loopback, Ctrl-C, a watched folder, bad sources."""
+"""Endless sources: an MJPEG stream over HTTP and an RTSP camera on the loopback, a camera index,
+Ctrl-C, a watched folder, bad sources."""
 
 import http.server
 import json
@@ -20,6 +21,7 @@ from csrseg.api import predict
 from csrseg.cli import main
 from csrseg.inference.video import iter_frames, open_video
 from tests.conftest import exit_code, fake_checkpoint, one_line_error
+from tests.inference.rtsp import RtspServer
 
 cv2 = pytest.importorskip("cv2")
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +70,13 @@ def mjpeg_url():
     server.server_close()
 
 
+@pytest.fixture
+def rtsp_url():
+    server = RtspServer(_jpeg)
+    yield server.url
+    server.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,6 +97,40 @@ def test_an_mjpeg_stream_is_tracked_frame_by_frame_until_max_frames(tmp_path, we
     assert rows and {r["frame"] for r in rows} <= set(range(5)) and all(r["file_name"] == mjpeg_url for r in rows)
     assert all(isinstance(r["track_id"], int) for r in rows)
     assert _frames_of(out / "live.mp4") == 5 and not list(out.glob("*partial*"))
+
+
+def test_an_rtsp_camera_is_tracked_frame_by_frame_until_max_frames(tmp_path, weights, rtsp_url, capsys):
+    out = tmp_path / "out"
+    assert main(["track", rtsp_url, "--weights", str(weights), "--out", str(out), "--score-thr", "0.0",
+                 "--max-frames", "4"]) == 0
+    assert "1 videos (4 frames)" in capsys.readouterr().out
+    rows = json.loads((out / "predictions.json").read_text())
+    assert rows and {r["frame"] for r in rows} <= set(range(4)) and all(r["file_name"] == rtsp_url for r in rows)
+    assert all(isinstance(r["track_id"], int) for r in rows)
+    assert _frames_of(out / "live.mp4") == 4
+
+
+def test_a_camera_index_is_opened_as_a_camera_and_read_until_max_frames(tmp_path, weights, rtsp_url, monkeypatch, capsys):
+    """``predict 0`` asks OpenCV for camera 0 by its index (no camera here: OpenCV's capture of index 0
+    is given the RTSP stream, as a camera would send frames) and names its clip camera0."""
+    real = cv2.VideoCapture
+    asked = []
+
+    def capture(source, *args):
+        if isinstance(source, int):
+            asked.append((source, args[0] if args else None))
+            return real(rtsp_url, cv2.CAP_FFMPEG)
+        return real(source, *args)
+
+    monkeypatch.setattr(cv2, "VideoCapture", capture)
+    out = tmp_path / "out"
+    assert main(["predict", "0", "--weights", str(weights), "--out", str(out), "--score-thr", "0.0",
+                 "--max-frames", "3"]) == 0
+    assert asked == [(0, cv2.CAP_ANY)]
+    assert "1 videos (3 frames)" in capsys.readouterr().out
+    rows = json.loads((out / "predictions.json").read_text())
+    assert rows and {r["frame"] for r in rows} <= set(range(3))
+    assert _frames_of(out / "camera0.mp4") == 3
 
 
 def test_ctrl_c_ends_a_stream_with_its_json_and_clip_finished(tmp_path, weights, mjpeg_url):
