@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict] = {
     "branch4": dict(neck=PAPER_NECK, head=_head(branch_convs=4)),  # the paper's "four 3x3 convolution layers"
     # the same head on K-Net's neck: does branch4 repair the fusion path, or add capacity to any neck?
     "knet_branch4": dict(neck=KNET_NECK, head=_head(branch_convs=4)),
+    # K-Net's neck on the paper's three levels: what K-Net's neck gains from C2
+    "knet_c3": dict(neck=dict(type="fpn_semantic_c3"), head=_head()),
     "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
     "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
     "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),

@@ -78,6 +78,7 @@ def describe(config: str = "paper", overrides: list[str] | tuple[str, ...] = (),
     model = build_model(without_pretrained(cfg))
     neck = cfg.model.neck
     neck_text = ("K-Net's FPN + SemanticFPN" if neck.type == "fpn_semantic" else
+                 "K-Net's FPN + SemanticFPN on C3-C5" if neck.type == "fpn_semantic_c3" else
                  f"CSR {'on' if neck.reweight else 'off'} width {neck.csr_channels}, upsample {neck.upsample}")
     head = f"config: {cfg.name}  (backbone R{cfg.model.backbone.depth}, {neck_text}, {cfg.model.head.type} head, " \
            f"{cfg.model.num_classes} classes; built with random weights)"

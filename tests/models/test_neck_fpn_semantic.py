@@ -4,7 +4,7 @@ import torch
 
 from csrseg.models.necks.config import NeckConfig
 from csrseg.models.layers.position import sine_position_encoding
-from csrseg.models.necks.fpn_semantic import FPNSemanticNeck
+from csrseg.models.necks.fpn_semantic import FPNSemanticC3Neck, FPNSemanticNeck
 
 
 def test_two_stride_8_outputs_from_four_levels():
@@ -14,6 +14,27 @@ def test_two_stride_8_outputs_from_four_levels():
     loc, sem = neck(feats)  # a NeckOutput: (features, semantic)
     assert loc.shape == sem.shape == (2, 32, 16, 24)
     assert loc.min() >= 0 and not torch.equal(loc, sem)  # each ends in its own conv-GN-ReLU
+
+
+def test_without_c2_the_same_outputs_come_from_three_levels():
+    torch.manual_seed(0)
+    neck = FPNSemanticC3Neck((32, 64, 128), NeckConfig(type="fpn_semantic_c3", channels=32, num_groups=8))
+    feats = [torch.randn(2, c, 128 // s, 192 // s) for c, s in zip((32, 64, 128), (8, 16, 32))]
+    loc, sem = neck(feats)
+    assert loc.shape == sem.shape == (2, 32, 16, 24)
+    assert len(neck.semantic.levels) == 3 and len(neck.fpn.lateral) == 3  # no P2 branch, no C2 lateral
+
+
+def test_a_model_with_the_c3_neck_asks_the_backbone_for_three_levels():
+    from csrseg.config import load_config, without_pretrained
+    from csrseg.models import build_model
+
+    cfg = without_pretrained(load_config("demo", ["model.head.type=knet", "model.neck.type=fpn_semantic_c3"]))
+    model = build_model(cfg).eval()
+    assert model.neck.levels == (3, 4, 5)
+    with torch.no_grad():
+        out = model.neck(model.backbone(torch.randn(1, 3, 64, 96)))
+    assert out[0].shape[-2:] == (8, 12)  # stride 8
 
 
 def test_sine_encoding_has_sines_and_cosines_of_normalised_positions():

@@ -12,13 +12,14 @@ from torch import nn
 
 from csrseg.errors import ConfigError
 from csrseg.models.necks.config import NeckConfig
-from csrseg.models.necks.fpn_semantic import FPNSemanticNeck
+from csrseg.models.necks.fpn_semantic import FPNSemanticC3Neck, FPNSemanticNeck
 from csrseg.models.necks.fusion import FusionNeck
 from csrseg.models.necks.output import NeckOutput
 
 NECKS: dict[str, type[nn.Module]] = {
     "fusion": FusionNeck,  # CSR + D2S, the paper's, with Table II/III's switches
     "fpn_semantic": FPNSemanticNeck,  # K-Net's own: Table II row 1
+    "fpn_semantic_c3": FPNSemanticC3Neck,  # K-Net's without C2: what C2 gives it (issue 31)
 }
 
 __all__ = ["NECKS", "NeckOutput", "build_neck", "neck_class"]

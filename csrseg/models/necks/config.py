@@ -7,14 +7,15 @@ from typing import ClassVar
 
 from csrseg.limits import Limit, at_least, one_of
 
-NECK_TYPES = ("fusion", "fpn_semantic")  # csrseg.models.necks.NECKS builds each
+NECK_TYPES = ("fusion", "fpn_semantic", "fpn_semantic_c3")  # csrseg.models.necks.NECKS builds each
 
 
 @dataclass(frozen=True)
 class NeckConfig:
     """The neck: ``type`` ``fusion`` (CSR + D2S, paper Fig. 1, with its ablation switches,
     Tables II, III) or ``fpn_semantic`` (K-Net's FPN on C2-C5 + SemanticFPN, Table II row 1,
-    which reads only ``channels`` and ``num_groups``).
+    which reads only ``channels`` and ``num_groups``; ``fpn_semantic_c3``: the same on C3-C5, an
+    ablation).
 
     ``reweight``: Cross-Scale Reweighting on C5 (paper) or a plain lateral conv.
     ``upsample``: ``d2s`` (paper) or ``nearest`` (the FPN baseline).

@@ -11,6 +11,10 @@
 Every SemanticFPN conv is 3x3 conv-GN-ReLU; ``x2`` is bilinear upsampling. This is
 K-Net's det config (``SemanticFPNWrapper`` with ``upsample_times=2``, one auxiliary conv),
 whose two outputs feed the kernel head's localisation and segmentation branches.
+
+``model.neck.type=fpn_semantic_c3`` is the same neck without C2 (FPN on C3-C5, no P2 branch): not
+K-Net's, an ablation that reads the paper's three levels, to tell what K-Net's neck gains from C2
+from what it gains from its conv stacks and two outputs (issue 31).
 """
 
 from __future__ import annotations
@@ -53,14 +57,15 @@ class FPN(nn.Module):
 
 
 class SemanticFPN(nn.Module):
-    """``forward([P2..P5])`` -> ``(localisation, semantic)``, each ``(B, channels, H/8, W/8)``."""
+    """``forward([P2..P5])`` -> ``(localisation, semantic)``, each ``(B, channels, H/8, W/8)``; with
+    ``c2=False``, ``forward([P3..P5])`` (no P2 branch)."""
 
-    def __init__(self, channels: int, num_groups: int) -> None:
+    def __init__(self, channels: int, num_groups: int, *, c2: bool = True) -> None:
         super().__init__()
         ch, g = channels, num_groups
         up = lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
         self.levels = nn.ModuleList([
-            conv_gn_relu(ch, ch, 3, g, stride=2),  # P2: stride 4 -> 8
+            *([conv_gn_relu(ch, ch, 3, g, stride=2)] if c2 else []),  # P2: stride 4 -> 8
             conv_gn_relu(ch, ch, 3, g),  # P3
             nn.Sequential(conv_gn_relu(ch, ch, 3, g), up(), conv_gn_relu(ch, ch, 3, g)),  # P4
             nn.Sequential(conv_gn_relu(ch, ch, 3, g), up(), conv_gn_relu(ch, ch, 3, g), up(),
@@ -73,24 +78,30 @@ class SemanticFPN(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
 
     def forward(self, levels: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        p2, p3, p4, p5 = levels
-        p5 = p5 + sine_position_encoding(p5)
-        summed = sum(stack(p) for stack, p in zip(self.levels, (p2, p3, p4, p5)))
+        *finer, p5 = levels
+        levels = (*finer, p5 + sine_position_encoding(p5))
+        summed = sum(stack(p) for stack, p in zip(self.levels, levels, strict=True))
         return self.loc_out(summed), self.sem_out(summed)
 
 
 class FPNSemanticNeck(nn.Module):
     """``forward([C2, C3, C4, C5])`` -> :class:`NeckOutput` (localisation, semantic) at stride 8 (K-Net's neck)."""
 
-    levels = (2, 3, 4, 5)
+    levels: tuple[int, ...] = (2, 3, 4, 5)
 
     def __init__(self, in_channels: Sequence[int], cfg: NeckConfig) -> None:
         super().__init__()
-        if len(in_channels) != 4:
-            raise ValueError(f"fpn_semantic neck needs C2-C5, got {len(in_channels)} levels")
+        if len(in_channels) != len(self.levels):
+            raise ValueError(f"{cfg.type} neck needs C{self.levels[0]}-C5, got {len(in_channels)} levels")
         self.fpn = FPN(in_channels, cfg.channels)
-        self.semantic = SemanticFPN(cfg.channels, cfg.num_groups)
+        self.semantic = SemanticFPN(cfg.channels, cfg.num_groups, c2=2 in self.levels)
 
     def forward(self, features: Sequence[Tensor]) -> NeckOutput:
         localisation, semantic = self.semantic(self.fpn(features))
         return NeckOutput(localisation, semantic)
+
+
+class FPNSemanticC3Neck(FPNSemanticNeck):
+    """``forward([C3, C4, C5])`` -> :class:`NeckOutput`: K-Net's neck without C2 (an ablation)."""
+
+    levels = (3, 4, 5)
