@@ -106,7 +106,7 @@ def run_inference(predictor: Predictor, loader: DataLoader, progress: bool = Fal
 
     results, seen = [], []
     with worker_batches(loader) as batches:
-        for images, targets in tqdm(batches, total=len(loader), desc="eval", disable=not progress, leave=False):
+        for images, targets in tqdm(batches, desc="eval", disable=not progress, leave=False):
             instances = predictor.run_batch(images, [t["input_size"] for t in targets], [t["orig_size"] for t in targets])
             for target, inst in zip(targets, instances):
                 seen.append(int(target["image_id"]))

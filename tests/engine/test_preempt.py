@@ -155,29 +155,29 @@ class _Breaks(torch.utils.data.Dataset):
         return index
 
 
+def _raise_inside_the_block() -> None:
+    """A loop over a two-worker loader (workers as the trainer starts them) that raises at item 2."""
+    loader = torch.utils.data.DataLoader(_Breaks(), batch_size=1, num_workers=2, worker_init_fn=preempt.ignore_in_worker)
+    with preempt.worker_batches(loader) as batches:
+        for _ in batches:
+            pass
+
+
 def test_workers_end_with_the_block_when_the_loop_raises():
     """Workers ignore SIGTERM (ignore_in_worker), so nothing at exit would end them: the block must."""
     import multiprocessing
 
-    loader = torch.utils.data.DataLoader(_Breaks(), batch_size=1, num_workers=2, worker_init_fn=preempt.ignore_in_worker)
     with pytest.raises(ValueError, match="unreadable") as raised:
-        with preempt.worker_batches(loader) as batches:
-            for _ in batches:
-                pass
+        _raise_inside_the_block()
     assert raised.value.__traceback__ is not None  # the traceback, and the loop's frames, are still held
     assert multiprocessing.active_children() == []
 
 
 _EXITS = """
-import torch
-from csrseg.engine import preempt
-from tests.engine.test_preempt import _Breaks
+from tests.engine.test_preempt import _raise_inside_the_block
 
-loader = torch.utils.data.DataLoader(_Breaks(), batch_size=1, num_workers=2, worker_init_fn=preempt.ignore_in_worker)
 try:
-    with preempt.worker_batches(loader) as batches:
-        for _ in batches:
-            pass
+    _raise_inside_the_block()
 except ValueError as exc:
     kept = exc  # held to the end, as a test runner or a logger may hold it
 """
