@@ -48,7 +48,7 @@ def predictions_to_coco(image_id: int, instances: dict[str, Tensor], cat_ids: li
 
 def instances_to_coco(image_id: int, instances: list) -> list[dict]:
     """One image's :class:`~csrseg.inference.predictor.Instance` s -> COCO result dicts."""
-    return [coco_record(image_id, inst.category_id, encode_crop(inst.crop, inst.origin, inst.image_size), inst.score,
+    return [coco_record(image_id, inst.category_id, encode_crop(inst.packed, inst.origin, inst.image_size), inst.score,
                         inst.box) for inst in instances]
 
 

@@ -23,6 +23,7 @@ from csrseg.data.io import read_image, to_rgb
 from csrseg.data.transforms import Transform, collate
 from csrseg.engine.checkpoint import load_trained_model
 from csrseg.errors import CsrsegError
+from csrseg.masks.packed import PackedCrop
 from csrseg.models.fold import fold_batch_norms
 from csrseg.runtime.cpu import native_bf16
 from csrseg.runtime.device import resolve_device
@@ -35,24 +36,37 @@ logger = logging.getLogger(__name__)
 class Instance:
     """One detected instance in original-image coordinates.
 
-    Its mask is kept as ``crop``, the mask within ``box``: a 24 MP photo's 100 full-size masks would
-    take 2.4 GB. :attr:`mask` builds the full-size mask when asked.
+    Its mask is kept as ``packed``, the mask within ``box`` at a bit a pixel (a bool array given there
+    is packed): a 24 MP photo's 100 full-size masks would take 2.4 GB as bool, and 100 that each cover
+    the photo 2.4 GB even within their boxes. :attr:`crop` unpacks it and :attr:`mask` builds the
+    full-size mask when asked.
     """
 
     label: int  # contiguous label
     class_name: str
     category_id: int  # the dataset's category id
     score: float
-    crop: np.ndarray  # (y1 - y0 + 1, x1 - x0 + 1) bool: the mask within `box`
+    packed: PackedCrop  # (y1 - y0 + 1, x1 - x0 + 1): the mask within `box`
     box: tuple[float, float, float, float]  # x0, y0, x1, y1, inclusive and tight around the mask
     image_size: tuple[int, int]  # (H, W)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.packed, PackedCrop):  # a bool crop, as a caller has it: packed here
+            self.packed = PackedCrop.pack(self.packed)
+
+    @property
+    def crop(self) -> np.ndarray:
+        """``(y1 - y0 + 1, x1 - x0 + 1)`` bool, the mask within :attr:`box`: unpacked on each access,
+        keep it to reuse it."""
+        return self.packed.unpack()
 
     @property
     def mask(self) -> np.ndarray:
         """``(H, W)`` bool, the mask at the image's size: built on each access, keep it to reuse it."""
         mask = np.zeros(self.image_size, dtype=bool)
         x0, y0 = self.origin
-        mask[y0 : y0 + self.crop.shape[0], x0 : x0 + self.crop.shape[1]] = self.crop
+        height, width = self.packed.shape
+        mask[y0 : y0 + height, x0 : x0 + width] = self.packed.unpack()
         return mask
 
     @property
@@ -200,7 +214,7 @@ class Predictor:
 
     def _instances(self, result: dict[str, torch.Tensor]) -> list[Instance]:
         masks = result["masks"]
-        raw = RawInstances(result["labels"].tolist(), result["scores"].tolist(), masks.numpy(), masks.boxes.tolist(),
+        raw = RawInstances(result["labels"].tolist(), result["scores"].tolist(), masks.crops, masks.boxes.tolist(),
                            masks.size)
         return to_instances(raw, class_names=self.class_names, cat_ids=self.cat_ids, score_thr=self.score_thr,
                             below=self.below)
@@ -277,11 +291,11 @@ def inference_precision(choice: str, device: torch.device) -> Precision | None:
 
 class RawInstances(NamedTuple):
     """One image's model outputs, every instance whatever its score: ``labels (n,)``, ``scores (n,)``,
-    each mask a crop within its tight inclusive box ``(x0, y0, x1, y1)``, and the ``image_size`` ``(H, W)``."""
+    each mask a packed crop within its tight inclusive box ``(x0, y0, x1, y1)``, and the ``image_size`` ``(H, W)``."""
 
     labels: list[int]
     scores: list[float]
-    crops: list[np.ndarray]
+    crops: list[PackedCrop]
     boxes: list
     image_size: tuple[int, int]
 
@@ -293,17 +307,16 @@ def to_instances(raw: RawInstances, *, class_names: list[str], cat_ids: list[int
         below.add([s for s in raw.scores if s < score_thr])
     size = (int(raw.image_size[0]), int(raw.image_size[1]))
     return [
-        Instance(label, class_names[label], cat_ids[label], score, crop.astype(bool, copy=False),
-                 tuple(float(v) for v in box), size)
+        Instance(label, class_names[label], cat_ids[label], score, crop, tuple(float(v) for v in box), size)
         for label, score, crop, box in zip(raw.labels, raw.scores, raw.crops, raw.boxes)
         if score >= score_thr
     ]
 
 
-def crops_of(masks: np.ndarray, boxes: list) -> list[np.ndarray]:
-    """Full-size masks ``(n, H, W)`` and their tight inclusive boxes -> each mask's crop, a copy (so
+def crops_of(masks: np.ndarray, boxes: list) -> list[PackedCrop]:
+    """Full-size masks ``(n, H, W)`` and their tight inclusive boxes -> each mask's crop, packed (so
     the full-size masks can be let go)."""
-    return [mask[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1].copy() for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
+    return [PackedCrop.pack(mask[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1]) for mask, (x0, y0, x1, y1) in zip(masks, boxes)]
 
 
 @dataclass

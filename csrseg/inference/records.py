@@ -19,7 +19,7 @@ def instance_records(file_name: str, instances: list, track_ids: list[int] | Non
         tracked = {} if track_ids is None else {"track_id": int(track_ids[k])}
         rows.append(dict(file_name=file_name, **extra, **tracked, category_id=inst.category_id, category=inst.class_name,
                          score=round(inst.score, 5), bbox=[x0, y0, x1 - x0 + 1, y1 - y0 + 1],
-                         segmentation=encode_crop(inst.crop, inst.origin, inst.image_size)))
+                         segmentation=encode_crop(inst.packed, inst.origin, inst.image_size)))
     return rows
 
 

@@ -26,6 +26,7 @@ from csrseg.data.transforms import InputConfig
 from csrseg.errors import CsrsegError
 from csrseg.inference.predictor import ImageLike, Instance, as_rgb_array
 from csrseg.inference.protocol import InstancePredictor
+from csrseg.masks.packed import PackedCrop
 
 MIN_TILE = 32
 MAX_OVERLAP = 0.9
@@ -203,7 +204,7 @@ def place(inst: Instance, window: tuple[int, int, int, int], frame_size: tuple[i
     cut = ((x0 > 0 and bx0 <= x0 + EDGE) or (y0 > 0 and by0 <= y0 + EDGE)
            or (x1 < width and bx1 >= x1 - 1 - EDGE) or (y1 < height and by1 >= y1 - 1 - EDGE))
     box = (float(bx0), float(by0), float(bx1), float(by1))
-    return replace(inst, crop=np.ascontiguousarray(crop), box=box, image_size=(int(height), int(width))), cut
+    return replace(inst, packed=PackedCrop.pack(crop), box=box, image_size=(int(height), int(width))), cut
 
 
 @dataclass
@@ -227,7 +228,7 @@ class _Kept:
 
     def instance(self) -> Instance:
         box = (float(self.x0), float(self.y0), float(self.x1), float(self.y1))
-        return replace(self.inst, crop=self.crop, box=box)
+        return replace(self.inst, packed=PackedCrop.pack(self.crop), box=box)
 
 
 def merge_instances(found: list[tuple[Instance, bool]], iou: float = 0.5, ios: float = 0.6,

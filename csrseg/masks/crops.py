@@ -1,25 +1,27 @@
-"""Masks kept as their tight box and the crop of the mask within it (:class:`MaskCrops`), and the
-reductions that find those boxes."""
+"""Masks kept as their tight box and the crop of the mask within it, packed (:class:`MaskCrops`), and
+the reductions that find those boxes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from csrseg.masks.packed import PackedCrop
 
 
 @dataclass(frozen=True)
 class MaskCrops:
     """``n`` binary masks of an ``(H, W)`` image, each kept within its box.
 
-    ``crops[i]``: ``(y1 - y0 + 1, x1 - x0 + 1)`` bool, mask ``i`` over its box; ``boxes``: ``(n, 4)``
-    float32 inclusive ``x0, y0, x1, y1``, tight (each crop's first and last row and column hold a
-    pixel); ``size``: ``(H, W)``. Outside its box a mask has no pixel.
+    ``crops[i]``: mask ``i`` over its box, ``(y1 - y0 + 1, x1 - x0 + 1)``, packed (in host memory,
+    whatever the device of the boxes: a photo's hundred full-frame masks would be gigabytes as
+    bool); ``boxes``: ``(n, 4)`` float32 inclusive ``x0, y0, x1, y1``, tight (each crop's first and
+    last row and column hold a pixel); ``size``: ``(H, W)``. Outside its box a mask has no pixel.
     """
 
-    crops: list[Tensor]
+    crops: list[PackedCrop]
     boxes: Tensor
     size: tuple[int, int]
 
@@ -32,11 +34,11 @@ class MaskCrops:
         return (len(self.crops), *self.size)
 
     def dense(self) -> Tensor:
-        """The masks at full size, ``(n, H, W)`` bool (what :func:`upsample_masks` gives)."""
-        out = torch.zeros(self.shape, dtype=torch.bool, device=self.boxes.device)
+        """The masks at full size, ``(n, H, W)`` bool on the boxes' device (what :func:`upsample_masks` gives)."""
+        out = torch.zeros(self.shape, dtype=torch.bool)
         for i, (x0, y0, x1, y1) in enumerate(self.int_boxes()):
-            out[i, y0 : y1 + 1, x0 : x1 + 1] = self.crops[i]
-        return out
+            out[i, y0 : y1 + 1, x0 : x1 + 1] = torch.from_numpy(self.crops[i].unpack())
+        return out.to(self.boxes.device)
 
     def int_boxes(self) -> list[tuple[int, int, int, int]]:
         """Each box as ints ``(x0, y0, x1, y1)``."""
@@ -47,25 +49,12 @@ class MaskCrops:
         index = torch.as_tensor(keep, dtype=torch.long, device=self.boxes.device)
         return MaskCrops([self.crops[i] for i in keep], self.boxes[index], self.size)
 
-    def numpy(self) -> list[np.ndarray]:
-        """The crops as numpy bool arrays (copied off the GPU, if there)."""
-        return [crop.cpu().numpy() for crop in self.crops]
-
     @classmethod
     def from_dense(cls, masks: Tensor) -> MaskCrops:
-        """``(n, H, W)`` bool masks, none empty -> their crops (copies: the full-size masks can go)."""
+        """``(n, H, W)`` bool masks, none empty -> their crops (packed: the full-size masks can go)."""
         boxes = tight_boxes(any_along(masks, 2), any_along(masks, 1))
-        crops = [copy_crop(masks[i, y0 : y1 + 1, x0 : x1 + 1]) for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist())]
+        crops = [PackedCrop.pack(masks[i, y0 : y1 + 1, x0 : x1 + 1]) for i, (x0, y0, x1, y1) in enumerate(boxes.long().tolist())]
         return cls(crops, boxes, (int(masks.shape[1]), int(masks.shape[2])))
-
-
-def copy_crop(crop: Tensor) -> Tensor:
-    """A contiguous copy of ``crop``, a strided window of a larger mask (so the larger one can go). On a
-    CPU through numpy, which copies row by row: torch's strided copy of a bool window took 5.3 ms
-    for 1333x800 where numpy takes 0.04 ms, and it was half of a full-load paste."""
-    if crop.device.type == "cpu":
-        return torch.from_numpy(crop.numpy().copy())
-    return crop.clone()
 
 
 def tight_boxes(rows: Tensor, cols: Tensor) -> Tensor:

@@ -21,7 +21,7 @@ def instance_json(instance: Instance) -> dict:
     """One instance as the response holds it; its mask encoded from its crop (never the full mask)."""
     return dict(class_id=int(instance.label), category_id=int(instance.category_id), class_name=instance.class_name,
                 score=round(float(instance.score), 5), box=[round(float(v), 2) for v in instance.box],
-                mask=encode_crop(instance.crop, instance.origin, instance.image_size))
+                mask=encode_crop(instance.packed, instance.origin, instance.image_size))
 
 
 def prediction_json(image: np.ndarray, instances: list[Instance], score_thr: float) -> dict:

@@ -160,6 +160,28 @@ def test_predictions_equal_the_full_size_path(predictor, shape, monkeypatch):
     assert predictions_to_coco(7, run(predictor, image), predictor.cat_ids) == predictions_to_coco(7, full, predictor.cat_ids)
 
 
+@pytest.mark.numerics
+def test_masks_that_each_cover_the_frame_give_the_full_size_paths_rows_and_overlay(monkeypatch):
+    """The worst case of a barely trained model at ``--score-thr 0`` (every box the whole frame), on a
+    small image, the masks decided and drawn a few rows at a time: bit for bit the full-size path's."""
+    from benchmarks.large_images import controlled_model
+
+    monkeypatch.setattr(paste, "BLOCK", 500)
+    monkeypatch.setattr(visualize, "BAND_PIXELS", 700)
+    model, cfg = controlled_model(12, (2.0, 3.0), seed=0)
+    names = [str(i) for i in range(cfg.model.num_classes)]
+    predictor = Predictor.for_model(model, cfg, names, list(range(1, len(names) + 1)), "cpu")
+    image = np.random.default_rng(3).integers(0, 256, (150, 230, 3), dtype=np.uint8)
+    model.orig_size = image.shape[:2]
+    want, full = reference_rows(predictor, image, monkeypatch)
+    instances = predictor.predict(image)
+    assert len(instances) == 12 and sum(inst.box == (0.0, 0.0, 229.0, 149.0) for inst in instances) >= 10
+    assert instance_records("x.jpg", instances) == want
+    overlay = draw_predictions(image, instances, names)
+    reference = reference_overlay(image, full["masks"].numpy(), full["labels"].tolist(), full["scores"].tolist(), names)
+    assert np.array_equal(np.asarray(overlay), np.asarray(reference))
+
+
 def test_inference_on_a_large_image_never_makes_full_size_masks(predictor, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a full-size resize of every mask")

@@ -14,8 +14,9 @@ of the instances' boxes (Mask R-CNN pastes its masks within their boxes too):
    kernel's arithmetic (:func:`resize_arithmetic`, checked against ``F.interpolate`` at first use),
    so every value is bit for bit ``F.interpolate``'s and the thresholded masks are identical;
    without a resize, ``part`` is thresholded as it is;
-4. each mask is kept as its tight box and the crop of the mask within it (:class:`MaskCrops`); its
-   box is the full-size mask's.
+4. each mask is kept as its tight box and the crop of the mask within it, packed at a bit a pixel
+   (:class:`MaskCrops`), as soon as it is computed: its box is the full-size mask's, and at most one
+   mask is held unpacked at a time, whatever the boxes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from csrseg.masks.crops import MaskCrops, any_along, copy_crop, tight_boxes
+from csrseg.masks.crops import MaskCrops, any_along, tight_boxes
+from csrseg.masks.packed import PackedCrop
 from csrseg.models.heads.common import _upsample
 
 # A resize mixes values with non-negative weights summing to 1 (to a few float32 ulps): a pixel whose
@@ -200,7 +203,7 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
         if not full_size:
             resize = Resize(resize_axis(input_size[0], orig_size[0], fused, soft.device),
                             resize_axis(input_size[1], orig_size[1], fused, soft.device), fused)
-    pasted: list[tuple[Tensor, tuple[int, int, int, int]] | None] = []
+    pasted: list[tuple[PackedCrop, tuple[int, int, int, int]] | None] = []
     for start in range(0, n, max(chunk, 1)):
         piece = soft[start : start + max(chunk, 1)]
         if full_size:  # upsample_masks' own path, then cropped
@@ -218,17 +221,17 @@ def paste_masks(soft: Tensor, stride: int, input_size: tuple[int, int], orig_siz
     return masks, torch.tensor([p is not None for p in pasted], dtype=torch.bool, device=soft.device)
 
 
-def _crop_dense(masks: Tensor) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
-    """``(n, H, W)`` bool masks -> each one's crop and tight box, ``None`` for an empty one."""
+def _crop_dense(masks: Tensor) -> list[tuple[PackedCrop, tuple[int, int, int, int]] | None]:
+    """``(n, H, W)`` bool masks -> each one's crop, packed, and tight box, ``None`` for an empty one."""
     rows, cols = any_along(masks, 2), any_along(masks, 1)
     out = []
     for i, (x0, y0, x1, y1) in enumerate(tight_boxes(rows, cols).long().tolist()):
-        out.append(None if x1 < x0 else (copy_crop(masks[i, y0 : y1 + 1, x0 : x1 + 1]), (x0, y0, x1, y1)))
+        out.append(None if x1 < x0 else (PackedCrop.pack(masks[i, y0 : y1 + 1, x0 : x1 + 1]), (x0, y0, x1, y1)))
     return out
 
 
 def _paste_windowed(piece: Tensor, stride: int, input_size: tuple[int, int],
-                    threshold: float) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
+                    threshold: float) -> list[tuple[PackedCrop, tuple[int, int, int, int]] | None]:
     """``(c, h, w)`` probabilities at ``stride`` -> each mask of ``F.interpolate(piece, x stride)`` cropped to
     ``input_size`` and thresholded, as its crop and tight box (``None`` for an empty one), the resize
     computed only over the window of the input cells that may give a pixel above ``threshold``.
@@ -261,7 +264,7 @@ def _paste_windowed(piece: Tensor, stride: int, input_size: tuple[int, int],
     return out
 
 
-def _crop_placed(region: Tensor, x_lo: int, y_lo: int) -> tuple[Tensor, tuple[int, int, int, int]] | None:
+def _crop_placed(region: Tensor, x_lo: int, y_lo: int) -> tuple[PackedCrop, tuple[int, int, int, int]] | None:
     """The crop and tight box, in image coordinates, of ``region`` ``(h, w)`` bool, the part of a mask
     whose top-left pixel is ``(x_lo, y_lo)``; ``None`` if it holds no pixel."""
     pasted = _crop_dense(region[None])[0]
@@ -282,7 +285,7 @@ def _window(r0: int, r1: int, h: int, c0: int, c1: int, w: int, stride: int) -> 
     return (rows[0], rows[1]), (cols[0], cols[1])
 
 
-def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple[Tensor, tuple[int, int, int, int]] | None]:
+def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple[PackedCrop, tuple[int, int, int, int]] | None]:
     """``(c, in_h, in_w)`` probabilities -> each mask's crop at the original size and tight box, ``None``
     for one without a pixel there.
 
@@ -299,26 +302,55 @@ def _paste_resized(part: Tensor, resize: Resize, threshold: float) -> list[tuple
         if r1 < r0 or y_hi < y_lo or x_hi < x_lo:
             out.append(None)
             continue
-        cols = resize.cols.part(x_lo, x_hi)
-        step = max(1, BLOCK // (x_hi - x_lo + 1))
-        region = torch.cat([
-            _decide(values, cells, resize.rows.part(y, min(y + step, y_hi + 1) - 1), cols, threshold, resize.fused)
-            for y in range(y_lo, y_hi + 1, step)
-        ])
-        out.append(_crop_placed(region, x_lo, y_lo))
+        out.append(_paste_blocks(values, cells, resize, (x_lo, y_lo, x_hi, y_hi), threshold))
     return out
 
 
-def _decide(values: Tensor, cells: Tensor, rows: Axis, cols: Axis, threshold: float, fused: bool) -> Tensor:
-    """The ``(len(rows), len(cols))`` block of ``F.interpolate(values) > threshold``: from the classes of
-    the cells its pixels mix, those of mixed cells computed."""
-    classes = cells[rows.index0][:, cols.index0]
-    region = classes == 2
-    ys, xs = (classes == 1).nonzero(as_tuple=True)
-    if len(ys):
-        across, first = resize_across(values, rows, cols, fused)
-        region[ys, xs] = resized_above(across, first, rows, ys, xs, threshold, fused)
-    return region
+def _paste_blocks(values: Tensor, cells: Tensor, resize: Resize, region: tuple[int, int, int, int],
+                  threshold: float) -> tuple[PackedCrop, tuple[int, int, int, int]] | None:
+    """One mask's pixels within ``region`` (inclusive ``x_lo, y_lo, x_hi, y_hi`` of the original image)
+    -> its packed crop and tight box, ``None`` for one without a pixel there.
+
+    Decided :data:`BLOCK` pixels at a time and each block packed at once: a mask that covers a 24 MP
+    photo is never held as 24 MB of bool (a hundred of them, each held until packed, left the heap
+    fragmented by 200 MB).
+    """
+    x_lo, y_lo, x_hi, y_hi = region
+    height, width = y_hi - y_lo + 1, x_hi - x_lo + 1
+    cols = resize.cols.part(x_lo, x_hi)
+    step = max(1, BLOCK // width)
+    bits = np.empty((height, (width + 7) // 8), dtype=np.uint8)
+    block = torch.empty((min(step, height), width), dtype=torch.bool, device=values.device)
+    rows_hit, cols_hit = torch.zeros(height, dtype=torch.bool), torch.zeros(width, dtype=torch.bool)
+    for y in range(y_lo, y_hi + 1, step):
+        stop = min(y + step, y_hi + 1)
+        decided = block[: stop - y]
+        _decide(values, cells, resize.rows.part(y, stop - 1), cols, threshold, resize.fused, decided)
+        rows_hit[y - y_lo : stop - y_lo] = any_along(decided[None], 2)[0].cpu()
+        cols_hit |= any_along(decided[None], 1)[0].cpu()
+        bits[y - y_lo : stop - y_lo] = np.packbits(decided.cpu().numpy(), axis=1)
+    (x0, y0, x1, y1), = tight_boxes(rows_hit[None], cols_hit[None]).long().tolist()
+    if x1 < x0:
+        return None
+    return PackedCrop(bits, width).window(y0, y1, x0, x1), (x_lo + x0, y_lo + y0, x_lo + x1, y_lo + y1)
+
+
+def _decide(values: Tensor, cells: Tensor, rows: Axis, cols: Axis, threshold: float, fused: bool, out: Tensor) -> None:
+    """Into ``out``, the ``(len(rows), len(cols))`` block of ``F.interpolate(values) > threshold``: from
+    the classes of the cells its pixels mix, those of mixed cells computed.
+
+    Output rows that mix the same input rows see the same cells: the cells' classes are spread along
+    the output columns once per input row, then copied row by row to the output rows.
+    """
+    first = int(rows.index0[0])
+    line = cells[first : int(rows.index0[-1]) + 1].index_select(1, cols.index0)
+    local = rows.index0 - first
+    torch.index_select(line == 2, 0, local, out=out)
+    mixed = line == 1
+    if bool(mixed.any()):
+        ys, xs = mixed.index_select(0, local).nonzero(as_tuple=True)
+        across, first_row = resize_across(values, rows, cols, fused)
+        out[ys, xs] = resized_above(across, first_row, rows, ys, xs, threshold, fused)
 
 
 def paste_instances(labels: Tensor, scores: Tensor, soft: Tensor, stride: int, input_size: tuple[int, int],

@@ -14,6 +14,7 @@ import torch
 
 from csrseg.models.heads.common import drop_empty, upsample_masks
 from csrseg.masks.crops import MaskCrops
+from csrseg.models.heads import paste
 from csrseg.models.heads.paste import fma32, paste_instances, resize_arithmetic
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,6 +76,22 @@ def test_pasted_masks_and_boxes_equal_the_full_size_path(case):
     reference = full_size(soft, stride, input_size, orig_size)
     assert 0 < len(reference["labels"]) < 24  # some instances kept, some dropped as empty
     assert_same_instances(pasted(soft, stride, input_size, orig_size), reference)
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("block", [1, 61, 1000])  # a row of pixels, part of a row, a few rows at a time
+def test_masks_decided_and_packed_block_by_block_are_the_full_size_paths(monkeypatch, block):
+    monkeypatch.setattr(paste, "BLOCK", block)
+    for (h, w), stride, input_size, orig_size in (CASES["upsampled x3.5"], CASES["K-Net stride 4, odd sizes"]):
+        soft = probability_maps(12, h, w, seed=block)
+        assert_same_instances(pasted(soft, stride, input_size, orig_size), full_size(soft, stride, input_size, orig_size))
+
+
+def test_a_mask_that_covers_the_frame_is_held_packed():
+    soft = torch.full((3, 16, 25), 0.9)  # every mask covers the whole photo: its box is the photo
+    masks = pasted(soft, 8, (120, 200), (1200, 2000))["masks"]
+    assert masks.int_boxes() == [(0, 0, 1999, 1199)] * 3
+    assert all(crop.nbytes == 1200 * 250 and crop.count() == 1200 * 2000 for crop in masks.crops)
 
 
 @pytest.mark.numerics
