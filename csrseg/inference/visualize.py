@@ -182,7 +182,8 @@ def blend(image: np.ndarray, placed: list[Placed | None], alpha: float,
         if not inside:
             continue
         left, right = min(p.x0 for _, p in inside), max(p.x1 for _, p in inside) + 1
-        canvas = torch.from_numpy(image[top:bottom, left:right].transpose(2, 0, 1).astype(np.float32))  # (3, rows, columns)
+        # (3, rows, columns), a channel after the other: astype alone would keep the pixels' channels interleaved
+        canvas = torch.from_numpy(np.ascontiguousarray(image[top:bottom, left:right].transpose(2, 0, 1), dtype=np.float32))
         flat = canvas.view(3, -1)
         for i, p in inside:
             y_lo, y_hi = max(top, p.y0), min(bottom, p.y1 + 1)
