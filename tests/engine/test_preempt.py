@@ -3,7 +3,6 @@ resuming reaches the weights of an uninterrupted run; a second signal acts at on
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from csrseg.config import save_config
 from csrseg.engine import preempt
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.api import train
+from benchmarks.loopback import free_port
 from tests.conftest import tiny_config
 from tests.conftest import train_rows, wait_for
 
@@ -98,10 +98,7 @@ def _agree(rank, port):
 def test_ranks_agree_to_stop_when_only_one_was_signalled():
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_agree, args=(port,), nprocs=2, join=True)
+    mp.spawn(_agree, args=(free_port(),), nprocs=2, join=True)
 
 
 def _start(args, root, env_extra=None):

@@ -2,7 +2,6 @@
 
 import math
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ from csrseg.config import ConfigError, load_config, merge, parse_overrides, save
 from csrseg.engine.checkpoint import load_checkpoint
 from csrseg.engine.schedule import lr_factor
 from csrseg.api import train
+from benchmarks.loopback import free_port
 from tests.conftest import SaveGradients, tiny_config
 
 KNET_TINY = ["model.head.type=knet", "model.head.num_proposals=20", "model.head.ffn_channels=64",
@@ -81,12 +81,6 @@ def test_resume_of_a_finished_run_changes_nothing(synth_root, tmp_path, head):
     _weights_close(before, load_checkpoint(tmp_path / "run" / "last.pt")["model"], atol=0)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 DDP_CHILD = """
 import sys
 from pathlib import Path
@@ -118,7 +112,7 @@ def test_ddp_averages_to_the_one_process_gradient(synth_root, tmp_path, head):
     (tmp_path / "ddp_child.py").write_text(DDP_CHILD)
     overrides = ["model.backbone.norm=frozen_bn", "train.precision=fp32"] + (KNET_TINY if head == "knet" else [])
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            str(tmp_path / "ddp_child.py"), str(synth_root), str(cfg_path), str(tmp_path / "ddp"), *overrides]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -5,7 +5,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from PIL import Image
 from csrseg.api import predict
 from csrseg.cli import main
 from csrseg.inference.video import iter_frames, open_video
+from benchmarks.loopback import free_port
 from tests.conftest import exit_code, fake_checkpoint, one_line_error
 from tests.inference.rtsp import RtspServer
 
@@ -75,12 +75,6 @@ def rtsp_url():
     server = RtspServer(_jpeg)
     yield server.url
     server.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _frames_of(path):
@@ -194,7 +188,7 @@ def test_a_watched_folder_is_read_as_images_arrive(tmp_path, weights):
 
 
 def test_a_stream_nothing_serves_is_one_line_naming_it(tmp_path, weights, capsys):
-    url = f"http://127.0.0.1:{_free_port()}/live.mjpg"
+    url = f"http://127.0.0.1:{free_port()}/live.mjpg"
     assert main(["predict", url, "--weights", str(weights), "--out", str(tmp_path / "o")]) == 2
     one_line_error(capsys, url, "cannot be opened as a stream")
     assert not (tmp_path / "o" / "predictions.json").exists()
