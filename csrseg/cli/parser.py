@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "synthetic images, made in OUT/data")
     p.add_argument("--recipe", choices=("paper", "cpu"), default="paper",
                    help="paper: the preset's own training (GPUs); cpu: ResNet-18 from scratch, 64 wide, 128 px, "
-                        "1200 iterations, about 12 min a run on 2 cores with --jobs 2")
+                        "1200 iterations, about 12 min a run on 2 cores with --jobs 2 (K-Net's head, or the SOLOv2 "
+                        "head's rows with --config paper-solov2)")
     p.add_argument("--table", type=int, choices=(2, 3), required=True)
     p.add_argument("--seeds", type=at_least(1), default=3)
     p.add_argument("--epochs", type=at_least(1), help="another schedule length (the lr steps scaled with it)")

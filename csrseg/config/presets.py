@@ -189,22 +189,36 @@ def with_name(cfg: Config, name: str) -> Config:
 # alpha 0.25, masks > 0.4 at inference), fp32 on every CPU so that two machines' runs compare. At this scale
 # the GPU's ordering of the necks under K-Net's head reproduces (benchmarks/RESULTS.md, "The paper's network
 # on the CPU").
+_CPU_SCALE = (
+    "model.backbone.depth=18", "model.backbone.weights=none", "model.backbone.norm=bn",
+    "model.neck.channels=64", "model.neck.csr_channels=64", "model.neck.num_groups=16",
+    "input.short_side=128", "input.max_size=128",
+    "train.lr=1e-3", "train.backbone_lr_mult=1.0", "train.warmup_iters=100", "train.batch_size=8",
+    "train.workers=0", "train.epochs=12", "train.milestones=[8,11]", "train.eval_interval=4",
+    "train.precision=fp32",
+)
+# A recipe's head settings, by head type: K-Net's head as measured above; the SOLOv2 head (Table II's
+# reference rows under it) with its branches at the neck's 64 channels, its own losses and thresholds.
+RECIPE_HEADS: dict[str, dict[str, tuple[str, ...]]] = {
+    "cpu": {
+        "knet": ("model.head.ffn_channels=256", "model.head.loss.mask_focal_alpha=0.25",
+                 "model.head.postprocess.mask_thr=0.4"),
+        "solov2": ("model.head.feat_channels=64", "model.head.kernel_dim=64"),
+    },
+}
 RECIPES: dict[str, tuple[str, ...]] = {
     "paper": (),
-    "cpu": (
-        "model.backbone.depth=18", "model.backbone.weights=none", "model.backbone.norm=bn",
-        "model.neck.channels=64", "model.neck.csr_channels=64", "model.neck.num_groups=16",
-        "model.head.ffn_channels=256", "model.head.loss.mask_focal_alpha=0.25", "model.head.postprocess.mask_thr=0.4",
-        "input.short_side=128", "input.max_size=128",
-        "train.lr=1e-3", "train.backbone_lr_mult=1.0", "train.warmup_iters=100", "train.batch_size=8",
-        "train.workers=0", "train.epochs=12", "train.milestones=[8,11]", "train.eval_interval=4",
-        "train.precision=fp32",
-    ),
+    "cpu": (*_CPU_SCALE, *RECIPE_HEADS["cpu"]["knet"]),
 }
 
 
-def recipe_overrides(name: str) -> tuple[str, ...]:
-    """The overrides of training recipe ``name`` (:data:`RECIPES`)."""
+def recipe_overrides(name: str, head: str = "knet") -> tuple[str, ...]:
+    """The overrides of training recipe ``name`` (:data:`RECIPES`) for a model with the ``head`` head."""
     if name not in RECIPES:
         raise ConfigError(f"--recipe {name}: choose {', '.join(RECIPES)}")
-    return RECIPES[name]
+    heads = RECIPE_HEADS.get(name)
+    if heads is None or head == "knet":
+        return RECIPES[name]
+    if head not in heads:
+        raise ConfigError(f"--recipe {name} sizes the {' and '.join(heads)} heads, not {head}: give its settings with --set")
+    return (*_CPU_SCALE, *heads[head])

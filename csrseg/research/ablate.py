@@ -131,8 +131,8 @@ class Sweep:
     recipe: str = "paper"
 
     def all_overrides(self) -> tuple[str, ...]:
-        """The recipe's overrides, then the sweep's own."""
-        return (*recipe_overrides(self.recipe), *self.overrides)
+        """The recipe's overrides (those of the base config's head), then the sweep's own."""
+        return (*recipe_overrides(self.recipe, load_config(self.base).model.head.type), *self.overrides)
 
     def base_config(self) -> Config:
         return load_config(self.base, self.all_overrides())
@@ -290,10 +290,7 @@ def run_ablation(data: str | Path | None, sweep: Sweep, out: str | Path | None =
     from csrseg.data.sources import resolve_dataset
 
     out = Path(out) if out else default_sweep_dir(sweep.table)
-    if sweep.recipe == "cpu" and load_config(sweep.base).model.head.type != "knet":
-        raise CsrsegError(f"--recipe cpu sizes K-Net's head (the paper's); --config {sweep.base} has the "
-                          f"{load_config(sweep.base).model.head.type} head: give its settings with --set instead")
-    sweep.all_overrides()  # an unknown recipe is refused before the lock is taken
+    sweep.all_overrides()  # an unknown recipe, or one for another head, is refused before the lock is taken
     with output_lock(out, "csrseg ablate"):  # one sweep at a time in a sweep folder
         data = data if data is not None else recipe_data(sweep.recipe, out)
         _, pending = plan_sweep(data, sweep, out, exist_ok=exist_ok)

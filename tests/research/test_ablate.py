@@ -6,7 +6,7 @@ import pytest
 
 from csrseg.research.ablate import CONTROL, comparisons, find_finished_run, table_variants, variant_config
 from csrseg.research.ablate_stats import flatness, paired
-from csrseg.config import load_config, save_config
+from csrseg.config import ConfigError, load_config, save_config
 from csrseg.config.presets import FUSION_KNET_HEAD
 from csrseg.models.heads.knet.config import KNetConfig
 from tests.conftest import ablation, tiny_config
@@ -253,6 +253,21 @@ def test_cpu_recipe_is_the_network_and_schedule_the_issue_measured():
     assert dataclasses.replace(cpu.train, epochs=18, milestones=(12, 16), eval_interval=3, precision="auto") == measured.train
 
 
+def test_the_cpu_recipe_gives_the_solov2_rows_the_same_network_scale_and_schedule():
+    from csrseg.config.presets import RECIPES, recipe_overrides
+    from csrseg.research.ablate import Sweep
+
+    solo = load_config("paper-solov2", recipe_overrides("cpu", "solov2"))
+    knet = load_config("paper", RECIPES["cpu"])
+    assert solo.model.head.type == "solov2" and (solo.model.head.feat_channels, solo.model.head.kernel_dim) == (64, 64)
+    assert (solo.model.backbone, solo.model.neck, solo.input, solo.train) == (knet.model.backbone, knet.model.neck,
+                                                                               knet.input, knet.train)
+    assert Sweep(2, base="paper-solov2", recipe="cpu").base_config() == solo  # the sweep picks the head's settings
+    assert recipe_overrides("cpu", "knet") == RECIPES["cpu"] and recipe_overrides("paper", "solov2") == ()
+    with pytest.raises(ConfigError, match="--recipe cpu sizes the knet and solov2 heads, not mystery"):
+        recipe_overrides("cpu", "mystery")
+
+
 def test_recipe_choices_of_the_cli_are_the_recipes():
     from csrseg.cli.parser import build_parser
     from csrseg.config.presets import RECIPES
@@ -269,8 +284,6 @@ def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
 
     with pytest.raises(CsrsegError, match="--data is needed with --recipe paper"):
         ablation(None, 2, tmp_path / "sweep")
-    with pytest.raises(CsrsegError, match="--recipe cpu sizes K-Net's head"):
-        ablation(None, 2, tmp_path / "sweep", base="paper-solov2", recipe="cpu")
     made = []
 
     def fake(out, num_images, seed, val_fraction):
