@@ -97,29 +97,35 @@ def check_watch_folder(folder: str | Path) -> Path:
 def watch_images(folder: Path, *, max_images: int | None, stop: Callable[[], str | None],
                  poll: float = POLL_SECONDS) -> Iterator[Path]:
     """The images of ``folder``, those there at the start and each one that arrives, by name within a
-    listing, until ``max_images`` are given or ``stop()`` asks. An image is given once its size stays
-    the same over two listings: one still being copied in is not read half-written. Hidden names
-    (``.name.png``) are left alone: copy tools and camera apps write there first, then rename."""
-    given: set[str] = set()
-    sizes: dict[str, int] = {}
+    listing, until ``max_images`` are given or ``stop()`` asks. An image is given once its size and
+    modification time stay the same over two listings: one still being copied in is not read
+    half-written. One that changes after it was given (a copy that stalled longer than a listing and
+    went on, so its read failed; a camera app rewriting ``latest.jpg``) is given again once it is
+    still. Hidden names (``.name.png``) are left alone: copy tools and camera apps write there first,
+    then rename."""
+    given: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) when given
+    seen: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the last listing
     count = 0
     while (max_images is None or count < max_images) and not stop():
         fresh = False
         for path in sorted(folder.iterdir()):
-            if path.name in given or path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
+            if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                size = path.stat().st_size
+                status = path.stat()
             except OSError:  # gone between the listing and now
                 continue
-            if size and sizes.get(path.name) == size:
-                given.add(path.name)
+            stamp = (status.st_size, status.st_mtime_ns)
+            if given.get(path.name) == stamp:
+                continue
+            if status.st_size and seen.get(path.name) == stamp:
+                given[path.name] = stamp
                 fresh = True
                 count += 1
                 yield path
                 if (max_images is not None and count >= max_images) or stop():
                     return
             else:
-                sizes[path.name] = size
+                seen[path.name] = stamp
         if not fresh:
             time.sleep(poll)

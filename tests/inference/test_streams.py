@@ -187,6 +187,21 @@ def test_a_watched_folder_is_read_as_images_arrive(tmp_path, weights):
     assert sorted(p.name for p in out.glob("*.jpg")) == ["a.jpg", "b.jpg", "c.jpg"]
 
 
+def test_a_watched_image_that_changes_after_it_was_given_is_given_again_once_still(tmp_path):
+    from csrseg.inference.streams import watch_images
+
+    (tmp_path / "a.png").write_bytes(b"half an image")  # a copy that stalled for longer than a listing
+    deadline = time.monotonic() + 30  # a watch that never gives ends, and the test fails instead of hanging
+    images = watch_images(tmp_path, max_images=None, stop=lambda: "late" if time.monotonic() > deadline else None,
+                          poll=0.01)
+    assert next(images).name == "a.png"  # given (its read fails: skipped with its reason)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")  # the copy goes on and ends
+    (tmp_path / "b.png").write_bytes(b"b")
+    assert [next(images).name, next(images).name] == ["a.png", "b.png"]  # a.png again, whole now
+    os.utime(tmp_path / "b.png", ns=(1, 1))  # rewritten in place, same size: its time tells
+    assert next(images).name == "b.png"
+
+
 def test_a_stream_nothing_serves_is_one_line_naming_it(tmp_path, weights, capsys):
     url = f"http://127.0.0.1:{free_port()}/live.mjpg"
     assert main(["predict", url, "--weights", str(weights), "--out", str(tmp_path / "o")]) == 2
