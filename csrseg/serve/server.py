@@ -75,18 +75,24 @@ def prepare(options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000,
 
 
 def check_address(host: str, port: int) -> None:
-    """A one-line :class:`CsrsegError` when ``host:port`` cannot be listened on (taken, or not this machine's)."""
+    """A one-line :class:`CsrsegError` when ``host:port`` cannot be listened on (taken, or not this machine's).
+
+    Every address ``host`` resolves to is tried, as asyncio's server binds each of them (``localhost``
+    may be ``::1`` and ``127.0.0.1``): a port taken on any one would end the server at its start."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise CsrsegError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise CsrsegError(f"--host {host} --port {port}: cannot listen there ({exc.strerror})") from None
+    for family, kind, proto, _, address in dict.fromkeys((i[0], i[1], i[2], i[3], i[4]) for i in infos):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            if family == socket.AF_INET6:  # as asyncio binds: the IPv6 socket apart from the IPv4 one
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                where = f"{address[0]} port {port}" if address[0] != host else f"port {port}"
+                raise CsrsegError(f"--host {host} --port {port}: cannot listen there ({where}: {exc.strerror})") from None
 
 
 def worker_app():

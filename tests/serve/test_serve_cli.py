@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from csrseg.cli import main
+from csrseg.errors import CsrsegError
 from tests.conftest import one_line_error
 from benchmarks.loopback import free_port, get_json
 
@@ -56,6 +57,21 @@ def test_a_port_already_taken_is_one_line(weights, capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "--weights", str(weights), "--port", str(port)]) == 2
     one_line_error(capsys, f"--host 127.0.0.1 --port {port}: cannot listen there")
+
+
+def test_a_port_taken_on_any_address_the_host_names_is_one_line(monkeypatch):
+    from csrseg.serve import server
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))  # loopback too: the second address a name like localhost may resolve to
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(server.socket, "getaddrinfo", lambda host, at, **kwargs: [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, at)) for ip in ("127.0.0.1", "127.0.0.2")])
+        with pytest.raises(CsrsegError, match=f"--host here --port {port}: cannot listen there "
+                                              rf"\(127.0.0.2 port {port}: Address already in use\)"):
+            server.check_address("here", port)
+        server.check_address("here", free_port())  # both free: no complaint
 
 
 def test_without_the_serve_extra_the_error_names_the_install(weights, monkeypatch, capsys):
