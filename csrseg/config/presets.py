@@ -206,19 +206,18 @@ RECIPE_HEADS: dict[str, dict[str, tuple[str, ...]]] = {
         "solov2": ("model.head.feat_channels=64", "model.head.kernel_dim=64"),
     },
 }
-RECIPES: dict[str, tuple[str, ...]] = {
-    "paper": (),
-    "cpu": (*_CPU_SCALE, *RECIPE_HEADS["cpu"]["knet"]),
+RECIPE_SCALES: dict[str, tuple[str, ...]] = {"paper": (), "cpu": _CPU_SCALE}  # what every head shares
+RECIPES: dict[str, tuple[str, ...]] = {  # each recipe for K-Net's head, the paper's
+    name: (*scale, *RECIPE_HEADS.get(name, {}).get("knet", ())) for name, scale in RECIPE_SCALES.items()
 }
 
 
 def recipe_overrides(name: str, head: str = "knet") -> tuple[str, ...]:
-    """The overrides of training recipe ``name`` (:data:`RECIPES`) for a model with the ``head`` head."""
-    if name not in RECIPES:
-        raise ConfigError(f"--recipe {name}: choose {', '.join(RECIPES)}")
+    """The overrides of training recipe ``name`` (:data:`RECIPES`) for a model with the ``head`` head:
+    the recipe's scale, then its settings for that head (none for a recipe that sizes no head)."""
+    if name not in RECIPE_SCALES:
+        raise ConfigError(f"--recipe {name}: choose {', '.join(RECIPE_SCALES)}")
     heads = RECIPE_HEADS.get(name)
-    if heads is None or head == "knet":
-        return RECIPES[name]
-    if head not in heads:
+    if heads is not None and head not in heads:
         raise ConfigError(f"--recipe {name} sizes the {' and '.join(heads)} heads, not {head}: give its settings with --set")
-    return (*_CPU_SCALE, *heads[head])
+    return (*RECIPE_SCALES[name], *(heads or {}).get(head, ()))

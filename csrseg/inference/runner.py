@@ -102,8 +102,8 @@ def predict_watched(predictor, folder: str | Path, out_dir: Path, records: Recor
     tracker = ByteTracker(track) if track else None
     with stop_requests() as asked:
         images = watch_images(Path(folder), max_images=max_frames, stop=asked)
-        _predict_images(predictor, images, out_dir, records, counts, 1, tracker, flush=True)
-        counts.stopped_by = _stopped_by(asked, counts.images + counts.skipped, max_frames)  # a bad file counts too
+        given = _predict_images(predictor, images, out_dir, records, counts, 1, tracker, flush=True)
+        counts.stopped_by = _stopped_by(asked, given, max_frames)  # a bad file counts too, and a file given again
     return _finish(counts, predictor, records)
 
 
@@ -113,18 +113,26 @@ def _stopped_by(asked, read: int, max_frames: int | None) -> str:
 
 
 def _predict_images(predictor, paths: Iterable[Path], out_dir: Path, records: RecordWriter, counts: PredictCounts,
-                    batch: int, tracker: ByteTracker | None, flush: bool = False) -> None:
+                    batch: int, tracker: ByteTracker | None, flush: bool = False) -> int:
     """Overlays and rows of ``paths`` (a list, or a watched folder's images as they come), ``batch`` at
-    a time, in order; with a ``tracker``, the tracked instances only, with their ids."""
+    a time, in order; with a ``tracker``, the tracked instances only, with their ids. Returns how many
+    paths were given (read or not). A path given again after its read failed (a watched file that was
+    still being written) replaces its skip in ``counts``: skipped or read, it counts once."""
+    given = 0
     stream: Iterator[Path] = iter(paths)
+    skipped: dict[Path, str] = {}  # a watched file given again (its read had failed) is counted once
     while chunk_paths := list(islice(stream, batch)):
         chunk, arrays = [], []
+        given += len(chunk_paths)
         for path in chunk_paths:
+            if path in skipped:
+                counts.skipped_files.remove(skipped.pop(path))
             try:
                 arrays.append(as_rgb_array(path))
                 chunk.append(path)
             except ImageReadError as exc:
-                counts.skipped_files.append(str(exc))
+                skipped[path] = str(exc)
+                counts.skipped_files.append(skipped[path])
         if not arrays:
             continue
         for path, image, instances in zip(chunk, arrays, predictor.predict_batch(arrays)):
@@ -136,6 +144,7 @@ def _predict_images(predictor, paths: Iterable[Path], out_dir: Path, records: Re
             records.write(instance_records(str(path), instances, ids))
             if flush:
                 records.flush()
+    return given
 
 
 def _finish(counts: PredictCounts, predictor, records: RecordWriter) -> PredictCounts:

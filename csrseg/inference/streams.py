@@ -97,14 +97,13 @@ def check_watch_folder(folder: str | Path) -> Path:
 def watch_images(folder: Path, *, max_images: int | None, stop: Callable[[], str | None],
                  poll: float = POLL_SECONDS) -> Iterator[Path]:
     """The images of ``folder``, those there at the start and each one that arrives, by name within a
-    listing, until ``max_images`` are given or ``stop()`` asks. An image is given once its size and
-    modification time stay the same over two listings: one still being copied in is not read
-    half-written. One that changes after it was given (a copy that stalled longer than a listing and
-    went on, so its read failed; a camera app rewriting ``latest.jpg``) is given again once it is
-    still. Hidden names (``.name.png``) are left alone: copy tools and camera apps write there first,
-    then rename."""
-    given: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) when given
-    seen: dict[str, tuple[int, int]] = {}  # name -> (size, mtime) at the last listing
+    listing, until ``max_images`` are given or ``stop()`` asks. An image is given once its size stays
+    the same over two listings: one still being copied in is not read half-written. One whose size
+    changes after it was given (a copy that stalled for longer than a listing and went on, so that its
+    read failed; a camera app rewriting ``latest.jpg``) is given again once its size is still. Hidden
+    names (``.name.png``) are left alone: copy tools and camera apps write there first, then rename."""
+    given: dict[str, int] = {}  # name -> its size when given
+    seen: dict[str, int] = {}  # name -> its size at the last listing
     count = 0
     while (max_images is None or count < max_images) and not stop():
         fresh = False
@@ -112,20 +111,19 @@ def watch_images(folder: Path, *, max_images: int | None, stop: Callable[[], str
             if path.name.startswith(".") or path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                status = path.stat()
+                size = path.stat().st_size
             except OSError:  # gone between the listing and now
                 continue
-            stamp = (status.st_size, status.st_mtime_ns)
-            if given.get(path.name) == stamp:
+            if given.get(path.name) == size:
                 continue
-            if status.st_size and seen.get(path.name) == stamp:
-                given[path.name] = stamp
+            if size and seen.get(path.name) == size:
+                given[path.name] = size
                 fresh = True
                 count += 1
                 yield path
                 if (max_images is not None and count >= max_images) or stop():
                     return
             else:
-                seen[path.name] = stamp
+                seen[path.name] = size
         if not fresh:
             time.sleep(poll)

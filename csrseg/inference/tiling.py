@@ -217,6 +217,7 @@ class _Kept:
     y0: int
     area: int
     cut: bool
+    joined: bool = False  # another instance's mask was added to it
 
     @property
     def x1(self) -> int:
@@ -227,6 +228,8 @@ class _Kept:
         return self.y0 + self.crop.shape[0] - 1
 
     def instance(self) -> Instance:
+        if not self.joined:  # its mask and box as found: packed already
+            return self.inst
         box = (float(self.x0), float(self.y0), float(self.x1), float(self.y1))
         return replace(self.inst, packed=PackedCrop.pack(self.crop), box=box)
 
@@ -253,7 +256,8 @@ def merge_instances(found: list[tuple[Instance, bool]], iou: float = 0.5, ios: f
             break
         inst, cut = found[i]
         x0, y0 = inst.origin
-        item = _Kept(inst, inst.crop, x0, y0, int(inst.crop.sum()), cut)
+        crop = inst.crop
+        item = _Kept(inst, crop, x0, y0, int(np.count_nonzero(crop)), cut)
         overlapping = np.flatnonzero((labels == inst.label) & (boxes[:, 0] <= item.x1) & (boxes[:, 2] >= x0)
                                      & (boxes[:, 1] <= item.y1) & (boxes[:, 3] >= y0))
         match, join = _best_match(item, [kept[k] for k in overlapping], iou, ios)
@@ -302,4 +306,4 @@ def _join(kept: _Kept, other: _Kept) -> _Kept:
     crop = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=bool)
     for part in (kept, other):
         crop[part.y0 - y0 : part.y1 - y0 + 1, part.x0 - x0 : part.x1 - x0 + 1] |= part.crop
-    return _Kept(kept.inst, crop, x0, y0, int(crop.sum()), kept.cut and other.cut)
+    return _Kept(kept.inst, crop, x0, y0, int(crop.sum()), kept.cut and other.cut, joined=True)

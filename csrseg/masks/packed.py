@@ -12,6 +12,7 @@ import numpy as np
 from torch import Tensor
 
 BAND_PIXELS = 1 << 22  # pixels unpacked at a time by :meth:`PackedCrop.window`: 4 MB of bool
+BITS_SET = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)  # a byte's pixels (numpy < 2 has no bitwise_count)
 
 
 class PackedCrop:
@@ -24,6 +25,8 @@ class PackedCrop:
     def __init__(self, bits: np.ndarray, width: int) -> None:
         if bits.dtype != np.uint8 or bits.ndim != 2 or bits.shape[1] != (width + 7) // 8:
             raise ValueError(f"packed bits of shape {bits.shape} and dtype {bits.dtype} do not hold rows of {width} pixels")
+        if width % 8 and bits.size and np.any(bits[:, -1] & (0xFF >> (width % 8))):  # what counts and encodes rely on
+            raise ValueError(f"packed rows of {width} pixels with bits set past the last pixel")
         self.bits, self.width = bits, int(width)
 
     @classmethod
@@ -66,7 +69,7 @@ class PackedCrop:
 
     def count(self) -> int:
         """The mask's pixels."""
-        return int(np.bitwise_count(self.bits).sum(dtype=np.int64))
+        return int(BITS_SET[self.bits].sum(dtype=np.int64))
 
     def __repr__(self) -> str:
         return f"PackedCrop(shape={self.shape})"

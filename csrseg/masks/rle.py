@@ -24,7 +24,7 @@ def _json_rle(rle: dict) -> dict:
 
 def encode_crop(crop: np.ndarray | PackedCrop, origin: tuple[int, int], size: tuple[int, int]) -> dict:
     """A mask given by its crop -> :func:`encode_mask` of the full-size mask, byte for byte, at the
-    cost of the crop's changes from row to row.
+    cost of a pass over the crop's packed rows (a bool crop is packed first).
 
     ``crop``: ``(h, w)`` bool (or packed), the mask within a box whose top-left pixel is ``origin``
     ``(x0, y0)`` in an image of ``size`` ``(H, W)``; outside the box the mask is empty. COCO's RLE

@@ -131,8 +131,10 @@ class Sweep:
     recipe: str = "paper"
 
     def all_overrides(self) -> tuple[str, ...]:
-        """The recipe's overrides (those of the base config's head), then the sweep's own."""
-        return (*recipe_overrides(self.recipe, load_config(self.base).model.head.type), *self.overrides)
+        """The recipe's overrides (for the head the sweep's config has, its own overrides included),
+        then the sweep's own."""
+        head = load_config(self.base, self.overrides).model.head.type
+        return (*recipe_overrides(self.recipe, head), *self.overrides)
 
     def base_config(self) -> Config:
         return load_config(self.base, self.all_overrides())

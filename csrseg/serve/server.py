@@ -68,31 +68,43 @@ def prepare(options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000,
         raise CsrsegError(f"--port {port}: must be from 1 to 65535")
     if workers < 1:
         raise CsrsegError(f"--workers {workers}: must be at least 1")
-    check_address(host, port)
+    check_address(host, port, workers=workers)
     from csrseg.serve.model import ServedModel
 
     return Prepared(options, host, port, workers, ServedModel.load(options), log_level)
 
 
-def check_address(host: str, port: int) -> None:
+def check_address(host: str, port: int, *, workers: int = 1) -> None:
     """A one-line :class:`CsrsegError` when ``host:port`` cannot be listened on (taken, or not this machine's).
 
-    Every address ``host`` resolves to is tried, as asyncio's server binds each of them (``localhost``
-    may be ``::1`` and ``127.0.0.1``): a port taken on any one would end the server at its start."""
+    Tried as uvicorn will bind it: one process serves through asyncio, which binds every address
+    ``host`` resolves to (``localhost`` may be ``::1`` and ``127.0.0.1``), so each is tried; with
+    ``workers`` processes uvicorn binds one socket to ``host`` itself (IPv6 where it holds a ``:``)."""
+    if workers > 1:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        _probe(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP, (host, port))
+        return
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise CsrsegError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
-    for family, kind, proto, _, address in dict.fromkeys((i[0], i[1], i[2], i[3], i[4]) for i in infos):
+    for family, kind, proto, _, address in dict.fromkeys(infos):
+        _probe(host, port, family, kind, proto, address)
+
+
+def _probe(host: str, port: int, family: int, kind: int, proto: int, address: tuple) -> None:
+    """Bind a socket to ``address`` as the server will (then let it go), or say in one line why not."""
+    try:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
             if family == socket.AF_INET6:  # as asyncio binds: the IPv6 socket apart from the IPv4 one
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                where = f"{address[0]} port {port}" if address[0] != host else f"port {port}"
-                raise CsrsegError(f"--host {host} --port {port}: cannot listen there ({where}: {exc.strerror})") from None
+            probe.bind(address)
+    except socket.gaierror as exc:
+        raise CsrsegError(f"--host {host}: not an address of this machine ({exc.strerror})") from None
+    except OSError as exc:
+        where = f"{address[0]} port {port}" if address[0] != host else f"port {port}"
+        raise CsrsegError(f"--host {host} --port {port}: cannot listen there ({where}: {exc.strerror})") from None
 
 
 def worker_app():

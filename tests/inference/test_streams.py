@@ -198,8 +198,49 @@ def test_a_watched_image_that_changes_after_it_was_given_is_given_again_once_sti
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")  # the copy goes on and ends
     (tmp_path / "b.png").write_bytes(b"b")
     assert [next(images).name, next(images).name] == ["a.png", "b.png"]  # a.png again, whole now
-    os.utime(tmp_path / "b.png", ns=(1, 1))  # rewritten in place, same size: its time tells
-    assert next(images).name == "b.png"
+    os.utime(tmp_path / "b.png", ns=(1, 1))  # touched: the same bytes, not given again
+    (tmp_path / "c.png").write_bytes(b"c")
+    assert next(images).name == "c.png"
+
+
+def test_a_watched_file_read_half_written_then_whole_is_one_image_not_a_skip(tmp_path, monkeypatch):
+    from csrseg.inference import runner
+    from csrseg.inference.predictor import BelowThreshold
+    from csrseg.inference.records import RecordWriter
+
+    class Nothing:  # a predictor that finds nothing: what is counted is the folder's reading
+        class_names, below = ["thing"], BelowThreshold()
+
+        def predict_batch(self, arrays):
+            return [[] for _ in arrays]
+
+    failed = threading.Event()
+    read = runner.as_rgb_array
+
+    def reading(path):
+        try:
+            return read(path)
+        except Exception:
+            failed.set()
+            raise
+
+    monkeypatch.setattr(runner, "as_rgb_array", reading)
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir(), out.mkdir()
+    (folder / "a.png").write_bytes(b"the first half of a png")  # given, and its read fails
+
+    def finish_the_copy():
+        if failed.wait(30):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+
+    helper = threading.Thread(target=finish_the_copy, daemon=True)
+    helper.start()
+    records = RecordWriter(out / "predictions.json")
+    counts = runner.predict_watched(Nothing(), folder, out, records, max_frames=2)
+    records.close()
+    helper.join()
+    assert failed.is_set() and (counts.images, counts.skipped, counts.stopped_by) == (1, 0, "--max-frames")
+    assert (out / "a.jpg").is_file()
 
 
 def test_a_stream_nothing_serves_is_one_line_naming_it(tmp_path, weights, capsys):

@@ -51,5 +51,8 @@ def test_a_window_of_a_packed_mask_is_that_window_of_its_pixels(monkeypatch, ban
 def test_bits_that_do_not_hold_the_rows_they_claim_are_refused():
     with pytest.raises(ValueError, match="do not hold rows of 17 pixels"):
         PackedCrop(np.zeros((2, 2), np.uint8), 17)
+    with pytest.raises(ValueError, match="rows of 3 pixels with bits set past the last pixel"):
+        PackedCrop(np.array([[0b11110000]], np.uint8), 3)  # counts and encodings would see a 4th pixel
+    assert PackedCrop(np.array([[0b11100000]], np.uint8), 3).count() == 3
     with pytest.raises(ValueError, match=r"expected \(h, w\)"):
         PackedCrop.pack(np.zeros((2, 2, 2), bool))

@@ -59,6 +59,7 @@ def test_a_port_already_taken_is_one_line(weights, capsys):
     one_line_error(capsys, f"--host 127.0.0.1 --port {port}: cannot listen there")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="binds 127.0.0.2, a loopback address on Linux only")
 def test_a_port_taken_on_any_address_the_host_names_is_one_line(monkeypatch):
     from csrseg.serve import server
 
@@ -72,6 +73,7 @@ def test_a_port_taken_on_any_address_the_host_names_is_one_line(monkeypatch):
                                               rf"\(127.0.0.2 port {port}: Address already in use\)"):
             server.check_address("here", port)
         server.check_address("here", free_port())  # both free: no complaint
+        server.check_address("127.0.0.1", port, workers=2)  # one socket on the host itself, as uvicorn's workers bind
 
 
 def test_without_the_serve_extra_the_error_names_the_install(weights, monkeypatch, capsys):

@@ -15,8 +15,9 @@ of the instances' boxes (Mask R-CNN pastes its masks within their boxes too):
    so every value is bit for bit ``F.interpolate``'s and the thresholded masks are identical;
    without a resize, ``part`` is thresholded as it is;
 4. each mask is kept as its tight box and the crop of the mask within it, packed at a bit a pixel
-   (:class:`MaskCrops`), as soon as it is computed: its box is the full-size mask's, and at most one
-   mask is held unpacked at a time, whatever the boxes.
+   (:class:`MaskCrops`), a block of rows at a time as it is computed: its box is the full-size mask's,
+   and no mask is held whole as bool, whatever the boxes (but for frames of :data:`SMALL_FRAME`,
+   which cost nothing at full size).
 """
 
 from __future__ import annotations
