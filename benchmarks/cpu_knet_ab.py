@@ -44,6 +44,8 @@ VARIANTS: dict[str, dict] = {
     "knet_branch4": dict(neck=KNET_NECK, head=_head(branch_convs=4)),
     # K-Net's neck on the paper's three levels: what K-Net's neck gains from C2
     "knet_c3": dict(neck=dict(type="fpn_semantic_c3"), head=_head()),
+    # the paper's network with a 3x3 conv after the neck's last sum, as the nearest-upsampling rows have
+    "d2s_outconv": dict(neck={**PAPER_NECK, "d2s_output_conv": True}, head=_head()),
     "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
     "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
     "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),

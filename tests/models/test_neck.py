@@ -97,3 +97,17 @@ def test_knet_attention_heads_that_do_not_divide_the_width_are_refused_in_one_li
                                "model.head.num_heads=5"])
     with pytest.raises(ConfigError, match=r"model.head.num_heads=5 must divide .*neck.channels=48.*e.g. 4"):
         build_model(cfg)
+
+
+def test_d2s_output_conv_is_a_3x3_over_the_last_sum():
+    from csrseg.config import ConfigError
+
+    torch.manual_seed(0)
+    plain = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8))
+    with_conv = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, d2s_output_conv=True))
+    missing, unexpected = with_conv.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["output_conv.bias", "output_conv.weight"]
+    feats = _levels(1)
+    torch.testing.assert_close(with_conv(feats).features, with_conv.output_conv(plain(feats).features))
+    with pytest.raises(ConfigError, match="d2s_output_conv=true needs neck.upsample=d2s"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_output_conv=True))

@@ -23,6 +23,9 @@ class NeckConfig:
     ``output_norm``: GroupNorm + ReLU after the FPN baseline's 3x3 output conv. Off in the
     paper's baseline; a control that gives nearest upsampling the normalisation D2S
     brings with it, to tell D2S's learned upsampling from its GN + ReLU.
+    ``d2s_output_conv``: a 3x3 convolution after the D2S path's last sum, as the FPN baseline has
+    one after its own. The paper's Fig. 1 ends the neck at the sum (a 1x1 lateral of C3 plus the D2S
+    output, no 3x3 over them); an ablation (issue 31): does K-Net's head lack that context?
     """
 
     type: str = "fusion"
@@ -34,6 +37,7 @@ class NeckConfig:
     # GroupNorm groups, at most: a width this does not divide gets the largest count that does
     num_groups: int = 32
     output_norm: bool = False
+    d2s_output_conv: bool = False
 
     LIMITS: ClassVar[dict[str, Limit]] = dict(type=one_of(*NECK_TYPES), channels=at_least(1), csr_channels=at_least(1),
                                              upsample=one_of("d2s", "nearest"), fuse=one_of("sum", "mean"),

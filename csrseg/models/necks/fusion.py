@@ -54,9 +54,11 @@ class FusionNeck(nn.Module):
         ch = cfg.channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, ch, 1) for c in in_channels)
         self.csr = CrossScaleReweighting(in_channels, ch, cfg.csr_channels) if cfg.reweight else None
+        if cfg.d2s_output_conv and cfg.upsample != "d2s":
+            raise ConfigError("neck.d2s_output_conv=true needs neck.upsample=d2s (nearest has its output conv already)")
         if cfg.upsample == "d2s":
             self.up = nn.ModuleList(DepthToSpace(ch, ch, 2, cfg.num_groups) for _ in range(2))
-            self.output_conv = None
+            self.output_conv = nn.Conv2d(ch, ch, 3, padding=1) if cfg.d2s_output_conv else None
         else:
             self.up = nn.ModuleList(NearestUp() for _ in range(2))
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1)
