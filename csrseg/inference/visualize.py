@@ -158,11 +158,11 @@ def blend(image: np.ndarray, placed: list[Placed | None], alpha: float,
     The result of one float32 canvas of the whole image, every mask blended into it
     (``pixel * (1 - alpha) + colour * alpha``, a product and a sum each rounded to float32) and every
     outline painted, truncated to uint8 at the end. Worked a band of rows at a time, each mask over
-    its box only, so the cost follows what the masks cover; the band's canvas is small enough to stay
-    in the core's cache while every mask is blended into it, and is laid out a channel at a time, so
-    that each blend is two PyTorch passes over contiguous floats and a select (a hundred masks that
-    each cover a 24 MP photo: 8 s on two cores, against 45 s for numpy's broadcast arithmetic over a
-    24 MB band; RESULTS.md, issue 32). Each band is written into the PIL image as it is finished: no
+    its box only, so the cost follows what the masks cover; the band's canvas (12 MB: larger bands
+    measured faster than cache-sized ones, whose per-call costs dominate) is laid out a channel at a
+    time, so that each blend is two PyTorch passes over contiguous floats and a select (a hundred
+    masks that each cover a 24 MP photo: about 4.5 s on two cores, against 45 s for numpy's broadcast
+    arithmetic; RESULTS.md, issue 32). Each band is written into the PIL image as it is finished: no
     second copy of the image is held beside it.
     """
     image = np.asarray(image, dtype=np.uint8)
