@@ -208,21 +208,59 @@ class SweepSummary(Hook):
 
 
 def _train_in_child(planned: PlannedRun, device: str | None, threads: int) -> None:
-    """A child process's whole job (:func:`train_runs` with ``jobs > 1``); its log is ``train.log``."""
+    """A child process's whole job (:func:`train_runs` with ``jobs > 1``); its log is ``train.log``.
+
+    The child leaves the terminal's process group, so that a Ctrl-C reaches the sweep alone, which
+    asks each child once to stop (two signals would kill a run before it writes ``last.pt``). A child
+    whose sweep died without asking (SIGKILL, a crash) stops as if asked: nothing trains on unwatched.
+    Exit codes: 0 trained, 128 + the signal when stopped with ``last.pt`` written, 1 on an error.
+    """
     import logging
+    import os
     import sys
 
     import torch
 
+    from csrseg.engine.preempt import TrainingInterrupted
+
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+    _stop_when_orphaned()
     torch.set_num_threads(threads)
     log = open(planned.run_dir / "train.log", "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
     sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO, force=True)
     try:
         train_planned(planned, device, progress=False)
+    except TrainingInterrupted as err:
+        print(f"stopped: {err}", file=log)
+        raise SystemExit(err.exit_code) from None
     except CsrsegError as err:
         print(f"error: {err}", file=log)
         raise SystemExit(1) from None
+
+
+def _stop_when_orphaned() -> None:
+    """In a child of :func:`train_runs`: when the parent process ends, send this process SIGTERM,
+    unless a stop was asked already (a second SIGTERM would kill it before ``last.pt``)."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+
+    from csrseg.engine import preempt
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])  # ready once the parent has exited, however it ended
+        if not preempt.stop_requested():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="csrseg-orphan-watch", daemon=True).start()
 
 
 def train_runs(pending: list[PlannedRun], device: str | None = None, jobs: int = 1, progress: bool = True) -> None:
@@ -230,41 +268,80 @@ def train_runs(pending: list[PlannedRun], device: str | None = None, jobs: int =
     process, or ``jobs`` at a time in child processes
     (several small runs sharing one GPU or many cores; each child gets ``cpu_count // jobs`` threads
     and writes its log to ``RUN_DIR/train.log``). A failed child does not stop the others; the
-    failures are reported together at the end, and rerunning the sweep resumes them."""
+    failures are reported together at the end, and rerunning the sweep resumes them.
+
+    SIGTERM or SIGINT (Ctrl-C) stops the sweep as they stop ``csrseg train``: no new run starts, each
+    run in progress finishes its step and writes ``last.pt``, then
+    :class:`~csrseg.engine.preempt.TrainingInterrupted` is raised; a second signal stops at once.
+    """
     if jobs <= 1:
         for planned in pending:
             train_planned(planned, device, progress)
         return
+    from csrseg.engine import preempt
+
+    preempt.preemptible(_train_children)(pending, device, jobs, progress)
+
+
+def _train_children(pending: list[PlannedRun], device: str | None, jobs: int, progress: bool) -> None:
+    """:func:`train_runs` with ``jobs > 1``, inside :func:`~csrseg.engine.preempt.preemptible`."""
     import multiprocessing
     import os
+    import signal
     import time
+
+    from csrseg.engine import preempt
 
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    queue, running, failed, done = list(pending), {}, [], 0
-    started = time.monotonic()
-    while queue or running:
-        while queue and len(running) < jobs:
-            planned = queue.pop(0)
-            planned.run_dir.mkdir(parents=True, exist_ok=True)
-            child = ctx.Process(target=_train_in_child, args=(planned, device, threads))
-            child.start()
-            running[child] = planned
-        time.sleep(0.5)
-        for child in [c for c in running if not c.is_alive()]:
-            planned = running.pop(child)
+    queue, running, failed, stopped, done = list(pending), {}, [], [], 0
+    started, stopping = time.monotonic(), 0
+    try:
+        while queue or running:
+            if not stopping and (stopping := preempt.stop_requested()):
+                queue.clear()
+                for child in running:  # once each: the child's own handler stops it after its step
+                    os.kill(child.pid, signal.SIGTERM)
+                if progress:
+                    print(f"{preempt.signal_name(stopping)}: stopping the {len(running)} runs in progress after "
+                          "their current step (another signal stops at once)", flush=True)
+            while queue and len(running) < jobs:
+                planned = queue.pop(0)
+                planned.run_dir.mkdir(parents=True, exist_ok=True)
+                child = ctx.Process(target=_train_in_child, args=(planned, device, threads))
+                child.start()
+                running[child] = planned
+            time.sleep(0.5)
+            for child in [c for c in running if not c.is_alive()]:
+                planned = running.pop(child)
+                child.join()
+                done += 1
+                where = f"{planned.name} seed {planned.seed}"
+                if child.exitcode == 0:
+                    ap = json.loads((planned.run_dir / "summary.json").read_text())["metrics"].get("AP", 0.0)
+                    outcome = f"mask AP {ap:.1f}"
+                elif child.exitcode in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+                    stopped.append(where)
+                    outcome = f"stopped, {planned.run_dir / 'last.pt'} written"
+                elif stopping and child.exitcode == -signal.SIGTERM:  # asked before its training began
+                    stopped.append(where)
+                    outcome = "stopped before its first step"
+                else:
+                    failed.append(f"{where} (exit code {child.exitcode}; see {planned.run_dir / 'train.log'})")
+                    outcome = "failed"
+                if progress:
+                    print(f"[{done}/{len(pending)}, {(time.monotonic() - started) / 60:.1f} min] {where}: {outcome}",
+                          flush=True)
+    finally:  # left by an exception (a second Ctrl-C among them): no child trains on without its sweep
+        for child in running:
+            child.kill()
             child.join()
-            done += 1
-            where = f"{planned.name} seed {planned.seed}"
-            if child.exitcode == 0:
-                ap = json.loads((planned.run_dir / "summary.json").read_text())["metrics"].get("AP", 0.0)
-                outcome = f"mask AP {ap:.1f}"
-            else:
-                failed.append(f"{where} (exit code {child.exitcode}; see {planned.run_dir / 'train.log'})")
-                outcome = "failed"
-            if progress:
-                print(f"[{done}/{len(pending)}, {(time.monotonic() - started) / 60:.1f} min] {where}: {outcome}",
-                      flush=True)
+    if stopping:
+        raise preempt.TrainingInterrupted(
+            f"{preempt.signal_name(stopping)}: the sweep stopped; {len(stopped)} runs in progress stopped "
+            f"({', '.join(stopped) or 'none'}; each resumes from its last.pt), {len(pending) - done} runs not started"
+            + (f", {len(failed)} failed: {'; '.join(failed)}" if failed else "")
+            + ". Rerun the same command to resume.", stopping)
     if failed:
         raise CsrsegError(f"{len(failed)} of {len(pending)} runs failed: " + "; ".join(failed)
                           + ". Rerun the same command to retrain them; finished runs are kept.")

@@ -295,3 +295,78 @@ def test_only_the_cpu_recipe_makes_its_own_data(tmp_path, monkeypatch):
     assert ablate.recipe_data("cpu", tmp_path / "s") == tmp_path / "s" / "data"
     assert ablate.recipe_data("cpu", tmp_path / "s") == tmp_path / "s" / "data"  # made once, then found
     assert made == [(tmp_path / "s" / "data", 1000, 0, 0.2)]
+
+
+def _start_sweep(cfg_path, data, out):
+    """``csrseg ablate --jobs 2`` on Table 2 in a process of its own (signals go to it alone)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "csrseg.cli", "ablate", "--table", "2", "--config", str(cfg_path), "--data", str(data),
+           "--out", str(out), "--device", "cpu", "--jobs", "2", "--seeds", "1", "--set", "train.workers=0"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), OMP_NUM_THREADS="1")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _runs_training(out, rows=("fpn_baseline", "csr")):
+    from tests.conftest import train_rows
+
+    return all(train_rows(out / row / "seed0") >= 1 for row in rows)
+
+
+def _long_tiny_config(tmp_path):
+    cfg_path = tmp_path / "tiny.yaml"
+    # far more steps than the test waits for: the runs are in progress when the signal comes
+    save_config(tiny_config(epochs=1000, max_iters=100000, batch_size=2, eval_interval=1000), cfg_path)
+    return cfg_path
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_parallel_sweep_with_every_run_in_progress_checkpointed(synth_root, tmp_path):
+    """`timeout` and `kill` signal the sweep alone: it asks each child once to stop, each writes last.pt
+    after its step, no new run starts, and the sweep exits 143 saying what to rerun."""
+    import signal
+
+    from csrseg.engine.checkpoint import load_checkpoint
+    from tests.conftest import train_rows, wait_for
+
+    out = tmp_path / "sweep"
+    proc = _start_sweep(_long_tiny_config(tmp_path), synth_root, out)
+    assert wait_for(lambda: _runs_training(out), proc), proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err and "the sweep stopped; 2 runs in progress stopped" in err, err[-3000:]
+    assert "2 runs not started" in err and "Rerun the same command" in err
+    assert "stopping the 2 runs in progress" in stdout
+    for row in ("fpn_baseline", "csr"):
+        run = out / row / "seed0"
+        stopped = load_checkpoint(run / "last.pt")
+        # a row every 10 steps (the default log interval): no step was begun after the one that logged last
+        assert not stopped["finished"] and stopped["iteration"] // 10 == train_rows(run) >= 1
+        assert "stopped: SIGTERM: training stopped after iteration" in (run / "train.log").read_text()
+    assert not (out / "d2s").exists() and not (out / "csr_d2s").exists()
+
+
+@pytest.mark.slow
+def test_children_of_a_killed_sweep_stop_on_their_own(synth_root, tmp_path):
+    """A sweep killed outright (SIGKILL, OOM killer) cannot ask: each child sees its parent gone and
+    stops as on SIGTERM, with last.pt written, instead of training on unwatched."""
+    import signal
+    import time
+
+    from csrseg.engine.checkpoint import load_checkpoint
+    from tests.conftest import wait_for
+
+    out = tmp_path / "sweep"
+    proc = _start_sweep(_long_tiny_config(tmp_path), synth_root, out)
+    assert wait_for(lambda: _runs_training(out), proc), proc.communicate()[1][-3000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    logs = [out / row / "seed0" / "train.log" for row in ("fpn_baseline", "csr")]
+    deadline = time.monotonic() + 120
+    while not all("stopped: SIGTERM" in log.read_text() for log in logs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for log in logs:
+        assert "stopped: SIGTERM: training stopped after iteration" in log.read_text(), log.read_text()[-3000:]
+        assert not load_checkpoint(log.parent / "last.pt")["finished"]
