@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="sweep folder (default runs/ablate/table<N>); rerun to resume")
     p.add_argument("--device", type=device)
     p.add_argument("--jobs", type=at_least(1), default=1, metavar="N",
-                   help="train N runs at a time in child processes (small runs sharing one GPU or many cores)")
+                   help="train N runs at a time in child processes (small runs sharing one GPU or many cores); "
+                        "SIGTERM or Ctrl-C stops each after its step with last.pt written")
     p.add_argument("--rows", nargs="+", default=[], metavar="ROW",
                    help="only these rows, by folder name (fpn_baseline, csr, d2s, csr_d2s, csr_128, ...)")
     p.add_argument("--train-only", action="store_true",
