@@ -46,6 +46,13 @@ VARIANTS: dict[str, dict] = {
     "knet_c3": dict(neck=dict(type="fpn_semantic_c3"), head=_head()),
     # the paper's network with a 3x3 conv after the neck's last sum, as the nearest-upsampling rows have
     "d2s_outconv": dict(neck={**PAPER_NECK, "d2s_output_conv": True}, head=_head()),
+    # D2S as ESPCN's sub-pixel layer (a 1x1 C -> 4C before the shuffle, so that C channels pass it, not C/4):
+    # is D2S's channel bottleneck what K-Net's head loses on? (``expand2``: the paper's printed B_i / r)
+    "d2s_expand4": dict(neck={**PAPER_NECK, "d2s_expand": 4}, head=_head()),
+    "d2s_expand2": dict(neck={**PAPER_NECK, "d2s_expand": 2}, head=_head()),
+    # D2S without the GroupNorm + ReLU that DESIGN.md adds (the paper names a depthwise-separable conv only):
+    # linear, as the nearest path it replaces; the fused map is then a sum of linear maps of C3-C5 again
+    "d2s_linear": dict(neck={**PAPER_NECK, "d2s_norm": False}, head=_head()),
     "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
     "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
     "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),

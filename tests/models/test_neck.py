@@ -111,3 +111,40 @@ def test_d2s_output_conv_is_a_3x3_over_the_last_sum():
     torch.testing.assert_close(with_conv(feats).features, with_conv.output_conv(plain(feats).features))
     with pytest.raises(ConfigError, match="d2s_output_conv=true needs neck.upsample=d2s"):
         FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_output_conv=True))
+
+
+def test_d2s_expand_reaches_both_blocks():
+    from csrseg.config import ConfigError, load_config
+
+    torch.manual_seed(0)
+    plain = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8))
+    wide = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, d2s_expand=4))
+    added = set(wide.state_dict()) - set(plain.state_dict())
+    assert added == {"up.0.expand.weight", "up.1.expand.weight"}
+    assert all(block.depthwise.in_channels == 32 for block in wide.up)
+    assert all(block.depthwise.in_channels == 8 for block in plain.up)
+    assert wide(_levels(1)).features.shape == plain(_levels(1)).features.shape
+    with pytest.raises(ConfigError, match="d2s_expand needs neck.upsample=d2s"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_expand=4))
+    with pytest.raises(ConfigError, match="model.neck.d2s_expand"):
+        load_config("paper", ["model.neck.d2s_expand=3"])
+
+
+def test_d2s_norm_off_makes_the_fused_map_linear_in_the_laterals():
+    """``d2s_norm=false``: no GroupNorm, no ReLU in either D2S block, so the neck without CSR is linear in
+    its inputs: neck(a + b) = neck(a) + neck(b) - neck(0), in float64 to 1e-10."""
+    from torch import nn
+
+    from csrseg.config import ConfigError
+
+    torch.manual_seed(0)
+    neck = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, reweight=False, d2s_norm=False)).double()
+    assert not any(isinstance(m, (nn.GroupNorm, nn.ReLU)) for m in neck.modules())
+    a, b = [[t.double() for t in _levels(1)] for _ in range(2)]
+    zero = [torch.zeros_like(t) for t in a]
+    got = neck([x + y for x, y in zip(a, b)]).features
+    torch.testing.assert_close(got, neck(a).features + neck(b).features - neck(zero).features, rtol=1e-10, atol=1e-10)
+    normed = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, reweight=False))
+    assert sum(isinstance(m, nn.GroupNorm) for m in normed.modules()) == 2
+    with pytest.raises(ConfigError, match="d2s_norm=false needs neck.upsample=d2s"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_norm=False))

@@ -26,6 +26,11 @@ class NeckConfig:
     ``d2s_output_conv``: a 3x3 convolution after the D2S path's last sum, as the FPN baseline has
     one after its own. The paper's Fig. 1 ends the neck at the sum (a 1x1 lateral of C3 plus the D2S
     output, no 3x3 over them); an ablation (issue 31): does K-Net's head lack that context?
+    ``d2s_expand``: channels multiplied by a 1x1 conv before each D2S shuffle (1: DESIGN.md's D2S,
+    the shuffle keeps ``channels / 4``; 4: ESPCN's sub-pixel layer, which the paper cites, keeps
+    ``channels``; see :mod:`csrseg.models.layers.d2s`).
+    ``d2s_norm``: GroupNorm + ReLU at the end of each D2S block (DESIGN.md's; the paper names only the
+    depthwise-separable conv). Off, D2S is linear, as the nearest path it replaces: an ablation (issue 31).
     """
 
     type: str = "fusion"
@@ -38,7 +43,9 @@ class NeckConfig:
     num_groups: int = 32
     output_norm: bool = False
     d2s_output_conv: bool = False
+    d2s_expand: int = 1
+    d2s_norm: bool = True
 
     LIMITS: ClassVar[dict[str, Limit]] = dict(type=one_of(*NECK_TYPES), channels=at_least(1), csr_channels=at_least(1),
                                              upsample=one_of("d2s", "nearest"), fuse=one_of("sum", "mean"),
-                                             num_groups=at_least(1))
+                                             num_groups=at_least(1), d2s_expand=one_of(1, 2, 4))

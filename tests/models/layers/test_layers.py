@@ -90,3 +90,42 @@ def test_d2s_and_csr_refuse_impossible_widths_in_one_line():
     csr = CrossScaleReweighting((96, 48, 24), 40, hidden=20)  # odd counts are fine
     feats = [torch.randn(1, c, s, s) for c, s in ((96, 8), (48, 4), (24, 2))]
     assert csr(feats, torch.randn(1, 40, 2, 2)).shape == (1, 40, 2, 2)
+
+
+def test_d2s_expand_is_espcn_sub_pixel_layer_keeping_every_channel():
+    """``expand=4``: a bias-free 1x1 ``C -> 4C`` then the shuffle, so the spatial mixing sees ``C`` channels
+    (not ``C/4``); computed by hand from the module's own weights (fp32, default tolerances)."""
+    torch.manual_seed(0)
+    d2s = DepthToSpace(16, 12, scale=2, num_groups=4, expand=4)
+    x = torch.randn(2, 16, 3, 5)
+    assert d2s.depthwise.in_channels == 16 and d2s.pointwise.in_channels == 16
+    wide = torch.einsum("oc,bchw->bohw", d2s.expand.weight[:, :, 0, 0], x)
+    by_hand = torch.relu(d2s.norm(d2s.pointwise(d2s.depthwise(torch.nn.functional.pixel_shuffle(wide, 2)))))
+    torch.testing.assert_close(d2s(x), by_hand)
+    assert d2s(x).shape == (2, 12, 6, 10)
+    assert DepthToSpace(16, 12, num_groups=4, expand=2).depthwise.in_channels == 8  # the printed B_i / r
+    assert isinstance(DepthToSpace(16, 12, num_groups=4).expand, torch.nn.Identity)  # default: no weights added
+
+
+def test_d2s_expand_refuses_what_does_not_shuffle_in_one_line():
+    from csrseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"in_channels·expand=6 is not divisible by scale²=4"):
+        DepthToSpace(3, 8, expand=2)
+    with pytest.raises(ConfigError, match=r"expand=0 must be positive"):
+        DepthToSpace(16, 8, expand=0)
+
+
+@pytest.mark.parametrize("expand, rank", [(1, 4), (2, 8), (4, 16)])
+def test_d2s_passes_expand_times_a_quarter_of_its_channels_to_each_output_pixel(expand, rank):
+    """What the shuffle costs (issue 31): before its norm, one output pixel of D2S is a linear map of the
+    input through ``expand·C/4`` numbers (the depthwise output at that pixel), so the Jacobian of that pixel's
+    ``C`` values with respect to the whole input has rank ``expand·C/4``. float64, so that the numerical rank
+    is exact (singular values below 1e-9 of the largest count as zero)."""
+    torch.manual_seed(0)
+    c = 16
+    d2s = DepthToSpace(c, c, num_groups=0, expand=expand).double()
+    x = torch.randn(1, c, 4, 4, dtype=torch.float64)
+    linear = lambda t: d2s.pointwise(d2s.depthwise(d2s.shuffle(d2s.expand(t))))[0, :, 3, 4]  # noqa: E731
+    jac = torch.autograd.functional.jacobian(linear, x).reshape(c, -1)  # (C, C·h·w)
+    assert torch.linalg.matrix_rank(jac, rtol=1e-9).item() == rank
