@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict] = {
     # D2S as ESPCN's sub-pixel layer (a 1x1 C -> 4C before the shuffle, so that C channels pass it, not C/4):
     # is D2S's channel bottleneck what K-Net's head loses on? (``expand2``: the paper's printed B_i / r)
     "d2s_expand4": dict(neck={**PAPER_NECK, "d2s_expand": 4}, head=_head()),
+    # the same, started as nearest upsampling + mixing (ICNR): is it the shuffle's checkerboard at the start?
+    "d2s_icnr": dict(neck={**PAPER_NECK, "d2s_expand": 4, "d2s_icnr": True}, head=_head()),
     "d2s_expand2": dict(neck={**PAPER_NECK, "d2s_expand": 2}, head=_head()),
     # D2S without the GroupNorm + ReLU that DESIGN.md adds (the paper names a depthwise-separable conv only):
     # linear, as the nearest path it replaces; the fused map is then a sum of linear maps of C3-C5 again

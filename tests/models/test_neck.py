@@ -128,6 +128,8 @@ def test_d2s_expand_reaches_both_blocks():
         FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_expand=4))
     with pytest.raises(ConfigError, match="model.neck.d2s_expand"):
         load_config("paper", ["model.neck.d2s_expand=3"])
+    with pytest.raises(ConfigError, match="d2s_icnr=true needs neck.d2s_expand=2 or 4"):
+        FusionNeck(C, NeckConfig(channels=32, d2s_icnr=True))
 
 
 def test_d2s_norm_off_makes_the_fused_map_linear_in_the_laterals():

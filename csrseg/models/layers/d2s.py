@@ -15,6 +15,7 @@ convolution ``C -> 4C`` before the shuffle, so that ``C`` channels reach the spa
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from csrseg.errors import ConfigError
@@ -40,11 +41,14 @@ class DepthToSpace(nn.Module):
     either, and the norm re-centres), so that ``expand·in_channels / scale²`` channels pass it.
     ``activation=False`` drops the final ReLU; with ``num_groups=0`` too the block is linear, the
     paper's words ("pixel shuffle and spatial mixing ... 3x3 depth-wise separable convolution") with
-    nothing DESIGN.md added.
+    nothing DESIGN.md added. ``icnr=True`` (with ``expand > 1``) initialises the expansion as ICNR
+    (Aitken et al. 2017, "Checkerboard artifact free sub-pixel convolution"): the ``scale²`` rows that
+    the shuffle sends to one output channel start equal, so the block starts as nearest upsampling
+    followed by the spatial mixing, and learns its sub-pixel detail from there.
     """
 
     def __init__(self, in_channels: int = 256, out_channels: int = 256, scale: int = 2, num_groups: int = 32,
-                 *, expand: int = 1, activation: bool = True) -> None:
+                 *, expand: int = 1, activation: bool = True, icnr: bool = False) -> None:
         super().__init__()
         if scale < 1 or in_channels < 1 or out_channels < 1 or num_groups < 0 or expand < 1:
             raise ConfigError(f"D2S: in_channels={in_channels}, out_channels={out_channels}, scale={scale} and "
@@ -56,7 +60,12 @@ class DepthToSpace(nn.Module):
         self.num_groups = group_count(out_channels, num_groups) if num_groups else 0
         num_groups = self.num_groups
         mid = wide // (scale * scale)
+        if icnr and expand == 1:
+            raise ConfigError("D2S: icnr=True needs expand > 1 (ICNR initialises the convolution before the shuffle)")
         self.expand = nn.Conv2d(in_channels, wide, 1, bias=False) if expand > 1 else nn.Identity()
+        if icnr:
+            with torch.no_grad():  # pixel_shuffle sends channel c·r² + phase to channel c: repeat each row r² times
+                self.expand.weight.copy_(self.expand.weight[:mid].repeat_interleave(scale * scale, dim=0))
         self.shuffle = nn.PixelShuffle(scale)
         self.depthwise = nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False)
         self.pointwise = nn.Conv2d(mid, out_channels, 1, bias=num_groups == 0)

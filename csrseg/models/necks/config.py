@@ -31,6 +31,8 @@ class NeckConfig:
     ``channels``; see :mod:`csrseg.models.layers.d2s`).
     ``d2s_norm``: GroupNorm + ReLU at the end of each D2S block (DESIGN.md's; the paper names only the
     depthwise-separable conv). Off, D2S is linear, as the nearest path it replaces: an ablation (issue 31).
+    ``d2s_icnr``: with ``d2s_expand`` > 1, the expansion starts as ICNR, i.e. D2S starts as nearest
+    upsampling + spatial mixing, free of the shuffle's checkerboard (an ablation, issue 31).
     """
 
     type: str = "fusion"
@@ -45,6 +47,7 @@ class NeckConfig:
     d2s_output_conv: bool = False
     d2s_expand: int = 1
     d2s_norm: bool = True
+    d2s_icnr: bool = False
 
     LIMITS: ClassVar[dict[str, Limit]] = dict(type=one_of(*NECK_TYPES), channels=at_least(1), csr_channels=at_least(1),
                                              upsample=one_of("d2s", "nearest"), fuse=one_of("sum", "mean"),

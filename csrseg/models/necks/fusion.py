@@ -59,9 +59,11 @@ class FusionNeck(nn.Module):
         if (cfg.d2s_expand != 1 or not cfg.d2s_norm) and cfg.upsample != "d2s":
             key = "d2s_expand" if cfg.d2s_expand != 1 else "d2s_norm=false"
             raise ConfigError(f"neck.{key} needs neck.upsample=d2s")
+        if cfg.d2s_icnr and cfg.d2s_expand == 1:
+            raise ConfigError("neck.d2s_icnr=true needs neck.d2s_expand=2 or 4 (it initialises the expansion)")
         if cfg.upsample == "d2s":
             self.up = nn.ModuleList(DepthToSpace(ch, ch, 2, cfg.num_groups if cfg.d2s_norm else 0, expand=cfg.d2s_expand,
-                                                 activation=cfg.d2s_norm) for _ in range(2))
+                                                 activation=cfg.d2s_norm, icnr=cfg.d2s_icnr) for _ in range(2))
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1) if cfg.d2s_output_conv else None
         else:
             self.up = nn.ModuleList(NearestUp() for _ in range(2))

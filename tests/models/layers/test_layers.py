@@ -129,3 +129,21 @@ def test_d2s_passes_expand_times_a_quarter_of_its_channels_to_each_output_pixel(
     linear = lambda t: d2s.pointwise(d2s.depthwise(d2s.shuffle(d2s.expand(t))))[0, :, 3, 4]  # noqa: E731
     jac = torch.autograd.functional.jacobian(linear, x).reshape(c, -1)  # (C, C·h·w)
     assert torch.linalg.matrix_rank(jac, rtol=1e-9).item() == rank
+
+
+def test_d2s_icnr_starts_as_nearest_upsampling_then_mixing():
+    """ICNR: at initialisation the shuffle of the expanded map equals nearest x2 upsampling of its first
+    ``C·expand/4`` channels, exactly (the same weights, copied); it needs the expansion to exist."""
+    from csrseg.config import ConfigError
+
+    torch.manual_seed(0)
+    d2s = DepthToSpace(16, 16, num_groups=4, expand=4, icnr=True)
+    x = torch.randn(2, 16, 3, 5)
+    wide = d2s.expand(x)
+    nearest = torch.nn.functional.interpolate(wide[:, ::4], scale_factor=2.0, mode="nearest")
+    torch.testing.assert_close(d2s.shuffle(wide), nearest, rtol=0, atol=0)
+    plain = DepthToSpace(16, 16, num_groups=4, expand=4)
+    assert not torch.equal(plain.shuffle(plain.expand(x)),
+                           torch.nn.functional.interpolate(plain.expand(x)[:, ::4], scale_factor=2.0, mode="nearest"))
+    with pytest.raises(ConfigError, match="icnr=True needs expand > 1"):
+        DepthToSpace(16, 16, icnr=True)
