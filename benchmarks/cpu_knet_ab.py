@@ -55,6 +55,11 @@ VARIANTS: dict[str, dict] = {
     # D2S without the GroupNorm + ReLU that DESIGN.md adds (the paper names a depthwise-separable conv only):
     # linear, as the nearest path it replaces; the fused map is then a sum of linear maps of C3-C5 again
     "d2s_linear": dict(neck={**PAPER_NECK, "d2s_norm": False}, head=_head()),
+    # D2S on one of the two top-down steps, nearest on the other: which D2S does K-Net's head lose on?
+    # ``d2s_top`` is the paper's last words on the neck read literally (C5 and C4 fused by D2S, then summed
+    # with C3; nearest + FPN's 3x3 output conv to stride 8); ``d2s_bottom`` keeps D2S for stride 16 -> 8 only
+    "d2s_top": dict(neck={**PAPER_NECK, "d2s_steps": "top"}, head=_head()),
+    "d2s_bottom": dict(neck={**PAPER_NECK, "d2s_steps": "bottom"}, head=_head()),
     "control": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "fpn"), head=_head()),  # CSR, D2S off
     "csr_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "csr"), head=_head()),
     "d2s_only": dict(neck=next(r.neck for r in TABLE2_ROWS if r.preset == "d2s"), head=_head()),

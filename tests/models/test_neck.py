@@ -150,3 +150,43 @@ def test_d2s_norm_off_makes_the_fused_map_linear_in_the_laterals():
     assert sum(isinstance(m, nn.GroupNorm) for m in normed.modules()) == 2
     with pytest.raises(ConfigError, match="d2s_norm=false needs neck.upsample=d2s"):
         FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_norm=False))
+
+
+@pytest.mark.parametrize("steps", ["top", "bottom"])
+def test_d2s_steps_puts_d2s_on_one_step_and_nearest_on_the_other(steps):
+    """``d2s_steps=top``: fused = conv3x3(L3 + nearest(L4 + D2S(O))); ``bottom``: fused = L3 + D2S(L4 +
+    nearest(O)), with O the reweighted L5(C5). Checked by hand in float64 to 1e-10, the D2S block's weights
+    taken from the paper's neck (``both``) so that the one block is the same module in both."""
+    from torch.nn.functional import interpolate
+
+    from csrseg.config import ConfigError, load_config
+    from csrseg.models.necks.fusion import NearestUp
+
+    torch.manual_seed(0)
+    cfg = dict(channels=32, csr_channels=16, num_groups=8)
+    paper = FusionNeck(C, NeckConfig(**cfg)).double()
+    one = FusionNeck(C, NeckConfig(**cfg, d2s_steps=steps)).double()
+    d2s_step = 0 if steps == "top" else 1
+    assert isinstance(one.up[d2s_step], DepthToSpace) and isinstance(one.up[1 - d2s_step], NearestUp)
+    assert (one.output_conv is not None) == (steps == "top")  # a nearest last step keeps FPN's 3x3
+    missing, unexpected = one.load_state_dict(paper.state_dict(), strict=False)
+    assert sorted(missing) == (["output_conv.bias", "output_conv.weight"] if steps == "top" else [])
+    assert sorted(unexpected) == sorted(k for k in paper.state_dict() if k.startswith(f"up.{1 - d2s_step}."))
+
+    feats = [t.double() for t in _levels(1)]
+    l3, l4 = one.lateral[0](feats[0]), one.lateral[1](feats[1])
+    top = one.csr(feats, one.lateral[2](feats[2]))
+    near = lambda t: interpolate(t, scale_factor=2.0, mode="nearest")  # noqa: E731
+    if steps == "top":
+        expected = one.output_conv(l3 + near(l4 + paper.up[0](top)))
+    else:
+        expected = l3 + paper.up[1](l4 + near(top))
+    torch.testing.assert_close(one(feats).features, expected, rtol=1e-10, atol=1e-10)
+
+    with pytest.raises(ConfigError, match="d2s_steps needs neck.upsample=d2s"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="nearest", d2s_steps=steps))
+    with pytest.raises(ConfigError, match="model.neck.d2s_steps"):
+        load_config("paper", ["model.neck.d2s_steps=middle"])
+    if steps == "top":
+        with pytest.raises(ConfigError, match="d2s_output_conv=true needs D2S on the last step"):
+            FusionNeck(C, NeckConfig(channels=32, d2s_steps="top", d2s_output_conv=True))

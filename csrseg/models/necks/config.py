@@ -33,6 +33,11 @@ class NeckConfig:
     depthwise-separable conv). Off, D2S is linear, as the nearest path it replaces: an ablation (issue 31).
     ``d2s_icnr``: with ``d2s_expand`` > 1, the expansion starts as ICNR, i.e. D2S starts as nearest
     upsampling + spatial mixing, free of the shuffle's checkerboard (an ablation, issue 31).
+    ``d2s_steps``: which top-down steps D2S takes, ``both`` (DESIGN.md's reading of Fig. 1), ``top``
+    (only C5 -> stride 16; the step to stride 8 is nearest + FPN's 3x3 output conv: the paper's last
+    words on the neck, "C5 reweighted by CSR and the original C4 are fused together by the D2S module.
+    The fused feature and the low-level feature C3 are summed", read literally) or ``bottom`` (only
+    stride 16 -> 8). An ablation (issue 31): which D2S is it that K-Net's head loses on?
     """
 
     type: str = "fusion"
@@ -48,7 +53,9 @@ class NeckConfig:
     d2s_expand: int = 1
     d2s_norm: bool = True
     d2s_icnr: bool = False
+    d2s_steps: str = "both"
 
     LIMITS: ClassVar[dict[str, Limit]] = dict(type=one_of(*NECK_TYPES), channels=at_least(1), csr_channels=at_least(1),
                                              upsample=one_of("d2s", "nearest"), fuse=one_of("sum", "mean"),
-                                             num_groups=at_least(1), d2s_expand=one_of(1, 2, 4))
+                                             num_groups=at_least(1), d2s_expand=one_of(1, 2, 4),
+                                             d2s_steps=one_of("both", "top", "bottom"))

@@ -56,21 +56,30 @@ class FusionNeck(nn.Module):
         self.csr = CrossScaleReweighting(in_channels, ch, cfg.csr_channels) if cfg.reweight else None
         if cfg.d2s_output_conv and cfg.upsample != "d2s":
             raise ConfigError("neck.d2s_output_conv=true needs neck.upsample=d2s (nearest has its output conv already)")
-        if (cfg.d2s_expand != 1 or not cfg.d2s_norm) and cfg.upsample != "d2s":
-            key = "d2s_expand" if cfg.d2s_expand != 1 else "d2s_norm=false"
-            raise ConfigError(f"neck.{key} needs neck.upsample=d2s")
+        changed = [key for key, on in (("d2s_expand", cfg.d2s_expand != 1), ("d2s_norm=false", not cfg.d2s_norm),
+                                       ("d2s_steps", cfg.d2s_steps != "both")) if on]
+        if changed and cfg.upsample != "d2s":
+            raise ConfigError(f"neck.{changed[0]} needs neck.upsample=d2s")
         if cfg.d2s_icnr and cfg.d2s_expand == 1:
             raise ConfigError("neck.d2s_icnr=true needs neck.d2s_expand=2 or 4 (it initialises the expansion)")
-        if cfg.upsample == "d2s":
-            self.up = nn.ModuleList(DepthToSpace(ch, ch, 2, cfg.num_groups if cfg.d2s_norm else 0, expand=cfg.d2s_expand,
-                                                 activation=cfg.d2s_norm, icnr=cfg.d2s_icnr) for _ in range(2))
+        # which of the two top-down steps (C5 -> stride 16, stride 16 -> 8) is D2S
+        d2s_at = {"d2s": {"both": (True, True), "top": (True, False), "bottom": (False, True)}[cfg.d2s_steps],
+                  "nearest": (False, False)}[cfg.upsample]
+        self.up = nn.ModuleList(
+            DepthToSpace(ch, ch, 2, cfg.num_groups if cfg.d2s_norm else 0, expand=cfg.d2s_expand,
+                         activation=cfg.d2s_norm, icnr=cfg.d2s_icnr) if d2s else NearestUp()
+            for d2s in d2s_at
+        )
+        if d2s_at[1]:  # D2S's spatial mixing ends the neck: no output conv unless asked for
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1) if cfg.d2s_output_conv else None
-        else:
-            self.up = nn.ModuleList(NearestUp() for _ in range(2))
+        elif cfg.d2s_output_conv:
+            raise ConfigError("neck.d2s_output_conv=true needs D2S on the last step (neck.d2s_steps=both or bottom): "
+                              "a nearest last step has its output conv already")
+        elif cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
+            self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+                                             nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
+        else:  # FPN's 3x3 output conv after a nearest last step
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1)
-            if cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
-                self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
-                                                 nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
 
     def forward(self, features: Sequence[Tensor]) -> NeckOutput:
         c3, c4, c5 = features
