@@ -190,3 +190,31 @@ def test_d2s_steps_puts_d2s_on_one_step_and_nearest_on_the_other(steps):
     if steps == "top":
         with pytest.raises(ConfigError, match="d2s_output_conv=true needs D2S on the last step"):
             FusionNeck(C, NeckConfig(channels=32, d2s_steps="top", d2s_output_conv=True))
+
+
+def test_output_conv_false_ends_the_neck_at_the_last_sum():
+    """``output_conv=false`` after a nearest last step: fused = L3 + nearest(L4 + up(O)), by hand in float64
+    to 1e-10, for the FPN baseline and for ``d2s_steps=top`` (the paper's words read literally); refused
+    where D2S takes the last step (no output conv there to drop) and beside ``output_norm``."""
+    from torch.nn.functional import interpolate
+
+    from csrseg.config import ConfigError
+
+    torch.manual_seed(0)
+    near = lambda t: interpolate(t, scale_factor=2.0, mode="nearest")  # noqa: E731
+    for cfg in (dict(upsample="nearest", reweight=False), dict(d2s_steps="top")):
+        with_conv = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, **cfg)).double()
+        neck = FusionNeck(C, NeckConfig(channels=32, csr_channels=16, num_groups=8, output_conv=False, **cfg)).double()
+        missing, unexpected = neck.load_state_dict(with_conv.state_dict(), strict=False)
+        assert neck.output_conv is None and not missing
+        assert sorted(unexpected) == ["output_conv.bias", "output_conv.weight"]
+        feats = [t.double() for t in _levels(1)]
+        top = neck.lateral[2](feats[2])
+        if neck.csr is not None:
+            top = neck.csr(feats, top)
+        expected = neck.lateral[0](feats[0]) + near(neck.lateral[1](feats[1]) + neck.up[0](top))
+        torch.testing.assert_close(neck(feats).features, expected, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ConfigError, match="output_conv=false needs a nearest last step"):
+        FusionNeck(C, NeckConfig(channels=32, output_conv=False))
+    with pytest.raises(ConfigError, match="output_norm=true needs neck.output_conv=true"):
+        FusionNeck(C, NeckConfig(channels=32, upsample="nearest", output_norm=True, output_conv=False))

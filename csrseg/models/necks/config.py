@@ -23,6 +23,9 @@ class NeckConfig:
     ``output_norm``: GroupNorm + ReLU after the FPN baseline's 3x3 output conv. Off in the
     paper's baseline; a control that gives nearest upsampling the normalisation D2S
     brings with it, to tell D2S's learned upsampling from its GN + ReLU.
+    ``output_conv``: FPN's 3x3 output conv after a nearest last step (``upsample=nearest`` or
+    ``d2s_steps=top``). False: the neck ends at the last sum, which is how the paper words its neck
+    ("the fused feature and the low-level feature C3 are summed"); an ablation (issue 31).
     ``d2s_output_conv``: a 3x3 convolution after the D2S path's last sum, as the FPN baseline has
     one after its own. The paper's Fig. 1 ends the neck at the sum (a 1x1 lateral of C3 plus the D2S
     output, no 3x3 over them); an ablation (issue 31): does K-Net's head lack that context?
@@ -49,6 +52,7 @@ class NeckConfig:
     # GroupNorm groups, at most: a width this does not divide gets the largest count that does
     num_groups: int = 32
     output_norm: bool = False
+    output_conv: bool = True
     d2s_output_conv: bool = False
     d2s_expand: int = 1
     d2s_norm: bool = True

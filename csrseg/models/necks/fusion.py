@@ -71,10 +71,17 @@ class FusionNeck(nn.Module):
             for d2s in d2s_at
         )
         if d2s_at[1]:  # D2S's spatial mixing ends the neck: no output conv unless asked for
+            if not cfg.output_conv:
+                raise ConfigError("neck.output_conv=false needs a nearest last step (neck.upsample=nearest or "
+                                  "neck.d2s_steps=top); after D2S there is none unless neck.d2s_output_conv=true")
             self.output_conv = nn.Conv2d(ch, ch, 3, padding=1) if cfg.d2s_output_conv else None
         elif cfg.d2s_output_conv:
             raise ConfigError("neck.d2s_output_conv=true needs D2S on the last step (neck.d2s_steps=both or bottom): "
                               "a nearest last step has its output conv already")
+        elif not cfg.output_conv:  # the neck ends at the last sum
+            if cfg.output_norm:
+                raise ConfigError("neck.output_norm=true needs neck.output_conv=true (it normalises that conv)")
+            self.output_conv = None
         elif cfg.output_norm:  # the control: the same GN + ReLU that ends each D2S block
             self.output_conv = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, bias=False),
                                              nn.GroupNorm(group_count(ch, cfg.num_groups), ch), nn.ReLU(inplace=True))
