@@ -40,8 +40,11 @@ VARIANTS = {
     "solov2": ["model.head.type=solov2"],  # the demo: the same neck under the SOLOv2 head
     "branch1": ["model.head.branch_convs=1"],
     "branch2": ["model.head.branch_convs=2"],
-    "branch4": ["model.head.branch_convs=4"],
-    "control": ["model.neck.reweight=false", "model.neck.upsample=nearest"],  # Table II's fusion control row  # the paper's "four 3x3 convolution layers" on each branch
+    "branch4": ["model.head.branch_convs=4"],  # the paper's "four 3x3 convolution layers" on each branch
+    "control": ["model.neck.reweight=false", "model.neck.upsample=nearest"],  # Table II's fusion control row
+    # D2S on C5 -> stride 16 only, nearest to stride 8 (with FPN's 3x3 output conv, or without: the paper's words)
+    "d2s_top": ["model.neck.d2s_steps=top"],
+    "d2s_top_sum": ["model.neck.d2s_steps=top", "model.neck.output_conv=false"],
     "sine": ["model.head.position=sine"],
     "coords": ["model.head.position=coords"],
     "branch2_sine": ["model.head.branch_convs=2", "model.head.position=sine"],
