@@ -54,10 +54,8 @@ class FusionNeck(nn.Module):
         ch = cfg.channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, ch, 1) for c in in_channels)
         self.csr = CrossScaleReweighting(in_channels, ch, cfg.csr_channels) if cfg.reweight else None
-        if cfg.d2s_output_conv and cfg.upsample != "d2s":
-            raise ConfigError("neck.d2s_output_conv=true needs neck.upsample=d2s (nearest has its output conv already)")
-        changed = [key for key, on in (("d2s_expand", cfg.d2s_expand != 1), ("d2s_norm=false", not cfg.d2s_norm),
-                                       ("d2s_steps", cfg.d2s_steps != "both")) if on]
+        changed = [key for key, on in (("d2s_output_conv=true", cfg.d2s_output_conv), ("d2s_expand", cfg.d2s_expand != 1),
+                                       ("d2s_norm=false", not cfg.d2s_norm), ("d2s_steps", cfg.d2s_steps != "both")) if on]
         if changed and cfg.upsample != "d2s":
             raise ConfigError(f"neck.{changed[0]} needs neck.upsample=d2s")
         if cfg.d2s_icnr and cfg.d2s_expand == 1:
